@@ -1,0 +1,68 @@
+//! `snaprotd check`: validate the configuration and show what it will do.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{CliResult, load_config, output};
+use crate::config::Policy;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// The next `n` fires of a policy, as RFC 3339 in its zone.
+pub fn next_fires(policy: &Policy, n: usize) -> Vec<String> {
+    let mut at = Utc::now();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let Some(t) = policy.schedule.next_fire(policy.timezone, at) else { break };
+        out.push(t.with_timezone(&policy.timezone).to_rfc3339());
+        at = t;
+    }
+    out
+}
+
+pub fn run(path: &Path, args: Args) -> CliResult {
+    let config = load_config(path)?;
+    if args.json {
+        let policies: Vec<_> = config
+            .policies
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name, "servers": p.servers, "schedule": p.schedule.expr(),
+                    "timezone": p.timezone.name(), "keep": p.keep, "stop_server": p.stop_server,
+                    "snapshot_name": p.snapshot_name.source(), "next_fires": next_fires(p, 3),
+                })
+            })
+            .collect();
+        output::json(&json!({
+            "config": config.path, "ok": true, "warnings": config.warnings,
+            "token_source": config.api.token_source, "policies": policies,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}: ok", config.path.display());
+    println!("provider   {} (token from {})", config.api.base_url, config.api.token_source);
+    println!("state      {}", config.daemon.state_dir.display());
+    for p in &config.policies {
+        println!();
+        println!("policy {}", p.name);
+        let servers: Vec<String> = p.servers.iter().map(|s| s.to_string()).collect();
+        println!("  servers       {}", servers.join(", "));
+        println!("  schedule      {} ({})", p.schedule.expr(), p.timezone.name());
+        println!("  keep          {}", p.keep);
+        println!("  stop_server   {}", p.stop_server);
+        println!("  snapshot_name {}", p.snapshot_name.source());
+        for (i, t) in next_fires(p, 3).iter().enumerate() {
+            println!("  {}    {t}", if i == 0 { "next fires" } else { "          " });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,162 @@
+//! `snaprotd demo`: the embedded default. A simulator in this process, a few servers,
+//! a fast schedule, and the whole lifecycle in the terminal: creating, waiting,
+//! stopping and starting, pruning, making room, and a manual snapshot left alone.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{CliError, CliResult, list, output};
+use crate::config::Config;
+use crate::runner::Runner;
+use crate::sim::{SimHandle, SimOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How long the demo runs
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+const WEB: u64 = 101;
+const DB: u64 = 102;
+const FULL: u64 = 103;
+
+fn config_text(base_url: &str, token_file: &str, state_dir: &str) -> String {
+    format!(
+        r#"# The demo's configuration (written by `snaprotd demo`).
+[api]
+base_url = "{base_url}"
+token_file = "{token_file}"
+request_timeout = "5s"
+retry_backoff = "200ms"
+
+[daemon]
+state_dir = "{state_dir}"
+
+[defaults]
+snapshot_name = "{{policy}}-%Y%m%d-%H%M%S"
+poll_interval = "250ms"
+wait_timeout = "20s"
+stop_timeout = "10s"
+
+# Two servers snapshotted every 5 seconds, keeping 2. Server {FULL} starts with three
+# manual snapshots, so from its third run on the cap is full and the oldest snapshot
+# of this policy makes room — the manual ones are never touched.
+[[policy]]
+name = "frequent"
+servers = [{WEB}, {FULL}]
+schedule = "*/5 * * * * *"
+keep = 2
+description = "Demo rotation"
+
+# A database server that is stopped for a consistent snapshot and started again.
+[[policy]]
+name = "consistent"
+servers = [{DB}]
+schedule = "*/8 * * * * *"
+keep = 2
+stop_server = true
+"#
+    )
+}
+
+pub async fn run(args: Args) -> CliResult {
+    let failed = |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("demo: {what}: {e}"));
+    let dir = tempfile::Builder::new()
+        .prefix("snaprotd-demo-")
+        .tempdir()
+        .map_err(|e| failed("cannot make a temporary directory", &e))?;
+    let options = SimOptions {
+        create_time: Duration::from_millis(1500),
+        transition_time: Duration::from_millis(400),
+        ..SimOptions::default()
+    };
+    let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let sim = SimHandle::start(listen, options)
+        .await
+        .map_err(|e| failed("cannot start the simulator", &e))?;
+    sim.add_server(WEB, "web-01");
+    sim.add_server(DB, "db-01");
+    sim.add_server(FULL, "files-01");
+    {
+        let mut state = sim.state();
+        for (days, name) in [(30, "before-upgrade"), (20, "pre-migration"), (10, "known-good")] {
+            state.add_snapshot(FULL, name, "completed", Utc::now() - chrono::Duration::days(days));
+        }
+    }
+
+    let token_file = dir.path().join("token");
+    let state_dir = dir.path().join("state");
+    let config_file = dir.path().join("snaprotd.toml");
+    std::fs::write(&token_file, sim.token()).map_err(|e| failed("cannot write the token", &e))?;
+    let text = config_text(sim.base_url(), &token_file.display().to_string(), &state_dir.display().to_string());
+    std::fs::write(&config_file, text).map_err(|e| failed("cannot write the configuration", &e))?;
+    let config = Arc::new(Config::load(&config_file)?);
+
+    println!("snaprotd demo: simulator at {}, files in {}", sim.base_url(), dir.path().display());
+    println!("servers: {WEB} web-01, {DB} db-01 (stopped for its snapshots), {FULL} files-01 (3 manual snapshots)");
+    println!("running the schedule for {}…\n", humantime::format_duration(args.duration));
+
+    let runner = Arc::new(Runner::new(config.clone()).map_err(|e| failed("cannot build the client", &e))?);
+    let deadline = tokio::time::Instant::now() + args.duration;
+    let mut failures = 0;
+    let mut runs = 0;
+    loop {
+        // The earliest next fire across policies, and every job due then.
+        let now = Utc::now();
+        let Some(at) = config.policies.iter().filter_map(|p| p.schedule.next_fire(p.timezone, now)).min() else {
+            break;
+        };
+        let wait = (at - now).to_std().unwrap_or_default();
+        if tokio::time::Instant::now() + wait >= deadline {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        let due: Vec<(String, u64)> = config
+            .policies
+            .iter()
+            .filter(|p| p.schedule.next_fire(p.timezone, at - chrono::Duration::milliseconds(1)) == Some(at))
+            .flat_map(|p| p.servers.iter().map(move |s| (p.name.clone(), *s)))
+            .collect();
+        for r in runner.run_all(due, at).await {
+            runs += 1;
+            if !r.ok {
+                failures += 1;
+            }
+        }
+    }
+
+    println!("\nafter {runs} runs ({failures} failed), the provider holds:");
+    let snapshots = runner
+        .client
+        .list_snapshots(None)
+        .await
+        .map_err(|e| failed("cannot list snapshots", &e))?;
+    let rows: Vec<Vec<String>> = snapshots
+        .iter()
+        .map(|s| {
+            vec![
+                s.server.id.to_string(),
+                s.name.clone(),
+                s.status.as_str().to_string(),
+                output::age(s.created_at),
+                list::owner(&config, s),
+            ]
+        })
+        .collect();
+    output::table(&["SERVER", "NAME", "STATUS", "AGE", "OWNER"], &rows);
+    let manual = snapshots.iter().filter(|s| list::owner(&config, s) == "manual").count();
+    let stopped: Vec<u64> = [WEB, DB, FULL]
+        .into_iter()
+        .filter(|id| sim.state().server_status(*id) != Some("running"))
+        .collect();
+    println!("\nmanual snapshots left alone: {manual} of 3; servers not running: {stopped:?}");
+    if manual != 3 || !stopped.is_empty() || failures > 0 {
+        return Err(CliError::Failed("the demo did not end as it should".into()));
+    }
+    Ok(ExitCode::SUCCESS)
+}

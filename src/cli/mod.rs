@@ -1,0 +1,137 @@
+//! The command line: one file per command; this file holds the clap definition, the
+//! logging set-up and the mapping from errors to exit codes.
+
+mod check;
+mod demo;
+mod list;
+mod next;
+mod once;
+mod output;
+mod restore;
+mod sim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigErrors, DEFAULT_PATH};
+
+/// Exit code for a bad configuration (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "snaprotd",
+    version,
+    about = "Keeps rolling, dated snapshots of VPS servers through the provider's Snapshots API",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The configuration file
+    #[arg(short, long, global = true, env = "SNAPROTD_CONFIG", default_value = DEFAULT_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the configuration; print each policy, its servers and next three fires
+    Check(check::Args),
+    /// Run the matching jobs now, once, and print a summary
+    Once(once::Args),
+    /// The coming fires across all policies, in time order
+    Next(next::Args),
+    /// The snapshots, with status, size, age and the policy that owns each
+    List(list::Args),
+    /// Restore a server from a snapshot (overwrites the server's data)
+    Restore(restore::Args),
+    /// Run the provider simulator (for tests and trials)
+    Sim(sim::Args),
+    /// The whole lifecycle against a built-in simulator on a fast schedule
+    Demo(demo::Args),
+}
+
+/// What a command can fail with, mapped to an exit code at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A failure already described (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => EXIT_CONFIG,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+pub type CliResult = Result<ExitCode, CliError>;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("snaprotd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            match &e {
+                CliError::Config(errors) => {
+                    for line in errors.0.iter() {
+                        eprintln!("error: {line}");
+                    }
+                }
+                CliError::Failed(msg) => eprintln!("error: {msg}"),
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Check(args) => check::run(&cli.config, args),
+        Command::Once(args) => once::run(&cli.config, args).await,
+        Command::Next(args) => next::run(&cli.config, args),
+        Command::List(args) => list::run(&cli.config, args).await,
+        Command::Restore(args) => restore::run(&cli.config, args).await,
+        Command::Sim(args) => sim::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Loads the configuration and prints its warnings.
+pub fn load_config(path: &std::path::Path) -> Result<Config, CliError> {
+    let config = Config::load(path)?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SNAPROTD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .with_timer(tracing_subscriber::fmt::time::ChronoLocal::new("%Y-%m-%dT%H:%M:%S%.3f%:z".into()))
+        .try_init();
+}

@@ -1,0 +1,58 @@
+//! `snaprotd next`: the coming fires across all policies, in time order.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{CliResult, load_config, output};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How many fires to show
+    #[arg(long, short = 'n', default_value_t = 10)]
+    count: usize,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(path: &Path, args: Args) -> CliResult {
+    let config = load_config(path)?;
+    // Merge the policies' fire sequences: repeatedly take the earliest pending fire.
+    let now = Utc::now();
+    let mut pending: Vec<(Option<DateTime<Utc>>, usize)> = config
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.schedule.next_fire(p.timezone, now), i))
+        .collect();
+    let mut fires = Vec::new();
+    while fires.len() < args.count {
+        let Some(slot) = pending.iter_mut().filter(|(t, _)| t.is_some()).min_by_key(|(t, _)| *t) else {
+            break;
+        };
+        let (Some(at), i) = *slot else { break };
+        let p = &config.policies[i];
+        fires.push((at, p));
+        slot.0 = p.schedule.next_fire(p.timezone, at);
+    }
+    if args.json {
+        let list: Vec<_> = fires
+            .iter()
+            .map(|(at, p)| json!({"at": at.with_timezone(&p.timezone).to_rfc3339(), "policy": p.name, "servers": p.servers}))
+            .collect();
+        output::json(&list);
+    } else {
+        let rows: Vec<Vec<String>> = fires
+            .iter()
+            .map(|(at, p)| {
+                let servers: Vec<String> = p.servers.iter().map(|s| s.to_string()).collect();
+                vec![at.with_timezone(&p.timezone).to_rfc3339(), p.name.clone(), servers.join(",")]
+            })
+            .collect();
+        output::table(&["TIME", "POLICY", "SERVERS"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,58 @@
+//! `snaprotd restore`: restore a server from a snapshot, after confirmation.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{CliError, CliResult, load_config};
+use crate::provider::Client;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The snapshot to restore from
+    snapshot_id: u64,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    yes: bool,
+}
+
+pub async fn run(path: &Path, args: Args) -> CliResult {
+    let config = load_config(path)?;
+    let client = Client::new(&config.api).map_err(|e| CliError::Failed(e.to_string()))?;
+    let failed = |e: crate::provider::ApiError| CliError::Failed(e.to_string());
+    let snapshot = client
+        .list_snapshots(None)
+        .await
+        .map_err(failed)?
+        .into_iter()
+        .find(|s| s.id == args.snapshot_id)
+        .ok_or_else(|| CliError::Failed(format!("snapshot {} does not exist", args.snapshot_id)))?;
+    let what = format!(
+        "server {} from snapshot {} (id {}, created {})",
+        snapshot.server.id,
+        snapshot.name,
+        snapshot.id,
+        snapshot.created_at.to_rfc3339()
+    );
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::Failed(format!(
+                "restoring {what} overwrites all data on the server; pass --yes to confirm when not on a terminal"
+            )));
+        }
+        print!("Restore {what}?\nThis stops the server and overwrites all its data. Type yes to go on: ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            println!("Not restored.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let answer = client.restore_snapshot(snapshot.id).await.map_err(failed)?;
+    println!(
+        "Restoring {what}: {}",
+        answer.message.unwrap_or_else(|| "accepted".into())
+    );
+    Ok(ExitCode::SUCCESS)
+}

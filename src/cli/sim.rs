@@ -1,0 +1,76 @@
+//! `snaprotd sim`: the provider simulator as a server.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{CliError, CliResult};
+use crate::sim::{SimHandle, SimOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port; the first line printed is the URL)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The token clients must send
+    #[arg(long, env = "SNAPROTD_API_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Servers to create, as comma-separated ids
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<u64>,
+    /// Snapshots per page of the list
+    #[arg(long, default_value_t = 100)]
+    page_size: usize,
+    /// How long a snapshot stays in_progress
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    create_time: Duration,
+    /// How long a server takes to stop or start
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    transition_time: Duration,
+    /// Added to every answer
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Snapshots allowed per server
+    #[arg(long, default_value_t = 5)]
+    cap: usize,
+}
+
+pub async fn run(args: Args) -> CliResult {
+    if !args.listen.ip().is_loopback() {
+        return Err(CliError::Failed("the simulator listens on loopback addresses only".into()));
+    }
+    let options = SimOptions {
+        token: args.token,
+        page_size: args.page_size,
+        create_time: args.create_time,
+        transition_time: args.transition_time,
+        latency: args.latency,
+        cap: args.cap,
+        ..SimOptions::default()
+    };
+    let sim = SimHandle::start(args.listen, options)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", args.listen)))?;
+    for id in &args.servers {
+        sim.add_server(*id, &format!("server-{id}"));
+    }
+    println!("{}", sim.base_url());
+    eprintln!("simulator listening on {} (controls under http://{}/_sim/)", sim.base_url(), sim.addr);
+    wait_for_stop_signal().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

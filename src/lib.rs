@@ -1,0 +1,16 @@
+//! snaprotd: rolling, dated snapshots of VPS servers through the provider's Snapshots API.
+//!
+//! The map of the parts is in ARCHITECTURE.md. In short: [`config`] reads and checks
+//! the policies, [`schedule`] says when they fire, [`rotation`] runs one job against
+//! the [`provider`], [`state`] remembers what must survive a restart, [`cli`] is the
+//! command line, and [`sim`] is the provider simulator used by the tests and the demo.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod provider;
+pub mod rotation;
+pub mod runner;
+pub mod schedule;
+pub mod sim;
+pub mod state;

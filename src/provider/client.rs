@@ -1,0 +1,444 @@
+//! The HTTP client: bearer token, time-outs, retries with backoff, pagination, and
+//! errors an operator can act on.
+//!
+//! Retry rules: 429, 5xx and network errors are retried with exponential backoff and
+//! jitter up to `max_attempts`, waiting at least what `Retry-After` asks; 400, 401 and
+//! 404 are final. A create is not idempotent, so when its answer is lost the client
+//! lists the server's snapshots and adopts one of that name before trying again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::assumptions::{self, MAX_ERROR_TEXT, MAX_PAGES, MAX_RETRY_AFTER};
+use super::types::{RestoreAnswer, Server, Snapshot, SnapshotPage};
+use super::ApiToken;
+use crate::config::ApiConfig;
+
+/// Why a call to the provider failed. Messages carry the provider's own text, cut to
+/// a sane length, and never the token.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{call}: authentication failed (HTTP 401): {message} — check the API token")]
+    Unauthorized { call: String, message: String },
+    #[error("{call}: not found (HTTP 404): {message}")]
+    NotFound { call: String, message: String },
+    #[error("{call}: rejected (HTTP 400): {message}")]
+    Rejected { call: String, message: String },
+    #[error("{call}: HTTP {status} after {attempts} attempt(s): {message}")]
+    Status {
+        call: String,
+        status: u16,
+        attempts: u32,
+        message: String,
+    },
+    #[error("{call}: {message} (after {attempts} attempt(s))")]
+    Network {
+        call: String,
+        message: String,
+        attempts: u32,
+    },
+    #[error("{call}: the provider's answer could not be read: {message}")]
+    Malformed { call: String, message: String },
+    #[error("{call}: {message}")]
+    Protocol { call: String, message: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Setup(String),
+}
+
+impl ApiError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApiError::NotFound { .. })
+    }
+}
+
+/// A snapshot that a create call stands for.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub snapshot: Snapshot,
+    /// True when the snapshot already existed (a lost answer, or an earlier run) and
+    /// was taken over rather than created again.
+    pub adopted: bool,
+}
+
+/// An HTTP answer, whatever its status.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    retry_after: Option<Duration>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Answer(Answer),
+    /// Failed before the request left (refused connection, DNS): safe to retry.
+    NotSent(String),
+    /// Failed after the request may have been applied (time-out, reset).
+    Lost(String),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: ApiToken,
+    max_attempts: u32,
+    retry_backoff: Duration,
+    requests: Arc<AtomicU64>,
+}
+
+impl Client {
+    pub fn new(api: &ApiConfig) -> Result<Client, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(api.request_timeout)
+            .connect_timeout(api.request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("snaprotd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Setup(e.to_string()))?;
+        let mut base = api.base_url.clone();
+        let trimmed = base.path().trim_end_matches('/').to_string();
+        base.set_path(&format!("{trimmed}/"));
+        Ok(Client {
+            http,
+            base,
+            token: api.token.clone(),
+            max_attempts: api.max_attempts.max(1),
+            retry_backoff: api.retry_backoff,
+            requests: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// How many HTTP requests this client (and its clones) has sent.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Every snapshot of `server` (or of the account), following `next` pages.
+    pub async fn list_snapshots(&self, server: Option<u64>) -> Result<Vec<Snapshot>, ApiError> {
+        let mut url = self.url("snapshots/")?;
+        if let Some(id) = server {
+            url.query_pairs_mut().append_pair("server_id", &id.to_string());
+        }
+        let mut all = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let call = format!("GET {}", display_path(&url));
+            let page: SnapshotPage = self.call_json(Method::GET, url.clone(), None::<&()>, &call).await?;
+            all.extend(page.results);
+            let Some(next) = page.next.filter(|n| !n.is_empty()) else {
+                return Ok(all);
+            };
+            let next_url = self.base.join(&next).map_err(|e| ApiError::Protocol {
+                call: call.clone(),
+                message: format!("`next` is not a URL ({e})"),
+            })?;
+            if next_url.origin() != self.base.origin() {
+                return Err(ApiError::Protocol {
+                    call,
+                    message: format!(
+                        "`next` points to another site ({}); not following it with the token",
+                        next_url.origin().ascii_serialization()
+                    ),
+                });
+            }
+            if !seen.insert(next_url.to_string()) {
+                return Err(ApiError::Protocol {
+                    call,
+                    message: "`next` leads back to a page already read".into(),
+                });
+            }
+            url = next_url;
+        }
+        Err(ApiError::Protocol {
+            call: "GET /snapshots/".into(),
+            message: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// The snapshot `id` of `server`, read from the server's listing (there is no
+    /// documented single-snapshot call). `None` when it is gone.
+    pub async fn snapshot(&self, server: u64, id: u64) -> Result<Option<Snapshot>, ApiError> {
+        Ok(self
+            .list_snapshots(Some(server))
+            .await?
+            .into_iter()
+            .find(|s| s.id == id))
+    }
+
+    /// Creates snapshot `name` on `server` — exactly once. When the answer is lost, the
+    /// server's listing is read and a snapshot of that name is adopted; only when there
+    /// is none is the create sent again.
+    pub async fn create_snapshot(&self, server: u64, name: &str, description: &str) -> Result<Created, ApiError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            server_id: u64,
+            name: &'a str,
+            description: &'a str,
+        }
+        let url = self.url("snapshots/")?;
+        let call = format!("POST /snapshots/ ({name})");
+        let body = Body {
+            server_id: server,
+            name,
+            description,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let lost = match self.attempt(Method::POST, url.clone(), Some(&body)).await {
+                Attempt::Answer(a) if a.status.is_success() => {
+                    match serde_json::from_slice::<Snapshot>(&a.body) {
+                        Ok(snapshot) => return Ok(Created { snapshot, adopted: false }),
+                        // Created, but the answer is unreadable: find it by name.
+                        Err(e) => format!("unreadable answer to HTTP {}: {e}", a.status),
+                    }
+                }
+                // A 429 was not applied: wait and send again.
+                Attempt::Answer(a) if a.status == StatusCode::TOO_MANY_REQUESTS && attempt < self.max_attempts => {
+                    self.pause(attempt, a.retry_after).await;
+                    continue;
+                }
+                // A 5xx may or may not have been applied.
+                Attempt::Answer(a) if a.status.is_server_error() => {
+                    format!("HTTP {}: {}", a.status, self.clean(&assumptions::error_text(&a.body)))
+                }
+                Attempt::Answer(a) => return Err(self.status_error(&call, &a, attempt)),
+                Attempt::NotSent(message) => {
+                    if attempt >= self.max_attempts {
+                        return Err(ApiError::Network { call, message, attempts: attempt });
+                    }
+                    self.pause(attempt, None).await;
+                    continue;
+                }
+                Attempt::Lost(message) => message,
+            };
+            tracing::warn!(snapshot_name = name, "create answer lost ({lost}); looking for the snapshot by name");
+            if let Some(existing) = self
+                .list_snapshots(Some(server))
+                .await?
+                .into_iter()
+                .find(|s| s.name == name)
+            {
+                return Ok(Created { snapshot: existing, adopted: true });
+            }
+            if attempt >= self.max_attempts {
+                return Err(ApiError::Network { call, message: lost, attempts: attempt });
+            }
+            self.pause(attempt, None).await;
+        }
+    }
+
+    pub async fn delete_snapshot(&self, id: u64) -> Result<(), ApiError> {
+        let url = self.url(&format!("snapshots/{id}/"))?;
+        let call = format!("DELETE /snapshots/{id}/");
+        self.call(Method::DELETE, url, None::<&()>, &call).await.map(|_| ())
+    }
+
+    pub async fn restore_snapshot(&self, id: u64) -> Result<RestoreAnswer, ApiError> {
+        let url = self.url(&format!("snapshots/{id}/restore/"))?;
+        let call = format!("POST /snapshots/{id}/restore/");
+        // A restore overwrites the server: never sent twice on a lost answer.
+        match self.attempt(Method::POST, url, None::<&()>).await {
+            Attempt::Answer(a) if a.status.is_success() => {
+                serde_json::from_slice(&a.body).map_err(|e| ApiError::Malformed {
+                    call,
+                    message: self.clean(&e.to_string()),
+                })
+            }
+            Attempt::Answer(a) => Err(self.status_error(&call, &a, 1)),
+            Attempt::NotSent(message) | Attempt::Lost(message) => Err(ApiError::Network {
+                call,
+                message,
+                attempts: 1,
+            }),
+        }
+    }
+
+    pub async fn server(&self, id: u64) -> Result<Server, ApiError> {
+        let url = self.url(&format!("servers/{id}/"))?;
+        let call = format!("GET /servers/{id}/");
+        self.call_json(Method::GET, url, None::<&()>, &call).await
+    }
+
+    /// Asks the provider to stop the server (repeating it is harmless).
+    pub async fn stop_server(&self, id: u64) -> Result<(), ApiError> {
+        let url = self.url(&format!("servers/{id}/stop/"))?;
+        let call = format!("POST /servers/{id}/stop/");
+        self.call(Method::POST, url, None::<&()>, &call).await.map(|_| ())
+    }
+
+    /// Asks the provider to start the server (repeating it is harmless).
+    pub async fn start_server(&self, id: u64) -> Result<(), ApiError> {
+        let url = self.url(&format!("servers/{id}/start/"))?;
+        let call = format!("POST /servers/{id}/start/");
+        self.call(Method::POST, url, None::<&()>, &call).await.map(|_| ())
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ApiError> {
+        self.base.join(path).map_err(|e| ApiError::Setup(format!("bad URL for {path}: {e}")))
+    }
+
+    async fn call_json<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+        call: &str,
+    ) -> Result<T, ApiError> {
+        let bytes = self.call(method, url, body, call).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+            call: call.to_string(),
+            message: format!("{} (body starts {:?})", e, self.clean(&String::from_utf8_lossy(&bytes[..bytes.len().min(60)]))),
+        })
+    }
+
+    /// A request that is safe to repeat: retried on 429, 5xx and network errors.
+    async fn call<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+        call: &str,
+    ) -> Result<Vec<u8>, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (retry_after, error) = match self.attempt(method.clone(), url.clone(), body).await {
+                Attempt::Answer(a) if a.status.is_success() => return Ok(a.body),
+                Attempt::Answer(a) => {
+                    let error = self.status_error(call, &a, attempt);
+                    if !assumptions::is_retryable(a.status.as_u16()) {
+                        return Err(error);
+                    }
+                    (a.retry_after, error)
+                }
+                Attempt::NotSent(message) | Attempt::Lost(message) => (
+                    None,
+                    ApiError::Network {
+                        call: call.to_string(),
+                        message,
+                        attempts: attempt,
+                    },
+                ),
+            };
+            if attempt >= self.max_attempts {
+                return Err(error);
+            }
+            tracing::debug!("{error}; retrying");
+            self.pause(attempt, retry_after).await;
+        }
+    }
+
+    /// One HTTP exchange.
+    async fn attempt<B: Serialize + ?Sized>(&self, method: Method, url: Url, body: Option<&B>) -> Attempt {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.token.expose())
+            .header("Content-Type", "application/json");
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Attempt::NotSent(self.clean(&network_text(&e))),
+            Err(e) => return Attempt::Lost(self.clean(&network_text(&e))),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        match response.bytes().await {
+            Ok(body) => Attempt::Answer(Answer {
+                status,
+                body: body.to_vec(),
+                retry_after,
+            }),
+            Err(e) => Attempt::Lost(self.clean(&format!("HTTP {status}, then {}", network_text(&e)))),
+        }
+    }
+
+    fn status_error(&self, call: &str, answer: &Answer, attempts: u32) -> ApiError {
+        let message = self.clean(&assumptions::error_text(&answer.body));
+        let call = call.to_string();
+        match answer.status.as_u16() {
+            401 => ApiError::Unauthorized { call, message },
+            404 => ApiError::NotFound { call, message },
+            400 => ApiError::Rejected { call, message },
+            code => ApiError::Status { call, status: code, attempts, message },
+        }
+    }
+
+    /// Waits before attempt `attempt + 1`: exponential backoff with jitter, and never
+    /// less than the provider's `Retry-After`.
+    async fn pause(&self, attempt: u32, retry_after: Option<Duration>) {
+        let exp = self.retry_backoff.saturating_mul(1 << (attempt - 1).min(16));
+        let capped = exp.min(Duration::from_secs(60));
+        let jittered = capped.mul_f64(0.5 + 0.5 * jitter());
+        let wait = retry_after.map_or(jittered, |r| r.max(jittered.min(r + self.retry_backoff)));
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Text made safe to show: the token blanked out, cut to a sane length.
+    fn clean(&self, text: &str) -> String {
+        let text = text.replace(self.token.expose(), "***");
+        let mut out: String = text.chars().take(MAX_ERROR_TEXT).collect();
+        if text.chars().count() > MAX_ERROR_TEXT {
+            out.push('…');
+        }
+        if out.is_empty() {
+            out.push_str("(no text)");
+        }
+        out
+    }
+}
+
+fn display_path(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
+fn network_text(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = if e.is_timeout() {
+        "no answer within request_timeout".to_string()
+    } else {
+        "network error".to_string()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default()
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// A number in [0, 1) that differs between calls and processes, for backoff jitter.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}

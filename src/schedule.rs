@@ -1,0 +1,338 @@
+//! When a policy fires: cron expressions with crontab(5) meaning, in a time zone.
+//!
+//! This is the one place that turns a schedule into instants. `check`, `next`,
+//! `status`, the demo and the daemon all call [`Schedule::next_fire`], so they can
+//! never disagree about when a job runs.
+//!
+//! Cron fields are matched on the *wall clock* of the policy's zone (croner works on a
+//! naive local time here), and the wall-clock time is then mapped to an instant with
+//! the DST rules of PRODUCT.md:
+//! - a wall-clock time skipped by spring-forward fires at the first instant after the gap;
+//! - a wall-clock time that occurs twice (fall-back) fires once, at its first occurrence.
+
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+
+/// A parsed cron expression (5 fields, 6 with seconds, or an `@` macro).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    expr: String,
+    cron: Cron,
+}
+
+/// How finely a schedule's fires are spread: the coarsest calendar unit in which two
+/// fires can never fall. A name template must be at least this fine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Resolution {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Year,
+}
+
+impl Schedule {
+    /// Parses `expr` as crontab(5) does: weekday 0 and 7 are Sunday, names are allowed,
+    /// and when both day-of-month and day-of-week are restricted a day matching either
+    /// fires. A field "restricted" means one that does not start with `*`, as in cron
+    /// itself; croner only treats a bare `*` as unrestricted, so `*/2` in one of the
+    /// two day fields is turned into croner's explicit AND (`+` on the weekday field).
+    pub fn parse(expr: &str) -> Result<Schedule, String> {
+        let trimmed = expr.trim();
+        if trimmed.is_empty() {
+            return Err("empty cron expression".into());
+        }
+        let normalised = if trimmed.starts_with('@') {
+            match trimmed.to_ascii_lowercase().as_str() {
+                "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight"
+                | "@hourly" => trimmed.replace("@midnight", "@daily"),
+                other => {
+                    return Err(format!(
+                        "unknown macro {other:?} (use @hourly, @daily, @weekly, @monthly or @yearly)"
+                    ));
+                }
+            }
+        } else {
+            let fields: Vec<&str> = trimmed.split_whitespace().collect();
+            if fields.len() != 5 && fields.len() != 6 {
+                return Err(format!(
+                    "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (with seconds first), found {}",
+                    fields.len()
+                ));
+            }
+            let offset = fields.len() - 5;
+            let (dom, dow) = (fields[offset + 2], fields[offset + 4]);
+            let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+            let starred = |f: &str| f.starts_with('*');
+            if (starred(dom) || starred(dow)) && dom != "*" && dow != "*" {
+                fields[offset + 4] = format!("+{dow}");
+            }
+            fields.join(" ")
+        };
+        let parser = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build();
+        let cron = parser
+            .parse(&normalised)
+            .map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))?;
+        // Make sure it fires at all (e.g. "0 0 30 2 *" never does).
+        let probe = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single();
+        let fires = probe.is_some_and(|p| cron.find_next_occurrence(&p, false).is_ok());
+        if !fires {
+            return Err(format!("cron expression {trimmed:?} never fires"));
+        }
+        Ok(Schedule {
+            expr: trimmed.to_string(),
+            cron,
+        })
+    }
+
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+
+    /// The first fire strictly after `after`, as an instant, for a policy in zone `tz`.
+    pub fn next_fire(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut wall = after.with_timezone(&tz).naive_local();
+        // A bounded search: each step moves the wall clock forward, and only wall times
+        // inside a repeated hour (at most a few per fall-back) are skipped.
+        for _ in 0..10_000 {
+            let candidate = self.next_wall_time(wall)?;
+            let instant = wall_to_instant(tz, candidate)?;
+            if instant > after {
+                return Some(instant);
+            }
+            // The second occurrence of a repeated wall time, or a gap fire collapsed
+            // onto an instant that already fired: go on from there.
+            wall = candidate;
+        }
+        None
+    }
+
+    /// The last fire at or before `at` (for catch-up and overdue checks).
+    pub fn previous_fire(&self, tz: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Walk back in wall-clock time; a fire's instant is never later than `at` when
+        // its wall time is not later than the wall time of `at`, except across a
+        // fall-back, which the loop corrects by stepping further back.
+        let mut wall = at.with_timezone(&tz).naive_local() + Duration::seconds(1);
+        for _ in 0..10_000 {
+            let as_utc = Utc.from_utc_datetime(&wall);
+            let candidate = self
+                .cron
+                .find_previous_occurrence(&as_utc, false)
+                .ok()?
+                .naive_utc();
+            let instant = wall_to_instant(tz, candidate)?;
+            if instant <= at {
+                return Some(instant);
+            }
+            wall = candidate;
+        }
+        None
+    }
+
+    /// The coarsest unit of time that is guaranteed to hold at most one fire.
+    pub fn resolution(&self) -> Resolution {
+        let p = &self.cron.pattern;
+        let (s, m, h) = (
+            p.seconds.values().len(),
+            p.minutes.values().len(),
+            p.hours.values().len(),
+        );
+        if s > 1 {
+            return Resolution::Second;
+        }
+        if m > 1 {
+            return Resolution::Minute;
+        }
+        if h > 1 {
+            return Resolution::Hour;
+        }
+        // One fire a day at most; is there at most one day a year? Look at four years
+        // from a leap year, which covers every calendar shape cron can express.
+        let mut at = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single();
+        let mut years_seen = std::collections::HashSet::new();
+        while let Some(t) = at {
+            let Ok(next) = self.cron.find_next_occurrence(&t, false) else {
+                break;
+            };
+            if next.year() > 2003 {
+                break;
+            }
+            if !years_seen.insert(next.year()) {
+                return Resolution::Day;
+            }
+            at = Some(next);
+        }
+        Resolution::Year
+    }
+
+    fn next_wall_time(&self, wall: NaiveDateTime) -> Option<NaiveDateTime> {
+        let as_utc = Utc.from_utc_datetime(&wall);
+        self.cron
+            .find_next_occurrence(&as_utc, false)
+            .ok()
+            .map(|t| t.naive_utc())
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.expr)
+    }
+}
+
+/// Maps a wall-clock time in `tz` to the instant it fires at: the first occurrence of a
+/// repeated time, or the first instant after a gap for a skipped one.
+fn wall_to_instant(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&wall) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        LocalResult::None => {
+            // Inside a gap: step to the first wall-clock minute that exists; that is
+            // the instant of the transition (zone transitions fall on whole minutes).
+            let mut probe = wall.with_second(0)?.with_nanosecond(0)?;
+            for _ in 0..(48 * 60) {
+                probe += Duration::minutes(1);
+                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) =
+                    tz.from_local_datetime(&probe)
+                {
+                    return Some(t.with_timezone(&Utc));
+                }
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn fires(expr: &str, tz: Tz, from: &str, n: usize) -> Vec<String> {
+        let s = Schedule::parse(expr).unwrap();
+        let mut at = utc(from);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            at = s.next_fire(tz, at).unwrap();
+            out.push(at.to_rfc3339());
+        }
+        out
+    }
+
+    #[test]
+    fn weekday_seven_and_zero_are_sunday() {
+        let a = fires("0 4 * * 7", Tz::UTC, "2026-11-23T00:00:00Z", 2);
+        let b = fires("0 4 * * 0", Tz::UTC, "2026-11-23T00:00:00Z", 2);
+        let c = fires("0 4 * * sun", Tz::UTC, "2026-11-23T00:00:00Z", 2);
+        assert_eq!(a, vec!["2026-11-29T04:00:00+00:00", "2026-12-06T04:00:00+00:00"]);
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+    }
+
+    #[test]
+    fn restricted_day_fields_are_joined_with_or() {
+        // The 1st of the month or any Friday, as crontab(5) says.
+        let f = fires("0 0 1 * 5", Tz::UTC, "2026-11-23T00:00:00Z", 3);
+        assert_eq!(
+            f,
+            vec![
+                "2026-11-27T00:00:00+00:00",
+                "2026-12-01T00:00:00+00:00",
+                "2026-12-04T00:00:00+00:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_starred_step_in_a_day_field_is_unrestricted_as_in_cron() {
+        // "*/2" starts with '*', so crontab ANDs it with the weekday: odd days that are Fridays.
+        let f = fires("0 0 */2 * 5", Tz::UTC, "2026-11-23T00:00:00Z", 2);
+        assert_eq!(
+            f,
+            vec!["2026-11-27T00:00:00+00:00", "2026-12-11T00:00:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn six_fields_have_seconds_first_and_macros_work() {
+        let f = fires("*/20 * * * * *", Tz::UTC, "2026-11-23T00:00:00Z", 2);
+        assert_eq!(f, vec!["2026-11-23T00:00:20+00:00", "2026-11-23T00:00:40+00:00"]);
+        let f = fires("@daily", Tz::UTC, "2026-11-23T10:00:00Z", 1);
+        assert_eq!(f, vec!["2026-11-24T00:00:00+00:00"]);
+        assert!(Schedule::parse("0 0 * * * * 2027").is_err());
+        assert!(Schedule::parse("@reboot").is_err());
+        assert!(Schedule::parse("61 * * * *").is_err());
+        assert!(Schedule::parse("0 0 30 2 *").is_err());
+    }
+
+    #[test]
+    fn berlin_spring_forward_runs_a_skipped_fire_right_after_the_gap() {
+        // 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let f = fires("30 2 * * *", berlin, "2026-03-28T12:00:00Z", 2);
+        assert_eq!(f, vec!["2026-03-29T01:00:00+00:00", "2026-03-30T00:30:00+00:00"]);
+        // Several fires inside the gap collapse into one.
+        let f = fires("*/15 2 * * *", berlin, "2026-03-29T00:00:00Z", 2);
+        assert_eq!(f, vec!["2026-03-29T01:00:00+00:00", "2026-03-30T00:00:00+00:00"]);
+    }
+
+    #[test]
+    fn berlin_fall_back_fires_a_repeated_time_once_at_its_first_occurrence() {
+        // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let f = fires("30 2 * * *", berlin, "2026-10-24T12:00:00Z", 2);
+        assert_eq!(f, vec!["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]);
+        // Hourly: 02:00 CEST, then 03:00 CET — the second 02:00 is not fired again.
+        let f = fires("0 * * * *", berlin, "2026-10-24T23:30:00Z", 3);
+        assert_eq!(
+            f,
+            vec![
+                "2026-10-25T00:00:00+00:00",
+                "2026-10-25T02:00:00+00:00",
+                "2026-10-25T03:00:00+00:00"
+            ]
+        );
+        // Starting inside the second pass of the repeated hour does not re-fire it.
+        let f = fires("30 2 * * *", berlin, "2026-10-25T01:10:00Z", 1);
+        assert_eq!(f, vec!["2026-10-26T01:30:00+00:00"]);
+    }
+
+    #[test]
+    fn southern_hemisphere_transitions_follow_the_same_rules() {
+        // Australia/Sydney: 2026-04-05 03:00 AEDT -> 02:00 AEST; 2026-10-04 02:00 -> 03:00.
+        let sydney: Tz = "Australia/Sydney".parse().unwrap();
+        let f = fires("30 2 * * *", sydney, "2026-04-04T00:00:00Z", 2);
+        assert_eq!(f, vec!["2026-04-04T15:30:00+00:00", "2026-04-05T16:30:00+00:00"]);
+        let f = fires("30 2 * * *", sydney, "2026-10-03T00:00:00Z", 2);
+        assert_eq!(f, vec!["2026-10-03T16:00:00+00:00", "2026-10-04T15:30:00+00:00"]);
+    }
+
+    #[test]
+    fn previous_fire_is_the_last_one_not_after_the_instant() {
+        let s = Schedule::parse("30 2 * * *").unwrap();
+        let p = s.previous_fire(Tz::UTC, utc("2026-11-23T10:00:00Z")).unwrap();
+        assert_eq!(p, utc("2026-11-23T02:30:00Z"));
+        let p = s.previous_fire(Tz::UTC, utc("2026-11-23T02:30:00Z")).unwrap();
+        assert_eq!(p, utc("2026-11-23T02:30:00Z"));
+    }
+
+    #[test]
+    fn resolution_is_the_coarsest_unit_holding_one_fire() {
+        let r = |e: &str| Schedule::parse(e).unwrap().resolution();
+        assert_eq!(r("*/5 * * * * *"), Resolution::Second);
+        assert_eq!(r("*/5 * * * *"), Resolution::Minute);
+        assert_eq!(r("0 */6 * * *"), Resolution::Hour);
+        assert_eq!(r("30 2 * * *"), Resolution::Day);
+        assert_eq!(r("@weekly"), Resolution::Day);
+        assert_eq!(r("@yearly"), Resolution::Year);
+        assert_eq!(r("0 0 29 2 *"), Resolution::Year);
+    }
+}
