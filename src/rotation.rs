@@ -151,49 +151,34 @@ pub fn plan(
     name: &str,
     listing: &[Snapshot],
 ) -> Result<Plan, RotationError> {
-    let policy = job.policy;
-    let adopt = listing.iter().find(|s| s.name == name).cloned();
-    let owned: Vec<&Snapshot> = listing.iter().filter(|s| policy.owns(job.server, &s.name)).collect();
-
-    let mut deletable: Vec<(Snapshot, Reason)> = owned
+    // A snapshot of this name that did not fail is this run's snapshot, made before.
+    let adopt = listing
         .iter()
-        .filter(|s| matches!(s.status, SnapshotStatus::Failed(_)))
-        .map(|s| ((*s).clone(), Reason::Failed))
-        .collect();
-    let mut completed: Vec<&Snapshot> = owned
-        .iter()
-        .copied()
-        .filter(|s| s.status == SnapshotStatus::Completed && s.name != name)
-        .collect();
-    completed.sort_by_key(|s| (s.created_at, s.id));
-    // After success the new snapshot is the newest: `keep - 1` older ones stay.
-    let beyond = completed.len().saturating_sub(policy.keep.saturating_sub(1));
-    deletable.extend(completed[..beyond].iter().map(|s| ((*s).clone(), Reason::BeyondKeep)));
-
+        .find(|s| s.name == name && !matches!(s.status, SnapshotStatus::Failed(_)))
+        .cloned();
+    let deletable = prune_list(job, listing, adopt.as_ref().map(|s| s.id));
+    // A failed snapshot of this very name must go before the name can be used again.
+    let (mut make_room, rest): (Vec<_>, Vec<_>) = deletable.into_iter().partition(|(s, _)| s.name == name);
     let need = if adopt.is_some() {
         0
     } else {
-        (listing.len() + 1).saturating_sub(cap)
+        (listing.len() + 1).saturating_sub(cap).saturating_sub(make_room.len())
     };
-    if deletable.len() < need {
+    if rest.len() < need {
         return Err(RotationError::CapFull {
             server: job.server,
-            policy: policy.name.clone(),
+            policy: job.policy.name.clone(),
             used: listing.len(),
             cap,
             occupants: occupants(job.server, all_policies, listing),
         });
     }
-    let make_room: Vec<(Snapshot, Reason)> = deletable[..need]
-        .iter()
-        .map(|(s, _)| (s.clone(), Reason::MakeRoom))
-        .collect();
-    let prune_after = deletable[need..].to_vec();
+    make_room.extend(rest[..need].iter().map(|(s, _)| (s.clone(), Reason::MakeRoom)));
     Ok(Plan {
         name: name.to_string(),
         adopt,
         make_room,
-        prune_after,
+        prune_after: rest[need..].to_vec(),
     })
 }
 
@@ -512,7 +497,7 @@ impl Rotation<'_> {
     async fn prune(&self, job: Job<'_>, new: &Snapshot) -> Result<Vec<(Snapshot, Reason)>, RotationError> {
         let (listing, _) = timed("list", self.client.list_snapshots(Some(job.server))).await;
         let listing = listing.map_err(RotationError::api("listing snapshots before pruning"))?;
-        let doomed = prune_list(job, &listing, new.id);
+        let doomed = prune_list(job, &listing, Some(new.id));
         let mut deleted = Vec::new();
         for (snapshot, reason) in doomed {
             self.delete(&snapshot, reason).await.map_err(RotationError::api("pruning"))?;
@@ -526,11 +511,12 @@ impl Rotation<'_> {
 }
 
 /// What pruning deletes from `listing`, oldest first: this policy's failed snapshots and
-/// its completed ones beyond the newest `keep`. The snapshot `keep_id` always stays.
-pub fn prune_list(job: Job<'_>, listing: &[Snapshot], keep_id: u64) -> Vec<(Snapshot, Reason)> {
+/// its completed ones beyond the newest `keep`, counting the run's own snapshot
+/// (`new`, which always stays; `None` while it is still to be created) as the newest.
+pub fn prune_list(job: Job<'_>, listing: &[Snapshot], new: Option<u64>) -> Vec<(Snapshot, Reason)> {
     let owned = listing
         .iter()
-        .filter(|s| s.id != keep_id && job.policy.owns(job.server, &s.name));
+        .filter(|s| Some(s.id) != new && job.policy.owns(job.server, &s.name));
     let mut completed: Vec<&Snapshot> = Vec::new();
     let mut doomed = Vec::new();
     for s in owned {
