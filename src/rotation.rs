@@ -34,7 +34,9 @@ impl Job<'_> {
     /// The snapshot name for a fire at `at`, rendered in the policy's zone.
     pub fn snapshot_name(&self, at: DateTime<Utc>) -> String {
         let local = at.with_timezone(&self.policy.timezone);
-        self.policy.snapshot_name.render(&self.policy.name, self.server, &local)
+        self.policy
+            .snapshot_name
+            .render(&self.policy.name, self.server, &local)
     }
 }
 
@@ -96,7 +98,11 @@ pub enum RotationError {
         occupants: String,
     },
     #[error("snapshot {name} (id {id}) ended as {status:?}")]
-    SnapshotFailed { name: String, id: u64, status: String },
+    SnapshotFailed {
+        name: String,
+        id: u64,
+        status: String,
+    },
     #[error("snapshot {name} (id {id}) is still {status:?} after wait_timeout ({timeout})")]
     WaitTimeout {
         name: String,
@@ -115,7 +121,9 @@ pub enum RotationError {
     },
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{first}; and starting server {server} again failed too: {restart} (it stays recorded as stopped and is started again on the next start of snaprotd)")]
+    #[error(
+        "{first}; and starting server {server} again failed too: {restart} (it stays recorded as stopped and is started again on the next start of snaprotd)"
+    )]
     NotRestarted {
         server: u64,
         first: String,
@@ -158,11 +166,14 @@ pub fn plan(
         .cloned();
     let deletable = prune_list(job, listing, adopt.as_ref().map(|s| s.id));
     // A failed snapshot of this very name must go before the name can be used again.
-    let (mut make_room, rest): (Vec<_>, Vec<_>) = deletable.into_iter().partition(|(s, _)| s.name == name);
+    let (mut make_room, rest): (Vec<_>, Vec<_>) =
+        deletable.into_iter().partition(|(s, _)| s.name == name);
     let need = if adopt.is_some() {
         0
     } else {
-        (listing.len() + 1).saturating_sub(cap).saturating_sub(make_room.len())
+        (listing.len() + 1)
+            .saturating_sub(cap)
+            .saturating_sub(make_room.len())
     };
     if rest.len() < need {
         return Err(RotationError::CapFull {
@@ -173,7 +184,11 @@ pub fn plan(
             occupants: occupants(job.server, all_policies, listing),
         });
     }
-    make_room.extend(rest[..need].iter().map(|(s, _)| (s.clone(), Reason::MakeRoom)));
+    make_room.extend(
+        rest[..need]
+            .iter()
+            .map(|(s, _)| (s.clone(), Reason::MakeRoom)),
+    );
     Ok(Plan {
         name: name.to_string(),
         adopt,
@@ -189,7 +204,10 @@ fn occupants(server: u64, policies: &[Policy], listing: &[Snapshot]) -> String {
     for p in policies.iter().filter(|p| p.servers.contains(&server)) {
         let mine: Vec<&Snapshot> = listing.iter().filter(|s| p.owns(server, &s.name)).collect();
         if !mine.is_empty() {
-            let busy = mine.iter().filter(|s| s.status != SnapshotStatus::Completed).count();
+            let busy = mine
+                .iter()
+                .filter(|s| s.status != SnapshotStatus::Completed)
+                .count();
             let mut text = format!("{} of policy {} (keep {})", mine.len(), p.name, p.keep);
             if busy > 0 {
                 let _ = write!(text, ", {busy} not completed");
@@ -212,7 +230,10 @@ fn secs(d: Duration) -> String {
 }
 
 /// Runs a step and logs its duration on success.
-async fn timed<T, E>(step: &str, f: impl Future<Output = Result<T, E>>) -> (Result<T, E>, Duration) {
+async fn timed<T, E>(
+    step: &str,
+    f: impl Future<Output = Result<T, E>>,
+) -> (Result<T, E>, Duration) {
     let started = Instant::now();
     let r = f.await;
     let took = started.elapsed();
@@ -232,7 +253,11 @@ pub struct Rotation<'a> {
 
 impl Rotation<'_> {
     /// One run of `job` for the fire at `fire_time` (which names the snapshot).
-    pub async fn run(&self, job: Job<'_>, fire_time: DateTime<Utc>) -> Result<Outcome, RotationError> {
+    pub async fn run(
+        &self,
+        job: Job<'_>,
+        fire_time: DateTime<Utc>,
+    ) -> Result<Outcome, RotationError> {
         let name = job.snapshot_name(fire_time);
         let policy = job.policy;
 
@@ -242,14 +267,19 @@ impl Rotation<'_> {
         info!(
             "listed {} snapshot(s), {} of this policy, in {}",
             listing.len(),
-            listing.iter().filter(|s| policy.owns(job.server, &s.name)).count(),
+            listing
+                .iter()
+                .filter(|s| policy.owns(job.server, &s.name))
+                .count(),
             secs(took)
         );
 
         // 2. Make room under the cap, only with what retention deletes anyway.
         let plan = plan(job, self.policies, self.cap, &name, &listing)?;
         for (snapshot, reason) in &plan.make_room {
-            self.delete(snapshot, *reason).await.map_err(RotationError::api("making room"))?;
+            self.delete(snapshot, *reason)
+                .await
+                .map_err(RotationError::api("making room"))?;
         }
 
         // 3. Stop the server if the policy asks and it runs.
@@ -315,17 +345,29 @@ impl Rotation<'_> {
 
     /// Step 3. Returns the record when this run stopped the server (so step 6 must
     /// start it), and whether the stop completed.
-    async fn stop_if_asked(&self, job: Job<'_>, name: &str) -> (Option<StoppedRecord>, Result<(), RotationError>) {
+    async fn stop_if_asked(
+        &self,
+        job: Job<'_>,
+        name: &str,
+    ) -> (Option<StoppedRecord>, Result<(), RotationError>) {
         if !job.policy.stop_server {
             return (None, Ok(()));
         }
         let started = Instant::now();
         let server = match self.client.server(job.server).await {
             Ok(s) => s,
-            Err(e) => return (None, Err(RotationError::api("reading the server's status")(e))),
+            Err(e) => {
+                return (
+                    None,
+                    Err(RotationError::api("reading the server's status")(e)),
+                );
+            }
         };
         if server.status != ServerStatus::Running {
-            info!("server is {}, not running: snapshotting it as it is, and not starting it afterwards", server.status.as_str());
+            info!(
+                "server is {}, not running: snapshotting it as it is, and not starting it afterwards",
+                server.status.as_str()
+            );
             return (None, Ok(()));
         }
         let record = StoppedRecord {
@@ -341,8 +383,12 @@ impl Rotation<'_> {
             return (None, Err(e.into()));
         }
         let result = async {
-            self.client.stop_server(job.server).await.map_err(RotationError::api("stopping the server"))?;
-            self.wait_for_server(job.server, ServerStatus::Stopped, job.policy).await
+            self.client
+                .stop_server(job.server)
+                .await
+                .map_err(RotationError::api("stopping the server"))?;
+            self.wait_for_server(job.server, ServerStatus::Stopped, job.policy)
+                .await
         }
         .await;
         if result.is_ok() {
@@ -352,13 +398,18 @@ impl Rotation<'_> {
     }
 
     /// Step 6.
-    async fn start_again(&self, record: &StoppedRecord, policy: &Policy) -> Result<(), RotationError> {
+    async fn start_again(
+        &self,
+        record: &StoppedRecord,
+        policy: &Policy,
+    ) -> Result<(), RotationError> {
         let (r, took) = timed("start", async {
             self.client
                 .start_server(record.server)
                 .await
                 .map_err(RotationError::api("starting the server again"))?;
-            self.wait_for_server(record.server, ServerStatus::Running, policy).await?;
+            self.wait_for_server(record.server, ServerStatus::Running, policy)
+                .await?;
             self.state.clear_stopped(record.server)?;
             Ok::<(), RotationError>(())
         })
@@ -370,7 +421,12 @@ impl Rotation<'_> {
         r
     }
 
-    async fn wait_for_server(&self, server: u64, want: ServerStatus, policy: &Policy) -> Result<(), RotationError> {
+    async fn wait_for_server(
+        &self,
+        server: u64,
+        want: ServerStatus,
+        policy: &Policy,
+    ) -> Result<(), RotationError> {
         let deadline = Instant::now() + policy.stop_timeout;
         let interval = policy.poll_interval.min(Duration::from_secs(5));
         loop {
@@ -386,7 +442,11 @@ impl Rotation<'_> {
             if Instant::now() >= deadline {
                 return Err(RotationError::ServerTimeout {
                     server,
-                    want: if want == ServerStatus::Running { "running" } else { "stopped" },
+                    want: if want == ServerStatus::Running {
+                        "running"
+                    } else {
+                        "stopped"
+                    },
                     seen: status.as_str().to_string(),
                     timeout: humantime::format_duration(policy.stop_timeout).to_string(),
                 });
@@ -396,7 +456,11 @@ impl Rotation<'_> {
     }
 
     /// Steps 4 and 5.
-    async fn create_and_wait(&self, job: Job<'_>, plan: &Plan) -> Result<(Snapshot, bool), RotationError> {
+    async fn create_and_wait(
+        &self,
+        job: Job<'_>,
+        plan: &Plan,
+    ) -> Result<(Snapshot, bool), RotationError> {
         let (created, took) = match &plan.adopt {
             Some(existing) => {
                 info!(
@@ -412,8 +476,11 @@ impl Rotation<'_> {
             None => {
                 let (r, took) = timed(
                     "create",
-                    self.client
-                        .create_snapshot(job.server, &plan.name, &job.policy.snapshot_description()),
+                    self.client.create_snapshot(
+                        job.server,
+                        &plan.name,
+                        &job.policy.snapshot_description(),
+                    ),
                 )
                 .await;
                 let c = r.map_err(RotationError::api("creating the snapshot"))?;
@@ -421,7 +488,7 @@ impl Rotation<'_> {
             }
         };
         let (snapshot, adopted) = created;
-        if !plan.adopt.is_some() {
+        if plan.adopt.is_none() {
             info!(
                 snapshot_id = snapshot.id,
                 snapshot_name = %snapshot.name,
@@ -432,7 +499,12 @@ impl Rotation<'_> {
                 secs(took)
             );
         }
-        if let Some(mut record) = self.state.stopped_servers().into_iter().find(|r| r.server == job.server) {
+        if let Some(mut record) = self
+            .state
+            .stopped_servers()
+            .into_iter()
+            .find(|r| r.server == job.server)
+        {
             record.snapshot_id = Some(snapshot.id);
             self.state.record_stopped(&record)?;
         }
@@ -441,7 +513,11 @@ impl Rotation<'_> {
     }
 
     /// Step 5: polls the server's listing until the snapshot is `completed`.
-    async fn wait_completed(&self, job: Job<'_>, mut snapshot: Snapshot) -> Result<Snapshot, RotationError> {
+    async fn wait_completed(
+        &self,
+        job: Job<'_>,
+        mut snapshot: Snapshot,
+    ) -> Result<Snapshot, RotationError> {
         let policy = job.policy;
         let started = Instant::now();
         let mut noted_unknown = false;
@@ -466,7 +542,10 @@ impl Rotation<'_> {
                     });
                 }
                 SnapshotStatus::Other(status) if !noted_unknown => {
-                    warn!("snapshot {} has status {status:?}, which the API does not document; waiting as if in progress", snapshot.name);
+                    warn!(
+                        "snapshot {} has status {status:?}, which the API does not document; waiting as if in progress",
+                        snapshot.name
+                    );
                     noted_unknown = true;
                 }
                 _ => {}
@@ -479,7 +558,12 @@ impl Rotation<'_> {
                     timeout: humantime::format_duration(policy.wait_timeout).to_string(),
                 });
             }
-            pause(policy.poll_interval.min(policy.wait_timeout.saturating_sub(started.elapsed()))).await;
+            pause(
+                policy
+                    .poll_interval
+                    .min(policy.wait_timeout.saturating_sub(started.elapsed())),
+            )
+            .await;
             let current = self
                 .client
                 .snapshot(job.server, snapshot.id)
@@ -494,13 +578,19 @@ impl Rotation<'_> {
 
     /// Step 7: deletes this policy's snapshots beyond `keep` (oldest first) and its
     /// failed ones; never the new one, never one in progress.
-    async fn prune(&self, job: Job<'_>, new: &Snapshot) -> Result<Vec<(Snapshot, Reason)>, RotationError> {
+    async fn prune(
+        &self,
+        job: Job<'_>,
+        new: &Snapshot,
+    ) -> Result<Vec<(Snapshot, Reason)>, RotationError> {
         let (listing, _) = timed("list", self.client.list_snapshots(Some(job.server))).await;
         let listing = listing.map_err(RotationError::api("listing snapshots before pruning"))?;
         let doomed = prune_list(job, &listing, Some(new.id));
         let mut deleted = Vec::new();
         for (snapshot, reason) in doomed {
-            self.delete(&snapshot, reason).await.map_err(RotationError::api("pruning"))?;
+            self.delete(&snapshot, reason)
+                .await
+                .map_err(RotationError::api("pruning"))?;
             deleted.push((snapshot, reason));
         }
         if deleted.is_empty() {
@@ -527,8 +617,14 @@ pub fn prune_list(job: Job<'_>, listing: &[Snapshot], new: Option<u64>) -> Vec<(
         }
     }
     completed.sort_by_key(|s| (s.created_at, s.id));
-    let beyond = completed.len().saturating_sub(job.policy.keep.saturating_sub(1));
-    doomed.extend(completed[..beyond].iter().map(|s| ((*s).clone(), Reason::BeyondKeep)));
+    let beyond = completed
+        .len()
+        .saturating_sub(job.policy.keep.saturating_sub(1));
+    doomed.extend(
+        completed[..beyond]
+            .iter()
+            .map(|s| ((*s).clone(), Reason::BeyondKeep)),
+    );
     doomed.sort_by_key(|(s, _)| (s.created_at, s.id));
     doomed
 }

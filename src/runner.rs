@@ -40,7 +40,11 @@ impl Runner {
     pub fn new(config: Arc<Config>) -> Result<Runner, crate::provider::ApiError> {
         let client = Client::new(&config.api)?;
         let state = StateDir::new(&config.daemon.state_dir);
-        Ok(Runner { config, client, state })
+        Ok(Runner {
+            config,
+            client,
+            state,
+        })
     }
 
     /// Runs one job for the fire at `fire_time`, logs it and records its last run.
@@ -60,7 +64,8 @@ impl Runner {
         };
         let job = Job { policy, server };
         let job_id = job.id();
-        let span = tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %job_id);
+        let span =
+            tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %job_id);
         let rotation = Rotation {
             client: &self.client,
             state: &self.state,
@@ -80,7 +85,10 @@ impl Runner {
                     o.snapshot.id,
                     o.deleted.len()
                 ),
-                Err(e) => tracing::error!("rotation failed after {:.2}s: {e}", started.elapsed().as_secs_f64()),
+                Err(e) => tracing::error!(
+                    "rotation failed after {:.2}s: {e}",
+                    started.elapsed().as_secs_f64()
+                ),
             }
             r
         }
@@ -114,7 +122,11 @@ impl Runner {
 
     /// Runs `jobs` (policy, server) for one fire time: jobs of one server one after the
     /// other, at most `max_concurrent_jobs` at once. Reports come in the given order.
-    pub async fn run_all(self: &Arc<Self>, jobs: Vec<(String, u64)>, fire_time: DateTime<Utc>) -> Vec<Report> {
+    pub async fn run_all(
+        self: &Arc<Self>,
+        jobs: Vec<(String, u64)>,
+        fire_time: DateTime<Utc>,
+    ) -> Vec<Report> {
         let limit = Arc::new(Semaphore::new(self.config.daemon.max_concurrent_jobs));
         let mut by_server: BTreeMap<u64, Vec<(usize, String)>> = BTreeMap::new();
         for (i, (policy, server)) in jobs.into_iter().enumerate() {

@@ -232,7 +232,10 @@ mod tests {
         let a = fires("0 4 * * 7", Tz::UTC, "2026-11-23T00:00:00Z", 2);
         let b = fires("0 4 * * 0", Tz::UTC, "2026-11-23T00:00:00Z", 2);
         let c = fires("0 4 * * sun", Tz::UTC, "2026-11-23T00:00:00Z", 2);
-        assert_eq!(a, vec!["2026-11-29T04:00:00+00:00", "2026-12-06T04:00:00+00:00"]);
+        assert_eq!(
+            a,
+            vec!["2026-11-29T04:00:00+00:00", "2026-12-06T04:00:00+00:00"]
+        );
         assert_eq!(a, b);
         assert_eq!(a, c);
     }
@@ -264,7 +267,10 @@ mod tests {
     #[test]
     fn six_fields_have_seconds_first_and_macros_work() {
         let f = fires("*/20 * * * * *", Tz::UTC, "2026-11-23T00:00:00Z", 2);
-        assert_eq!(f, vec!["2026-11-23T00:00:20+00:00", "2026-11-23T00:00:40+00:00"]);
+        assert_eq!(
+            f,
+            vec!["2026-11-23T00:00:20+00:00", "2026-11-23T00:00:40+00:00"]
+        );
         let f = fires("@daily", Tz::UTC, "2026-11-23T10:00:00Z", 1);
         assert_eq!(f, vec!["2026-11-24T00:00:00+00:00"]);
         assert!(Schedule::parse("0 0 * * * * 2027").is_err());
@@ -278,10 +284,16 @@ mod tests {
         // 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
         let f = fires("30 2 * * *", berlin, "2026-03-28T12:00:00Z", 2);
-        assert_eq!(f, vec!["2026-03-29T01:00:00+00:00", "2026-03-30T00:30:00+00:00"]);
+        assert_eq!(
+            f,
+            vec!["2026-03-29T01:00:00+00:00", "2026-03-30T00:30:00+00:00"]
+        );
         // Several fires inside the gap collapse into one.
         let f = fires("*/15 2 * * *", berlin, "2026-03-29T00:00:00Z", 2);
-        assert_eq!(f, vec!["2026-03-29T01:00:00+00:00", "2026-03-30T00:00:00+00:00"]);
+        assert_eq!(
+            f,
+            vec!["2026-03-29T01:00:00+00:00", "2026-03-30T00:00:00+00:00"]
+        );
     }
 
     #[test]
@@ -289,7 +301,10 @@ mod tests {
         // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
         let f = fires("30 2 * * *", berlin, "2026-10-24T12:00:00Z", 2);
-        assert_eq!(f, vec!["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]);
+        assert_eq!(
+            f,
+            vec!["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]
+        );
         // Hourly: 02:00 CEST, then 03:00 CET — the second 02:00 is not fired again.
         let f = fires("0 * * * *", berlin, "2026-10-24T23:30:00Z", 3);
         assert_eq!(
@@ -310,17 +325,27 @@ mod tests {
         // Australia/Sydney: 2026-04-05 03:00 AEDT -> 02:00 AEST; 2026-10-04 02:00 -> 03:00.
         let sydney: Tz = "Australia/Sydney".parse().unwrap();
         let f = fires("30 2 * * *", sydney, "2026-04-04T00:00:00Z", 2);
-        assert_eq!(f, vec!["2026-04-04T15:30:00+00:00", "2026-04-05T16:30:00+00:00"]);
+        assert_eq!(
+            f,
+            vec!["2026-04-04T15:30:00+00:00", "2026-04-05T16:30:00+00:00"]
+        );
         let f = fires("30 2 * * *", sydney, "2026-10-03T00:00:00Z", 2);
-        assert_eq!(f, vec!["2026-10-03T16:00:00+00:00", "2026-10-04T15:30:00+00:00"]);
+        assert_eq!(
+            f,
+            vec!["2026-10-03T16:00:00+00:00", "2026-10-04T15:30:00+00:00"]
+        );
     }
 
     #[test]
     fn previous_fire_is_the_last_one_not_after_the_instant() {
         let s = Schedule::parse("30 2 * * *").unwrap();
-        let p = s.previous_fire(Tz::UTC, utc("2026-11-23T10:00:00Z")).unwrap();
+        let p = s
+            .previous_fire(Tz::UTC, utc("2026-11-23T10:00:00Z"))
+            .unwrap();
         assert_eq!(p, utc("2026-11-23T02:30:00Z"));
-        let p = s.previous_fire(Tz::UTC, utc("2026-11-23T02:30:00Z")).unwrap();
+        let p = s
+            .previous_fire(Tz::UTC, utc("2026-11-23T02:30:00Z"))
+            .unwrap();
         assert_eq!(p, utc("2026-11-23T02:30:00Z"));
     }
 

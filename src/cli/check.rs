@@ -21,7 +21,9 @@ pub fn next_fires(policy: &Policy, n: usize) -> Vec<String> {
     let mut at = Utc::now();
     let mut out = Vec::new();
     for _ in 0..n {
-        let Some(t) = policy.schedule.next_fire(policy.timezone, at) else { break };
+        let Some(t) = policy.schedule.next_fire(policy.timezone, at) else {
+            break;
+        };
         out.push(t.with_timezone(&policy.timezone).to_rfc3339());
         at = t;
     }
@@ -49,19 +51,29 @@ pub fn run(path: &Path, args: Args) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}: ok", config.path.display());
-    println!("provider   {} (token from {})", config.api.base_url, config.api.token_source);
+    println!(
+        "provider   {} (token from {})",
+        config.api.base_url, config.api.token_source
+    );
     println!("state      {}", config.daemon.state_dir.display());
     for p in &config.policies {
         println!();
         println!("policy {}", p.name);
         let servers: Vec<String> = p.servers.iter().map(|s| s.to_string()).collect();
         println!("  servers       {}", servers.join(", "));
-        println!("  schedule      {} ({})", p.schedule.expr(), p.timezone.name());
+        println!(
+            "  schedule      {} ({})",
+            p.schedule.expr(),
+            p.timezone.name()
+        );
         println!("  keep          {}", p.keep);
         println!("  stop_server   {}", p.stop_server);
         println!("  snapshot_name {}", p.snapshot_name.source());
         for (i, t) in next_fires(p, 3).iter().enumerate() {
-            println!("  {}    {t}", if i == 0 { "next fires" } else { "          " });
+            println!(
+                "  {}    {t}",
+                if i == 0 { "next fires" } else { "          " }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -65,7 +65,8 @@ stop_server = true
 }
 
 pub async fn run(args: Args) -> CliResult {
-    let failed = |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("demo: {what}: {e}"));
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("demo: {what}: {e}"));
     let dir = tempfile::Builder::new()
         .prefix("snaprotd-demo-")
         .tempdir()
@@ -84,8 +85,17 @@ pub async fn run(args: Args) -> CliResult {
     sim.add_server(FULL, "files-01");
     {
         let mut state = sim.state();
-        for (days, name) in [(30, "before-upgrade"), (20, "pre-migration"), (10, "known-good")] {
-            state.add_snapshot(FULL, name, "completed", Utc::now() - chrono::Duration::days(days));
+        for (days, name) in [
+            (30, "before-upgrade"),
+            (20, "pre-migration"),
+            (10, "known-good"),
+        ] {
+            state.add_snapshot(
+                FULL,
+                name,
+                "completed",
+                Utc::now() - chrono::Duration::days(days),
+            );
         }
     }
 
@@ -93,22 +103,41 @@ pub async fn run(args: Args) -> CliResult {
     let state_dir = dir.path().join("state");
     let config_file = dir.path().join("snaprotd.toml");
     std::fs::write(&token_file, sim.token()).map_err(|e| failed("cannot write the token", &e))?;
-    let text = config_text(sim.base_url(), &token_file.display().to_string(), &state_dir.display().to_string());
+    let text = config_text(
+        sim.base_url(),
+        &token_file.display().to_string(),
+        &state_dir.display().to_string(),
+    );
     std::fs::write(&config_file, text).map_err(|e| failed("cannot write the configuration", &e))?;
     let config = Arc::new(Config::load(&config_file)?);
 
-    println!("snaprotd demo: simulator at {}, files in {}", sim.base_url(), dir.path().display());
-    println!("servers: {WEB} web-01, {DB} db-01 (stopped for its snapshots), {FULL} files-01 (3 manual snapshots)");
-    println!("running the schedule for {}…\n", humantime::format_duration(args.duration));
+    println!(
+        "snaprotd demo: simulator at {}, files in {}",
+        sim.base_url(),
+        dir.path().display()
+    );
+    println!(
+        "servers: {WEB} web-01, {DB} db-01 (stopped for its snapshots), {FULL} files-01 (3 manual snapshots)"
+    );
+    println!(
+        "running the schedule for {}…\n",
+        humantime::format_duration(args.duration)
+    );
 
-    let runner = Arc::new(Runner::new(config.clone()).map_err(|e| failed("cannot build the client", &e))?);
+    let runner =
+        Arc::new(Runner::new(config.clone()).map_err(|e| failed("cannot build the client", &e))?);
     let deadline = tokio::time::Instant::now() + args.duration;
     let mut failures = 0;
     let mut runs = 0;
     loop {
         // The earliest next fire across policies, and every job due then.
         let now = Utc::now();
-        let Some(at) = config.policies.iter().filter_map(|p| p.schedule.next_fire(p.timezone, now)).min() else {
+        let Some(at) = config
+            .policies
+            .iter()
+            .filter_map(|p| p.schedule.next_fire(p.timezone, now))
+            .min()
+        else {
             break;
         };
         let wait = (at - now).to_std().unwrap_or_default();
@@ -119,7 +148,11 @@ pub async fn run(args: Args) -> CliResult {
         let due: Vec<(String, u64)> = config
             .policies
             .iter()
-            .filter(|p| p.schedule.next_fire(p.timezone, at - chrono::Duration::milliseconds(1)) == Some(at))
+            .filter(|p| {
+                p.schedule
+                    .next_fire(p.timezone, at - chrono::Duration::milliseconds(1))
+                    == Some(at)
+            })
             .flat_map(|p| p.servers.iter().map(move |s| (p.name.clone(), *s)))
             .collect();
         for r in runner.run_all(due, at).await {
@@ -149,7 +182,10 @@ pub async fn run(args: Args) -> CliResult {
         })
         .collect();
     output::table(&["SERVER", "NAME", "STATUS", "AGE", "OWNER"], &rows);
-    let manual = snapshots.iter().filter(|s| list::owner(&config, s) == "manual").count();
+    let manual = snapshots
+        .iter()
+        .filter(|s| list::owner(&config, s) == "manual")
+        .count();
     let stopped: Vec<u64> = [WEB, DB, FULL]
         .into_iter()
         .filter(|id| sim.state().server_status(*id) != Some("running"))

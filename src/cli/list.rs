@@ -59,6 +59,9 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             ]
         })
         .collect();
-    output::table(&["SERVER", "ID", "NAME", "STATUS", "SIZE", "AGE", "OWNER"], &rows);
+    output::table(
+        &["SERVER", "ID", "NAME", "STATUS", "SIZE", "AGE", "OWNER"],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -78,7 +78,10 @@ pub type CliResult = Result<ExitCode, CliError>;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("snaprotd: cannot start the async runtime: {e}");
@@ -132,6 +135,8 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false)
-        .with_timer(tracing_subscriber::fmt::time::ChronoLocal::new("%Y-%m-%dT%H:%M:%S%.3f%:z".into()))
+        .with_timer(tracing_subscriber::fmt::time::ChronoLocal::new(
+            "%Y-%m-%dT%H:%M:%S%.3f%:z".into(),
+        ))
         .try_init();
 }

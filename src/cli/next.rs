@@ -30,7 +30,11 @@ pub fn run(path: &Path, args: Args) -> CliResult {
         .collect();
     let mut fires = Vec::new();
     while fires.len() < args.count {
-        let Some(slot) = pending.iter_mut().filter(|(t, _)| t.is_some()).min_by_key(|(t, _)| *t) else {
+        let Some(slot) = pending
+            .iter_mut()
+            .filter(|(t, _)| t.is_some())
+            .min_by_key(|(t, _)| *t)
+        else {
             break;
         };
         let (Some(at), i) = *slot else { break };
@@ -49,7 +53,11 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             .iter()
             .map(|(at, p)| {
                 let servers: Vec<String> = p.servers.iter().map(|s| s.to_string()).collect();
-                vec![at.with_timezone(&p.timezone).to_rfc3339(), p.name.clone(), servers.join(",")]
+                vec![
+                    at.with_timezone(&p.timezone).to_rfc3339(),
+                    p.name.clone(),
+                    servers.join(","),
+                ]
             })
             .collect();
         output::table(&["TIME", "POLICY", "SERVERS"], &rows);

@@ -31,11 +31,14 @@ pub struct Args {
 
 /// The (policy, server) pairs selected by `--policy` and `--server`.
 fn selected(config: &Config, args: &Args) -> Result<Vec<(String, u64)>, CliError> {
-    if let Some(p) = &args.policy {
-        if config.policy(p).is_none() {
-            let names: Vec<&str> = config.policies.iter().map(|p| p.name.as_str()).collect();
-            return Err(CliError::Failed(format!("no policy named {p:?} (configured: {})", names.join(", "))));
-        }
+    if let Some(p) = &args.policy
+        && config.policy(p).is_none()
+    {
+        let names: Vec<&str> = config.policies.iter().map(|p| p.name.as_str()).collect();
+        return Err(CliError::Failed(format!(
+            "no policy named {p:?} (configured: {})",
+            names.join(", ")
+        )));
     }
     let jobs: Vec<(String, u64)> = config
         .policies
@@ -45,7 +48,9 @@ fn selected(config: &Config, args: &Args) -> Result<Vec<(String, u64)>, CliError
         .filter(|(_, s)| args.server.is_none_or(|want| want == *s))
         .collect();
     if jobs.is_empty() {
-        return Err(CliError::Failed("no configured job matches --policy/--server".into()));
+        return Err(CliError::Failed(
+            "no configured job matches --policy/--server".into(),
+        ));
     }
     Ok(jobs)
 }
@@ -60,7 +65,11 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     let reports = runner.run_all(jobs, Utc::now()).await;
     print_summary(&reports, args.json);
     let failed = reports.iter().filter(|r| !r.ok).count();
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn print_summary(reports: &[Report], as_json: bool) {
@@ -74,7 +83,11 @@ pub fn print_summary(reports: &[Report], as_json: bool) {
             (Some(o), _) => vec![
                 r.job.clone(),
                 "ok".into(),
-                format!("{}{}", o.snapshot.name, if o.adopted { " (adopted)" } else { "" }),
+                format!(
+                    "{}{}",
+                    o.snapshot.name,
+                    if o.adopted { " (adopted)" } else { "" }
+                ),
                 o.deleted.len().to_string(),
                 format!("{:.1}s", r.seconds),
             ],
@@ -89,7 +102,11 @@ pub fn print_summary(reports: &[Report], as_json: bool) {
         .collect();
     output::table(&["JOB", "RESULT", "SNAPSHOT", "DELETED", "TIME"], &rows);
     let failed = reports.iter().filter(|r| !r.ok).count();
-    println!("{} job(s): {} ok, {failed} failed", reports.len(), reports.len() - failed);
+    println!(
+        "{} job(s): {} ok, {failed} failed",
+        reports.len(),
+        reports.len() - failed
+    );
 }
 
 /// Reads only: lists each server, and prints what a run would do.
@@ -99,15 +116,31 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
     let mut plans = Vec::new();
     let mut failed = false;
     for (policy_name, server) in jobs {
-        let Some(policy) = config.policy(&policy_name) else { continue };
+        let Some(policy) = config.policy(&policy_name) else {
+            continue;
+        };
         let job = Job { policy, server };
         let name = job.snapshot_name(now);
         let result = async {
-            let listing = client.list_snapshots(Some(server)).await.map_err(|e| e.to_string())?;
-            let plan = rotation::plan(job, &config.policies, config.api.snapshot_cap, &name, &listing)
+            let listing = client
+                .list_snapshots(Some(server))
+                .await
                 .map_err(|e| e.to_string())?;
+            let plan = rotation::plan(
+                job,
+                &config.policies,
+                config.api.snapshot_cap,
+                &name,
+                &listing,
+            )
+            .map_err(|e| e.to_string())?;
             let stop = if policy.stop_server {
-                client.server(server).await.map_err(|e| e.to_string())?.status == ServerStatus::Running
+                client
+                    .server(server)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .status
+                    == ServerStatus::Running
             } else {
                 false
             };
@@ -117,24 +150,45 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
         match result {
             Ok((plan, stop)) => {
                 if as_json {
-                    plans.push(json!({"job": job.id(), "ok": true, "stop_server": stop, "plan": plan}));
+                    plans.push(
+                        json!({"job": job.id(), "ok": true, "stop_server": stop, "plan": plan}),
+                    );
                     continue;
                 }
                 println!("{}:", job.id());
                 if let Some(a) = &plan.adopt {
-                    println!("  would adopt  {} (id {}, {}), already there", a.name, a.id, a.status.as_str());
+                    println!(
+                        "  would adopt  {} (id {}, {}), already there",
+                        a.name,
+                        a.id,
+                        a.status.as_str()
+                    );
                 } else {
                     println!("  would create {}", plan.name);
                 }
                 println!(
                     "  server       {}",
-                    if stop { "would be stopped first and started again after" } else { "left as it is" }
+                    if stop {
+                        "would be stopped first and started again after"
+                    } else {
+                        "left as it is"
+                    }
                 );
                 for (s, reason) in &plan.make_room {
-                    println!("  would delete {} (id {}) before creating: {}", s.name, s.id, reason.describe());
+                    println!(
+                        "  would delete {} (id {}) before creating: {}",
+                        s.name,
+                        s.id,
+                        reason.describe()
+                    );
                 }
                 for (s, reason) in &plan.prune_after {
-                    println!("  would delete {} (id {}) after success: {}", s.name, s.id, reason.describe());
+                    println!(
+                        "  would delete {} (id {}) after success: {}",
+                        s.name,
+                        s.id,
+                        reason.describe()
+                    );
                 }
                 if plan.make_room.is_empty() && plan.prune_after.is_empty() {
                     println!("  would delete nothing");
@@ -153,5 +207,9 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
     if as_json {
         output::json(&plans);
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -40,7 +40,9 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
                 "restoring {what} overwrites all data on the server; pass --yes to confirm when not on a terminal"
             )));
         }
-        print!("Restore {what}?\nThis stops the server and overwrites all its data. Type yes to go on: ");
+        print!(
+            "Restore {what}?\nThis stops the server and overwrites all its data. Type yes to go on: "
+        );
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);

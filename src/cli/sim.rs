@@ -37,7 +37,9 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult {
     if !args.listen.ip().is_loopback() {
-        return Err(CliError::Failed("the simulator listens on loopback addresses only".into()));
+        return Err(CliError::Failed(
+            "the simulator listens on loopback addresses only".into(),
+        ));
     }
     let options = SimOptions {
         token: args.token,
@@ -55,7 +57,11 @@ pub async fn run(args: Args) -> CliResult {
         sim.add_server(*id, &format!("server-{id}"));
     }
     println!("{}", sim.base_url());
-    eprintln!("simulator listening on {} (controls under http://{}/_sim/)", sim.base_url(), sim.addr);
+    eprintln!(
+        "simulator listening on {} (controls under http://{}/_sim/)",
+        sim.base_url(),
+        sim.addr
+    );
     wait_for_stop_signal().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -269,7 +269,10 @@ impl<'a> Checker<'a> {
                 self.error(
                     v.span(),
                     key,
-                    format!("{:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"1h\"", v.get_ref()),
+                    format!(
+                        "{:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"1h\"",
+                        v.get_ref()
+                    ),
                 );
                 None
             }
@@ -284,7 +287,11 @@ impl<'a> Checker<'a> {
             self.error(
                 v.span(),
                 key,
-                format!("{n} is out of range: must be {} to {}", range.start, range.end - 1),
+                format!(
+                    "{n} is out of range: must be {} to {}",
+                    range.start,
+                    range.end - 1
+                ),
             );
             None
         }
@@ -315,11 +322,15 @@ impl<'a> Checker<'a> {
         let request_timeout = a
             .request_timeout
             .as_ref()
-            .map_or(Some(Duration::from_secs(30)), |v| self.duration(v, "api.request_timeout"));
+            .map_or(Some(Duration::from_secs(30)), |v| {
+                self.duration(v, "api.request_timeout")
+            });
         let retry_backoff = a
             .retry_backoff
             .as_ref()
-            .map_or(Some(Duration::from_secs(1)), |v| self.duration(v, "api.retry_backoff"));
+            .map_or(Some(Duration::from_secs(1)), |v| {
+                self.duration(v, "api.retry_backoff")
+            });
         let max_attempts = a
             .max_attempts
             .as_ref()
@@ -346,7 +357,11 @@ impl<'a> Checker<'a> {
         let url = match Url::parse(text) {
             Ok(u) => u,
             Err(e) => {
-                self.error(v.span(), KEY, format!("{:?} is not a URL: {e}", v.get_ref()));
+                self.error(
+                    v.span(),
+                    KEY,
+                    format!("{:?} is not a URL: {e}", v.get_ref()),
+                );
                 return None;
             }
         };
@@ -368,12 +383,20 @@ impl<'a> Checker<'a> {
                 return None;
             }
             other => {
-                self.error(v.span(), KEY, format!("scheme {other}:// is not supported; use https://"));
+                self.error(
+                    v.span(),
+                    KEY,
+                    format!("scheme {other}:// is not supported; use https://"),
+                );
                 return None;
             }
         }
         if !url.username().is_empty() || url.password().is_some() {
-            self.error(v.span(), KEY, "must not carry credentials; the token goes in token_file");
+            self.error(
+                v.span(),
+                KEY,
+                "must not carry credentials; the token goes in token_file",
+            );
             return None;
         }
         Some(url)
@@ -387,7 +410,11 @@ impl<'a> Checker<'a> {
         env: Option<&Spanned<String>>,
     ) -> Option<(ApiToken, String)> {
         if let (Some(_), Some(e)) = (file, env) {
-            self.error(e.span(), "api.token_env", "set either token_file or token_env, not both");
+            self.error(
+                e.span(),
+                "api.token_env",
+                "set either token_file or token_env, not both",
+            );
             return None;
         }
         if let Some(f) = file {
@@ -398,7 +425,11 @@ impl<'a> Checker<'a> {
                     match ApiToken::new(&text) {
                         Some(t) => Some((t, format!("file {}", path.display()))),
                         None => {
-                            self.error(f.span(), "api.token_file", format!("{} is empty", path.display()));
+                            self.error(
+                                f.span(),
+                                "api.token_file",
+                                format!("{} is empty", path.display()),
+                            );
                             None
                         }
                     }
@@ -418,18 +449,30 @@ impl<'a> Checker<'a> {
             return match std::env::var(name).ok().as_deref().and_then(ApiToken::new) {
                 Some(t) => Some((t, format!("environment variable {name}"))),
                 None => {
-                    self.error(e.span(), "api.token_env", format!("environment variable {name} is not set or empty"));
+                    self.error(
+                        e.span(),
+                        "api.token_env",
+                        format!("environment variable {name} is not set or empty"),
+                    );
                     None
                 }
             };
         }
         if let Ok(dir) = std::env::var("CREDENTIALS_DIRECTORY") {
             let path = Path::new(&dir).join(TOKEN_CREDENTIAL);
-            if let Some(t) = std::fs::read_to_string(&path).ok().as_deref().and_then(ApiToken::new) {
+            if let Some(t) = std::fs::read_to_string(&path)
+                .ok()
+                .as_deref()
+                .and_then(ApiToken::new)
+            {
                 return Some((t, format!("systemd credential {TOKEN_CREDENTIAL}")));
             }
         }
-        if let Some(t) = std::env::var(TOKEN_ENV).ok().as_deref().and_then(ApiToken::new) {
+        if let Some(t) = std::env::var(TOKEN_ENV)
+            .ok()
+            .as_deref()
+            .and_then(ApiToken::new)
+        {
             return Some((t, format!("environment variable {TOKEN_ENV}")));
         }
         self.error(
@@ -445,14 +488,14 @@ impl<'a> Checker<'a> {
 
     fn warn_if_others_can_read(&mut self, path: &Path, span: Range<usize>) {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o004 != 0 {
-                self.warn(
-                    span,
-                    "api.token_file",
-                    format!("{} is readable by every user; chmod 600 it", path.display()),
-                );
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            self.warn(
+                span,
+                "api.token_file",
+                format!("{} is readable by every user; chmod 600 it", path.display()),
+            );
         }
     }
 
@@ -466,14 +509,15 @@ impl<'a> Checker<'a> {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         };
-        let max_concurrent_jobs = d
-            .max_concurrent_jobs
-            .as_ref()
-            .map_or(Some(4), |v| self.int_in(v, "daemon.max_concurrent_jobs", 1..1025));
+        let max_concurrent_jobs = d.max_concurrent_jobs.as_ref().map_or(Some(4), |v| {
+            self.int_in(v, "daemon.max_concurrent_jobs", 1..1025)
+        });
         let shutdown_timeout = d
             .shutdown_timeout
             .as_ref()
-            .map_or(Some(Duration::from_secs(600)), |v| self.duration(v, "daemon.shutdown_timeout"));
+            .map_or(Some(Duration::from_secs(600)), |v| {
+                self.duration(v, "daemon.shutdown_timeout")
+            });
         Some(DaemonConfig {
             state_dir,
             max_concurrent_jobs: max_concurrent_jobs? as usize,
@@ -545,11 +589,23 @@ impl<'a> Checker<'a> {
     ) -> Option<Policy> {
         let name = p.name.get_ref().clone();
         let mut ok = true;
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            self.error(p.name.span(), "policy.name", format!("{name:?}: use letters, digits, - and _ only"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.error(
+                p.name.span(),
+                "policy.name",
+                format!("{name:?}: use letters, digits, - and _ only"),
+            );
             ok = false;
         } else if !seen.insert(name.clone()) {
-            self.error(p.name.span(), "policy.name", format!("a policy named {name:?} is already defined"));
+            self.error(
+                p.name.span(),
+                "policy.name",
+                format!("a policy named {name:?} is already defined"),
+            );
             ok = false;
         }
         let key = |k: &str| format!("policy[{name}].{k}");
@@ -562,10 +618,18 @@ impl<'a> Checker<'a> {
         for s in p.servers.get_ref() {
             let id = *s.get_ref();
             if id <= 0 {
-                self.error(s.span(), &key("servers"), format!("{id} is not a server id"));
+                self.error(
+                    s.span(),
+                    &key("servers"),
+                    format!("{id} is not a server id"),
+                );
                 ok = false;
             } else if servers.contains(&(id as u64)) {
-                self.error(s.span(), &key("servers"), format!("server {id} is listed twice"));
+                self.error(
+                    s.span(),
+                    &key("servers"),
+                    format!("server {id} is listed twice"),
+                );
                 ok = false;
             } else {
                 servers.push(id as u64);
@@ -586,7 +650,14 @@ impl<'a> Checker<'a> {
                 Ok(tz) => Some(tz),
                 Err(_) => {
                     let (span, k) = (t.span.clone(), t.key.clone());
-                    self.error(span, &k, format!("{:?} is not an IANA time zone (e.g. \"Europe/Berlin\")", t.value));
+                    self.error(
+                        span,
+                        &k,
+                        format!(
+                            "{:?} is not an IANA time zone (e.g. \"Europe/Berlin\")",
+                            t.value
+                        ),
+                    );
                     None
                 }
             },
@@ -596,12 +667,15 @@ impl<'a> Checker<'a> {
             None => Some(3.min(cap)),
             Some(k) => {
                 let (span, kk, v) = (k.span.clone(), k.key.clone(), *k.value);
-                self.int_in(&Spanned::new(span, v), &kk, 1..(cap as i64 + 1)).map(|n| n as usize)
+                self.int_in(&Spanned::new(span, v), &kk, 1..(cap as i64 + 1))
+                    .map(|n| n as usize)
             }
         };
 
         let template = match self.pick(&p.snapshot_name, &d.snapshot_name, &name, "snapshot_name") {
-            None => NameTemplate::parse("{policy}-%Y%m%d-%H%M").map(|t| (t, 0..0, "defaults.snapshot_name".to_string())).ok(),
+            None => NameTemplate::parse("{policy}-%Y%m%d-%H%M")
+                .map(|t| (t, 0..0, "defaults.snapshot_name".to_string()))
+                .ok(),
             Some(t) => {
                 let (span, k) = (t.span.clone(), t.key.clone());
                 match NameTemplate::parse(t.value) {
@@ -618,11 +692,15 @@ impl<'a> Checker<'a> {
         }
 
         let description = p.description.as_ref().map(|d| d.get_ref().clone());
-        if let Some(desc) = &p.description {
-            if desc.get_ref().chars().count() > 200 {
-                self.error(desc.span(), &key("description"), "is longer than 200 characters");
-                ok = false;
-            }
+        if let Some(desc) = &p.description
+            && desc.get_ref().chars().count() > 200
+        {
+            self.error(
+                desc.span(),
+                &key("description"),
+                "is longer than 200 characters",
+            );
+            ok = false;
         }
 
         let stop_server = self
@@ -631,9 +709,27 @@ impl<'a> Checker<'a> {
         let catch_up = self
             .pick(&p.catch_up, &d.catch_up, &name, "catch_up")
             .is_none_or(|v| *v.value);
-        let poll_interval = self.picked_duration(&p.poll_interval, &d.poll_interval, &name, "poll_interval", Duration::from_secs(15));
-        let wait_timeout = self.picked_duration(&p.wait_timeout, &d.wait_timeout, &name, "wait_timeout", Duration::from_secs(30 * 60));
-        let stop_timeout = self.picked_duration(&p.stop_timeout, &d.stop_timeout, &name, "stop_timeout", Duration::from_secs(5 * 60));
+        let poll_interval = self.picked_duration(
+            &p.poll_interval,
+            &d.poll_interval,
+            &name,
+            "poll_interval",
+            Duration::from_secs(15),
+        );
+        let wait_timeout = self.picked_duration(
+            &p.wait_timeout,
+            &d.wait_timeout,
+            &name,
+            "wait_timeout",
+            Duration::from_secs(30 * 60),
+        );
+        let stop_timeout = self.picked_duration(
+            &p.stop_timeout,
+            &d.stop_timeout,
+            &name,
+            "stop_timeout",
+            Duration::from_secs(5 * 60),
+        );
 
         if !ok {
             return None;
@@ -683,17 +779,17 @@ impl<'a> Checker<'a> {
             ),
             Some(_) => {}
         }
-        if let Some(longest) = servers.iter().map(|s| tpl.rendered_len(policy, *s)).max() {
-            if longest > template::MAX_NAME_LEN {
-                self.error(
-                    span,
-                    key,
-                    format!(
-                        "renders names of {longest} characters; at most {} are allowed",
-                        template::MAX_NAME_LEN
-                    ),
-                );
-            }
+        if let Some(longest) = servers.iter().map(|s| tpl.rendered_len(policy, *s)).max()
+            && longest > template::MAX_NAME_LEN
+        {
+            self.error(
+                span,
+                key,
+                format!(
+                    "renders names of {longest} characters; at most {} are allowed",
+                    template::MAX_NAME_LEN
+                ),
+            );
         }
     }
 
@@ -714,7 +810,10 @@ impl<'a> Checker<'a> {
         }
         for (server, ps) in &by_server {
             let total: usize = ps.iter().map(|p| p.keep).sum();
-            let names: Vec<String> = ps.iter().map(|p| format!("{} keeps {}", p.name, p.keep)).collect();
+            let names: Vec<String> = ps
+                .iter()
+                .map(|p| format!("{} keeps {}", p.name, p.keep))
+                .collect();
             let last = ps.last().map_or(String::new(), |p| p.name.clone());
             if total > cap {
                 self.error(
@@ -737,7 +836,9 @@ impl<'a> Checker<'a> {
             }
             for (i, a) in ps.iter().enumerate() {
                 for b in &ps[i + 1..] {
-                    if a.snapshot_name.overlaps(&a.name, &b.snapshot_name, &b.name, *server) {
+                    if a.snapshot_name
+                        .overlaps(&a.name, &b.snapshot_name, &b.name, *server)
+                    {
                         self.error(
                             span_of(&b.name),
                             &format!("policy[{}].snapshot_name", b.name),

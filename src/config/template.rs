@@ -169,13 +169,21 @@ impl NameTemplate {
     }
 
     /// Whether some name is matched by both templates (for policies sharing a server).
-    pub fn overlaps(&self, policy: &str, other: &NameTemplate, other_policy: &str, server: u64) -> bool {
+    pub fn overlaps(
+        &self,
+        policy: &str,
+        other: &NameTemplate,
+        other_policy: &str,
+        server: u64,
+    ) -> bool {
         let a = self.classes(policy, server);
         let b = other.classes(other_policy, server);
         a.len() == b.len()
             && a.iter().zip(&b).all(|(x, y)| match (x, y) {
                 (Class::Char(p), Class::Char(q)) => p == q,
-                (Class::Char(c), Class::Digit) | (Class::Digit, Class::Char(c)) => c.is_ascii_digit(),
+                (Class::Char(c), Class::Digit) | (Class::Digit, Class::Char(c)) => {
+                    c.is_ascii_digit()
+                }
                 (Class::Digit, Class::Digit) => true,
             })
     }

@@ -15,9 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use super::ApiToken;
 use super::assumptions::{self, MAX_ERROR_TEXT, MAX_PAGES, MAX_RETRY_AFTER};
 use super::types::{RestoreAnswer, Server, Snapshot, SnapshotPage};
-use super::ApiToken;
 use crate::config::ApiConfig;
 
 /// Why a call to the provider failed. Messages carry the provider's own text, cut to
@@ -122,13 +122,16 @@ impl Client {
     pub async fn list_snapshots(&self, server: Option<u64>) -> Result<Vec<Snapshot>, ApiError> {
         let mut url = self.url("snapshots/")?;
         if let Some(id) = server {
-            url.query_pairs_mut().append_pair("server_id", &id.to_string());
+            url.query_pairs_mut()
+                .append_pair("server_id", &id.to_string());
         }
         let mut all = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
             let call = format!("GET {}", display_path(&url));
-            let page: SnapshotPage = self.call_json(Method::GET, url.clone(), None::<&()>, &call).await?;
+            let page: SnapshotPage = self
+                .call_json(Method::GET, url.clone(), None::<&()>, &call)
+                .await?;
             all.extend(page.results);
             let Some(next) = page.next.filter(|n| !n.is_empty()) else {
                 return Ok(all);
@@ -173,7 +176,12 @@ impl Client {
     /// Creates snapshot `name` on `server` — exactly once. When the answer is lost, the
     /// server's listing is read and a snapshot of that name is adopted; only when there
     /// is none is the create sent again.
-    pub async fn create_snapshot(&self, server: u64, name: &str, description: &str) -> Result<Created, ApiError> {
+    pub async fn create_snapshot(
+        &self,
+        server: u64,
+        name: &str,
+        description: &str,
+    ) -> Result<Created, ApiError> {
         #[derive(Serialize)]
         struct Body<'a> {
             server_id: u64,
@@ -193,41 +201,66 @@ impl Client {
             let lost = match self.attempt(Method::POST, url.clone(), Some(&body)).await {
                 Attempt::Answer(a) if a.status.is_success() => {
                     match serde_json::from_slice::<Snapshot>(&a.body) {
-                        Ok(snapshot) => return Ok(Created { snapshot, adopted: false }),
+                        Ok(snapshot) => {
+                            return Ok(Created {
+                                snapshot,
+                                adopted: false,
+                            });
+                        }
                         // Created, but the answer is unreadable: find it by name.
                         Err(e) => format!("unreadable answer to HTTP {}: {e}", a.status),
                     }
                 }
                 // A 429 was not applied: wait and send again.
-                Attempt::Answer(a) if a.status == StatusCode::TOO_MANY_REQUESTS && attempt < self.max_attempts => {
+                Attempt::Answer(a)
+                    if a.status == StatusCode::TOO_MANY_REQUESTS && attempt < self.max_attempts =>
+                {
                     self.pause(attempt, a.retry_after).await;
                     continue;
                 }
                 // A 5xx may or may not have been applied.
                 Attempt::Answer(a) if a.status.is_server_error() => {
-                    format!("HTTP {}: {}", a.status, self.clean(&assumptions::error_text(&a.body)))
+                    format!(
+                        "HTTP {}: {}",
+                        a.status,
+                        self.clean(&assumptions::error_text(&a.body))
+                    )
                 }
                 Attempt::Answer(a) => return Err(self.status_error(&call, &a, attempt)),
                 Attempt::NotSent(message) => {
                     if attempt >= self.max_attempts {
-                        return Err(ApiError::Network { call, message, attempts: attempt });
+                        return Err(ApiError::Network {
+                            call,
+                            message,
+                            attempts: attempt,
+                        });
                     }
                     self.pause(attempt, None).await;
                     continue;
                 }
                 Attempt::Lost(message) => message,
             };
-            tracing::warn!(snapshot_name = name, "create answer lost ({lost}); looking for the snapshot by name");
+            tracing::warn!(
+                snapshot_name = name,
+                "create answer lost ({lost}); looking for the snapshot by name"
+            );
             if let Some(existing) = self
                 .list_snapshots(Some(server))
                 .await?
                 .into_iter()
                 .find(|s| s.name == name)
             {
-                return Ok(Created { snapshot: existing, adopted: true });
+                return Ok(Created {
+                    snapshot: existing,
+                    adopted: true,
+                });
             }
             if attempt >= self.max_attempts {
-                return Err(ApiError::Network { call, message: lost, attempts: attempt });
+                return Err(ApiError::Network {
+                    call,
+                    message: lost,
+                    attempts: attempt,
+                });
             }
             self.pause(attempt, None).await;
         }
@@ -236,7 +269,9 @@ impl Client {
     pub async fn delete_snapshot(&self, id: u64) -> Result<(), ApiError> {
         let url = self.url(&format!("snapshots/{id}/"))?;
         let call = format!("DELETE /snapshots/{id}/");
-        self.call(Method::DELETE, url, None::<&()>, &call).await.map(|_| ())
+        self.call(Method::DELETE, url, None::<&()>, &call)
+            .await
+            .map(|_| ())
     }
 
     pub async fn restore_snapshot(&self, id: u64) -> Result<RestoreAnswer, ApiError> {
@@ -269,18 +304,24 @@ impl Client {
     pub async fn stop_server(&self, id: u64) -> Result<(), ApiError> {
         let url = self.url(&format!("servers/{id}/stop/"))?;
         let call = format!("POST /servers/{id}/stop/");
-        self.call(Method::POST, url, None::<&()>, &call).await.map(|_| ())
+        self.call(Method::POST, url, None::<&()>, &call)
+            .await
+            .map(|_| ())
     }
 
     /// Asks the provider to start the server (repeating it is harmless).
     pub async fn start_server(&self, id: u64) -> Result<(), ApiError> {
         let url = self.url(&format!("servers/{id}/start/"))?;
         let call = format!("POST /servers/{id}/start/");
-        self.call(Method::POST, url, None::<&()>, &call).await.map(|_| ())
+        self.call(Method::POST, url, None::<&()>, &call)
+            .await
+            .map(|_| ())
     }
 
     fn url(&self, path: &str) -> Result<Url, ApiError> {
-        self.base.join(path).map_err(|e| ApiError::Setup(format!("bad URL for {path}: {e}")))
+        self.base
+            .join(path)
+            .map_err(|e| ApiError::Setup(format!("bad URL for {path}: {e}")))
     }
 
     async fn call_json<T: DeserializeOwned, B: Serialize + ?Sized>(
@@ -293,7 +334,11 @@ impl Client {
         let bytes = self.call(method, url, body, call).await?;
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
             call: call.to_string(),
-            message: format!("{} (body starts {:?})", e, self.clean(&String::from_utf8_lossy(&bytes[..bytes.len().min(60)]))),
+            message: format!(
+                "{} (body starts {:?})",
+                e,
+                self.clean(&String::from_utf8_lossy(&bytes[..bytes.len().min(60)]))
+            ),
         })
     }
 
@@ -335,7 +380,12 @@ impl Client {
     }
 
     /// One HTTP exchange.
-    async fn attempt<B: Serialize + ?Sized>(&self, method: Method, url: Url, body: Option<&B>) -> Attempt {
+    async fn attempt<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Attempt {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self
             .http
@@ -362,7 +412,9 @@ impl Client {
                 body: body.to_vec(),
                 retry_after,
             }),
-            Err(e) => Attempt::Lost(self.clean(&format!("HTTP {status}, then {}", network_text(&e)))),
+            Err(e) => {
+                Attempt::Lost(self.clean(&format!("HTTP {status}, then {}", network_text(&e))))
+            }
         }
     }
 
@@ -373,14 +425,21 @@ impl Client {
             401 => ApiError::Unauthorized { call, message },
             404 => ApiError::NotFound { call, message },
             400 => ApiError::Rejected { call, message },
-            code => ApiError::Status { call, status: code, attempts, message },
+            code => ApiError::Status {
+                call,
+                status: code,
+                attempts,
+                message,
+            },
         }
     }
 
     /// Waits before attempt `attempt + 1`: exponential backoff with jitter, and never
     /// less than the provider's `Retry-After`.
     async fn pause(&self, attempt: u32, retry_after: Option<Duration>) {
-        let exp = self.retry_backoff.saturating_mul(1 << (attempt - 1).min(16));
+        let exp = self
+            .retry_backoff
+            .saturating_mul(1 << (attempt - 1).min(16));
         let capped = exp.min(Duration::from_secs(60));
         let jittered = capped.mul_f64(0.5 + 0.5 * jitter());
         let wait = retry_after.map_or(jittered, |r| r.max(jittered.min(r + self.retry_backoff)));
@@ -430,7 +489,9 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         Duration::from_secs(secs)
     } else {
         let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-        (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default()
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
     };
     Some(wait.min(MAX_RETRY_AFTER))
 }
@@ -439,6 +500,10 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

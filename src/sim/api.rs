@@ -15,10 +15,10 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::faults::{self, Fault, FaultAction};
 use super::listener::Peer;
 use super::model::{RequestRecord, SimSnapshot, SimState};
-use super::Shared;
 
 type S = State<Arc<Shared>>;
 
@@ -36,7 +36,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/state", get(control_state))
         .route("/servers", post(control_add_server))
         .route("/snapshots", post(control_add_snapshot))
-        .route("/faults", post(control_add_fault).delete(control_clear_faults));
+        .route(
+            "/faults",
+            post(control_add_fault).delete(control_clear_faults),
+        );
     Router::new()
         .nest("/api/v1", api)
         .nest("/_sim", control)
@@ -54,7 +57,12 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, SimState> {
 }
 
 /// Every API request passes here: latency, the token check, faults, and the log.
-async fn gate(State(shared): S, ConnectInfo(peer): ConnectInfo<Peer>, request: Request, next: Next) -> Response {
+async fn gate(
+    State(shared): S,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().to_string();
     let uri = request.uri();
     let path = match uri.query() {
@@ -79,14 +87,23 @@ async fn gate(State(shared): S, ConnectInfo(peer): ConnectInfo<Peer>, request: R
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let response = match (&fault, authorized) {
-        (_, false) => error(StatusCode::UNAUTHORIZED, "Authentication credentials were not provided or are invalid."),
-        (Some(FaultAction::Status { status, retry_after }), _) => {
+        (_, false) => error(
+            StatusCode::UNAUTHORIZED,
+            "Authentication credentials were not provided or are invalid.",
+        ),
+        (
+            Some(FaultAction::Status {
+                status,
+                retry_after,
+            }),
+            _,
+        ) => {
             let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut r = error(code, "Simulated failure.");
-            if let Some(secs) = retry_after {
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    r.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+            if let Some(secs) = retry_after
+                && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+            {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
             }
             r
         }
@@ -115,7 +132,11 @@ async fn gate(State(shared): S, ConnectInfo(peer): ConnectInfo<Peer>, request: R
             tokio::time::sleep(Duration::from_secs(3600)).await;
             response
         }
-        Some(FaultAction::Malformed) => (StatusCode::OK, Body::from("{\"results\": [ this is not json")).into_response(),
+        Some(FaultAction::Malformed) => (
+            StatusCode::OK,
+            Body::from("{\"results\": [ this is not json"),
+        )
+            .into_response(),
         _ => response,
     }
 }
@@ -131,7 +152,11 @@ struct ListQuery {
 }
 
 fn snapshot_json(state: &SimState, s: &SimSnapshot) -> Value {
-    let server_name = state.servers.get(&s.server_id).map(|v| v.name.clone()).unwrap_or_default();
+    let server_name = state
+        .servers
+        .get(&s.server_id)
+        .map(|v| v.name.clone())
+        .unwrap_or_default();
     json!({
         "id": s.id,
         "server": { "id": s.server_id, "name": server_name },
@@ -182,10 +207,21 @@ async fn create_snapshot(State(shared): S, request: Request) -> Response {
         return error(StatusCode::BAD_REQUEST, "Unreadable body.");
     };
     let Ok(body) = serde_json::from_slice::<CreateBody>(&bytes) else {
-        return error(StatusCode::BAD_REQUEST, "Invalid parameters: server_id and name are required.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid parameters: server_id and name are required.",
+        );
     };
-    if body.name.is_empty() || !body.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return error(StatusCode::BAD_REQUEST, "Invalid name: use letters, digits, hyphens and underscores.");
+    if body.name.is_empty()
+        || !body
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid name: use letters, digits, hyphens and underscores.",
+        );
     }
     let mut state = lock(&shared);
     if !state.servers.contains_key(&body.server_id) {
@@ -194,7 +230,10 @@ async fn create_snapshot(State(shared): S, request: Request) -> Response {
     if state.snapshots_of(body.server_id).len() >= shared.options.cap {
         return error(
             StatusCode::BAD_REQUEST,
-            &format!("Snapshot limit reached: at most {} snapshots per server.", shared.options.cap),
+            &format!(
+                "Snapshot limit reached: at most {} snapshots per server.",
+                shared.options.cap
+            ),
         );
     }
     let now = Utc::now();
@@ -218,7 +257,8 @@ async fn create_snapshot(State(shared): S, request: Request) -> Response {
         },
     };
     let mut answer = snapshot_json(&state, &snapshot);
-    answer["message"] = json!("Snapshot is being created. This may take 3-10 minutes depending on server size.");
+    answer["message"] =
+        json!("Snapshot is being created. This may take 3-10 minutes depending on server size.");
     state.snapshots.insert(id, snapshot);
     (StatusCode::CREATED, Json(answer)).into_response()
 }
@@ -242,9 +282,13 @@ async fn restore_snapshot(State(shared): S, Path(id): Path<u64>) -> Response {
         return error(StatusCode::NOT_FOUND, "Server does not exist.");
     };
     if server.status == "restoring" {
-        return error(StatusCode::BAD_REQUEST, "Server is not in a valid state for restoration.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Server is not in a valid state for restoration.",
+        );
     }
-    let done = Utc::now() + chrono::Duration::from_std(shared.options.restore_time).unwrap_or_default();
+    let done =
+        Utc::now() + chrono::Duration::from_std(shared.options.restore_time).unwrap_or_default();
     server.status = "restoring".into();
     server.becomes = Some(("running".into(), done));
     let answer = json!({
@@ -280,9 +324,13 @@ fn transition(shared: &Shared, id: u64, via: &str, target: &str) -> Response {
         return (StatusCode::ACCEPTED, Json(server_json(server))).into_response();
     }
     if server.status == "restoring" || server.becomes.is_some() {
-        return error(StatusCode::BAD_REQUEST, &format!("Server is {}.", server.status));
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("Server is {}.", server.status),
+        );
     }
-    let at = Utc::now() + chrono::Duration::from_std(shared.options.transition_time).unwrap_or_default();
+    let at =
+        Utc::now() + chrono::Duration::from_std(shared.options.transition_time).unwrap_or_default();
     server.status = via.to_string();
     server.becomes = Some((target.to_string(), at));
     if target == "stopped" {
@@ -345,7 +393,12 @@ fn completed() -> String {
 }
 
 async fn control_add_snapshot(State(shared): S, Json(s): Json<NewSnapshot>) -> Response {
-    let id = lock(&shared).add_snapshot(s.server_id, &s.name, &s.status, s.created_at.unwrap_or_else(Utc::now));
+    let id = lock(&shared).add_snapshot(
+        s.server_id,
+        &s.name,
+        &s.status,
+        s.created_at.unwrap_or_else(Utc::now),
+    );
     Json(json!({ "id": id })).into_response()
 }
 

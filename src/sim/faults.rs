@@ -60,7 +60,10 @@ impl Fault {
 
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.times > 0
-            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
             && self.path.as_deref().is_none_or(|p| path.starts_with(p))
     }
 }

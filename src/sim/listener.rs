@@ -19,11 +19,17 @@ pub struct Doomed(Arc<Mutex<HashSet<SocketAddr>>>);
 
 impl Doomed {
     pub fn cut(&self, peer: SocketAddr) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(peer);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer);
     }
 
     fn take(&self, peer: &SocketAddr) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(peer)
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer)
     }
 }
 
@@ -95,11 +101,18 @@ impl SimStream {
 }
 
 fn reset() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionReset, "simulator cut the connection")
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "simulator cut the connection",
+    )
 }
 
 impl AsyncRead for SimStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.cut {
             return Poll::Ready(Err(reset()));
         }
@@ -108,7 +121,11 @@ impl AsyncRead for SimStream {
 }
 
 impl AsyncWrite for SimStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.check_cut() {
             return Poll::Ready(Err(reset()));
         }

@@ -86,7 +86,13 @@ impl SimState {
     }
 
     /// Puts a finished snapshot in place, as if made earlier (by hand or by a policy).
-    pub fn add_snapshot(&mut self, server_id: u64, name: &str, status: &str, created_at: DateTime<Utc>) -> u64 {
+    pub fn add_snapshot(
+        &mut self,
+        server_id: u64,
+        name: &str,
+        status: &str,
+        created_at: DateTime<Utc>,
+    ) -> u64 {
         let id = self.new_id();
         self.snapshots.insert(
             id,
@@ -111,11 +117,17 @@ impl SimState {
     }
 
     pub fn snapshots_of(&self, server_id: u64) -> Vec<&SimSnapshot> {
-        self.snapshots.values().filter(|s| s.server_id == server_id).collect()
+        self.snapshots
+            .values()
+            .filter(|s| s.server_id == server_id)
+            .collect()
     }
 
     pub fn snapshot_names(&self, server_id: u64) -> Vec<String> {
-        self.snapshots_of(server_id).iter().map(|s| s.name.clone()).collect()
+        self.snapshots_of(server_id)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     pub fn server_status(&self, id: u64) -> Option<&str> {
@@ -143,11 +155,11 @@ impl SimState {
             }
         }
         for s in self.servers.values_mut() {
-            if let Some((status, at)) = &s.becomes {
-                if *at <= now {
-                    s.status = status.clone();
-                    s.becomes = None;
-                }
+            if let Some((status, at)) = &s.becomes
+                && *at <= now
+            {
+                s.status = status.clone();
+                s.becomes = None;
             }
         }
     }

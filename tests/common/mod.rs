@@ -45,12 +45,15 @@ impl Env {
 
     pub async fn with_options(options: SimOptions) -> Env {
         let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let sim = SimHandle::start(listen, options).await.expect("simulator starts");
+        let sim = SimHandle::start(listen, options)
+            .await
+            .expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("snaprotd.toml");
         let token = dir.path().join("token");
         std::fs::write(&token, TOKEN).expect("token file");
-        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
         Env { sim, dir, config }
     }
 
@@ -100,8 +103,16 @@ stop_timeout = "5s"
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        assert!(!o.all().contains("panicked"), "snaprotd panicked:\n{}", o.all());
-        assert!(!o.all().contains(TOKEN), "the token appeared in the output:\n{}", o.all());
+        assert!(
+            !o.all().contains("panicked"),
+            "snaprotd panicked:\n{}",
+            o.all()
+        );
+        assert!(
+            !o.all().contains(TOKEN),
+            "the token appeared in the output:\n{}",
+            o.all()
+        );
         o
     }
 
