@@ -220,6 +220,16 @@ fn occupants(server: u64, policies: &[Policy], listing: &[Snapshot]) -> String {
     parts.join(", ")
 }
 
+/// A snapshot that reached `completed`, with the listing that showed it (if it was
+/// read while waiting), which step 7 prunes from.
+struct Completed {
+    snapshot: Snapshot,
+    listing: Option<Vec<Snapshot>>,
+}
+
+/// How often a long wait says it is still waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
 /// Sleeping between polls; a test makes it short through the configured intervals.
 async fn pause(d: Duration) {
     tokio::time::sleep(d).await;
@@ -298,7 +308,10 @@ impl Rotation<'_> {
                 (made, Ok(())) => made,
                 (made, Err(restart)) => {
                     let first = match made {
-                        Ok(s) => format!("snapshot {} (id {}) completed", s.0.name, s.0.id),
+                        Ok(s) => format!(
+                            "snapshot {} (id {}) completed",
+                            s.0.snapshot.name, s.0.snapshot.id
+                        ),
                         Err(e) => e.to_string(),
                     };
                     return Err(RotationError::NotRestarted {
@@ -309,11 +322,11 @@ impl Rotation<'_> {
                 }
             },
         };
-        let (snapshot, adopted) = made?;
+        let (Completed { snapshot, listing }, adopted) = made?;
 
         // 7. Only now, after a completed snapshot: prune beyond keep.
         let mut deleted = plan.make_room.clone();
-        deleted.extend(self.prune(job, &snapshot).await?);
+        deleted.extend(self.prune(job, &snapshot, listing).await?);
         Ok(Outcome {
             snapshot,
             adopted,
@@ -460,7 +473,7 @@ impl Rotation<'_> {
         &self,
         job: Job<'_>,
         plan: &Plan,
-    ) -> Result<(Snapshot, bool), RotationError> {
+    ) -> Result<(Completed, bool), RotationError> {
         let (created, took) = match &plan.adopt {
             Some(existing) => {
                 info!(
@@ -517,10 +530,12 @@ impl Rotation<'_> {
         &self,
         job: Job<'_>,
         mut snapshot: Snapshot,
-    ) -> Result<Snapshot, RotationError> {
+    ) -> Result<Completed, RotationError> {
         let policy = job.policy;
         let started = Instant::now();
         let mut noted_unknown = false;
+        let mut noted_progress = Instant::now();
+        let mut listing = None;
         loop {
             match &snapshot.status {
                 SnapshotStatus::Completed => {
@@ -532,7 +547,7 @@ impl Rotation<'_> {
                         snapshot.size_mb.map_or("?".into(), |s| s.to_string()),
                         secs(started.elapsed())
                     );
-                    return Ok(snapshot);
+                    return Ok(Completed { snapshot, listing });
                 }
                 SnapshotStatus::Failed(status) => {
                     return Err(RotationError::SnapshotFailed {
@@ -550,6 +565,15 @@ impl Rotation<'_> {
                 }
                 _ => {}
             }
+            if noted_progress.elapsed() >= PROGRESS_EVERY {
+                info!(
+                    "still waiting for snapshot {}: {} for {}",
+                    snapshot.name,
+                    snapshot.status.as_str(),
+                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+                );
+                noted_progress = Instant::now();
+            }
             if started.elapsed() >= policy.wait_timeout {
                 return Err(RotationError::WaitTimeout {
                     name: snapshot.name,
@@ -564,27 +588,36 @@ impl Rotation<'_> {
                     .min(policy.wait_timeout.saturating_sub(started.elapsed())),
             )
             .await;
-            let current = self
+            let (current, all) = self
                 .client
-                .snapshot(job.server, snapshot.id)
+                .find_snapshot(job.server, snapshot.id)
                 .await
                 .map_err(RotationError::api("waiting for the snapshot"))?;
             snapshot = current.ok_or(RotationError::Vanished {
                 name: snapshot.name.clone(),
                 id: snapshot.id,
             })?;
+            listing = Some(all);
         }
     }
 
     /// Step 7: deletes this policy's snapshots beyond `keep` (oldest first) and its
     /// failed ones; never the new one, never one in progress.
+    /// `listing` is the one that showed the snapshot completed, when there was one.
     async fn prune(
         &self,
         job: Job<'_>,
         new: &Snapshot,
+        listing: Option<Vec<Snapshot>>,
     ) -> Result<Vec<(Snapshot, Reason)>, RotationError> {
-        let (listing, _) = timed("list", self.client.list_snapshots(Some(job.server))).await;
-        let listing = listing.map_err(RotationError::api("listing snapshots before pruning"))?;
+        let listing = match listing {
+            Some(l) => l,
+            None => self
+                .client
+                .list_snapshots(Some(job.server))
+                .await
+                .map_err(RotationError::api("listing snapshots before pruning"))?,
+        };
         let doomed = prune_list(job, &listing, Some(new.id));
         let mut deleted = Vec::new();
         for (snapshot, reason) in doomed {

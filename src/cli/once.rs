@@ -64,6 +64,9 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     let runner = Arc::new(Runner::new(config).map_err(|e| CliError::Failed(e.to_string()))?);
     let reports = runner.run_all(jobs, Utc::now()).await;
     print_summary(&reports, args.json);
+    if !args.json {
+        println!("{} provider request(s)", runner.client.requests_sent());
+    }
     let failed = reports.iter().filter(|r| !r.ok).count();
     Ok(if failed == 0 {
         ExitCode::SUCCESS

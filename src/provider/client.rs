@@ -163,14 +163,17 @@ impl Client {
         })
     }
 
-    /// The snapshot `id` of `server`, read from the server's listing (there is no
-    /// documented single-snapshot call). `None` when it is gone.
-    pub async fn snapshot(&self, server: u64, id: u64) -> Result<Option<Snapshot>, ApiError> {
-        Ok(self
-            .list_snapshots(Some(server))
-            .await?
-            .into_iter()
-            .find(|s| s.id == id))
+    /// The snapshot `id` of `server` (`None` when it is gone), read from the server's
+    /// listing: there is no documented single-snapshot call. The listing comes back
+    /// too, so a caller can use it rather than ask again.
+    pub async fn find_snapshot(
+        &self,
+        server: u64,
+        id: u64,
+    ) -> Result<(Option<Snapshot>, Vec<Snapshot>), ApiError> {
+        let listing = self.list_snapshots(Some(server)).await?;
+        let found = listing.iter().find(|s| s.id == id).cloned();
+        Ok((found, listing))
     }
 
     /// Creates snapshot `name` on `server` — exactly once. When the answer is lost, the

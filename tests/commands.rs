@@ -1,0 +1,192 @@
+//! The other commands as an operator uses them: the simulator as its own process,
+//! `list`, `restore`, `next` and the demo.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{Env, TOKEN, days_ago};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const POLICY: &str = r#"
+[[policy]]
+name = "nightly"
+servers = [5]
+schedule = "30 2 * * *"
+keep = 2
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_prints_its_address_first_and_serves_the_api() {
+    let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--servers",
+            "5,6",
+            "--create-time",
+            "200ms",
+        ])
+        .env("SNAPROTD_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sim starts");
+    let stdout = sim.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base_url = lines
+        .next_line()
+        .await
+        .expect("reads")
+        .expect("a first line");
+    assert!(
+        base_url.starts_with("http://127.0.0.1:") && base_url.ends_with("/api/v1"),
+        "{base_url}"
+    );
+
+    let env = Env::new().await;
+    let config = format!("{}\n{POLICY}", env.header()).replace(env.sim.base_url(), &base_url);
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+
+    // The control API shows what happened.
+    let control = base_url.replace("/api/v1", "/_sim/state");
+    let state: serde_json::Value = reqwest::get(&control).await.unwrap().json().await.unwrap();
+    let snapshots = state["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0]["server_id"], 5);
+    assert_eq!(snapshots[0]["status"], "completed");
+    // Unauthenticated API calls are refused.
+    let r = reqwest::get(format!("{base_url}/snapshots/"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_shows_which_policy_owns_each_snapshot() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    env.sim
+        .state()
+        .add_snapshot(5, "before-upgrade", "completed", days_ago(3));
+    env.write_config(POLICY);
+    assert_eq!(env.snaprotd(&["once"]).await.code, 0);
+    let out = env.snaprotd(&["list", "--server", "5"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("SERVER") && lines[0].contains("OWNER"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("before-upgrade") && l.ends_with("manual")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("nightly-") && l.ends_with("nightly")),
+        "{}",
+        out.stdout
+    );
+    let json = env.snaprotd(&["list", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_needs_confirmation_and_restores_with_yes() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    let id = env
+        .sim
+        .state()
+        .add_snapshot(5, "known-good", "completed", days_ago(1));
+    env.write_config(POLICY);
+    let id = id.to_string();
+
+    // Not on a terminal and no --yes: refused, nothing sent.
+    let out = env.snaprotd(&["restore", &id]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.all().contains("--yes"), "{}", out.all());
+    assert!(env.changes().is_empty());
+
+    let out = env.snaprotd(&["restore", &id, "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        env.changes(),
+        vec![format!("POST /snapshots/{id}/restore/")]
+    );
+    assert_eq!(env.sim.state().server_status(5), Some("restoring"));
+
+    let out = env.snaprotd(&["restore", "99999", "--yes"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.all().contains("does not exist"), "{}", out.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn next_lists_fires_across_policies_in_time_order() {
+    let env = Env::new().await;
+    env.write_config(
+        r#"
+[[policy]]
+name = "hourly"
+servers = [1]
+schedule = "15 * * * *"
+keep = 1
+
+[[policy]]
+name = "daily"
+servers = [2]
+schedule = "0 0 * * *"
+keep = 1
+"#,
+    );
+    let out = env.snaprotd(&["next", "--count", "30", "--json"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let fires = v.as_array().unwrap();
+    assert_eq!(fires.len(), 30);
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = fires
+        .iter()
+        .map(|f| chrono::DateTime::parse_from_rfc3339(f["at"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert!(fires.iter().any(|f| f["policy"] == "daily"));
+    assert!(fires.iter().filter(|f| f["policy"] == "hourly").count() >= 24);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_shows_the_whole_lifecycle_and_exits_0() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .args(["demo", "--duration", "17s"])
+        .env_remove("SNAPROTD_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    for step in [
+        "created snapshot",
+        "completed (",
+        "stopped server",
+        "started server again",
+        "making room",
+        "beyond keep",
+        "manual snapshots left alone: 3 of 3",
+    ] {
+        assert!(all.contains(step), "the demo did not show {step:?}:\n{all}");
+    }
+}
