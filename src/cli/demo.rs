@@ -127,8 +127,8 @@ pub async fn run(args: Args) -> CliResult {
     let runner =
         Arc::new(Runner::new(config.clone()).map_err(|e| failed("cannot build the client", &e))?);
     let deadline = tokio::time::Instant::now() + args.duration;
-    let mut failures = 0;
-    let mut runs = 0;
+    // Each fire's jobs run in the background so a long job never delays the next fire.
+    let mut fires = tokio::task::JoinSet::new();
     loop {
         // The earliest next fire across policies, and every job due then.
         let now = Utc::now();
@@ -155,11 +155,14 @@ pub async fn run(args: Args) -> CliResult {
             })
             .flat_map(|p| p.servers.iter().map(move |s| (p.name.clone(), *s)))
             .collect();
-        for r in runner.run_all(due, at).await {
+        let runner = runner.clone();
+        fires.spawn(async move { runner.run_all(due, at).await });
+    }
+    let (mut runs, mut failures) = (0, 0);
+    while let Some(done) = fires.join_next().await {
+        for r in done.map_err(|e| failed("a run ended abnormally", &e))? {
             runs += 1;
-            if !r.ok {
-                failures += 1;
-            }
+            failures += usize::from(!r.ok);
         }
     }
 
