@@ -8,9 +8,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod provider;
 pub mod rotation;
 pub mod runner;
 pub mod schedule;
 pub mod sim;
 pub mod state;
+pub mod systemd;

@@ -293,7 +293,7 @@ impl Rotation<'_> {
         }
 
         // 3. Stop the server if the policy asks and it runs.
-        let (stopped, stop_result) = self.stop_if_asked(job, &name).await;
+        let (stopped, stop_result) = self.stop_if_asked(job, &name, fire_time).await;
 
         // 4 and 5. Create (or adopt) the snapshot and wait for it.
         let made = match stop_result {
@@ -357,13 +357,16 @@ impl Rotation<'_> {
     }
 
     /// Step 3. Returns the record when this run stopped the server (so step 6 must
-    /// start it), and whether the stop completed.
+    /// start it), and whether the stop completed. A record left by an interrupted run
+    /// (a crash, a restart) means snaprotd stopped the server: this run takes it over.
     async fn stop_if_asked(
         &self,
         job: Job<'_>,
         name: &str,
+        fire_time: DateTime<Utc>,
     ) -> (Option<StoppedRecord>, Result<(), RotationError>) {
-        if !job.policy.stop_server {
+        let earlier = self.state.stopped_server(job.server);
+        if !job.policy.stop_server && earlier.is_none() {
             return (None, Ok(()));
         }
         let started = Instant::now();
@@ -371,11 +374,37 @@ impl Rotation<'_> {
             Ok(s) => s,
             Err(e) => {
                 return (
-                    None,
+                    earlier,
                     Err(RotationError::api("reading the server's status")(e)),
                 );
             }
         };
+        if let Some(record) = earlier {
+            if server.status != ServerStatus::Running {
+                info!(
+                    "server is {}: snaprotd stopped it for {} at {}; it is started again after this run",
+                    server.status.as_str(),
+                    record.job,
+                    record.stopped_at.to_rfc3339()
+                );
+                // Still stopping: let it finish. Stopped, or already starting again
+                // (the run died in step 6): step 6 takes it from here.
+                let result = if server.status == ServerStatus::Stopping {
+                    self.wait_for_server(job.server, ServerStatus::Stopped, job.policy)
+                        .await
+                } else {
+                    Ok(())
+                };
+                return (Some(record), result);
+            }
+            // Started by someone else since: the record is stale.
+            if let Err(e) = self.state.clear_stopped(job.server) {
+                return (None, Err(e.into()));
+            }
+            if !job.policy.stop_server {
+                return (None, Ok(()));
+            }
+        }
         if server.status != ServerStatus::Running {
             info!(
                 "server is {}, not running: snapshotting it as it is, and not starting it afterwards",
@@ -389,6 +418,7 @@ impl Rotation<'_> {
             job: job.id(),
             snapshot_name: name.to_string(),
             snapshot_id: None,
+            scheduled_for: fire_time,
             stopped_at: Utc::now(),
         };
         // Recorded before the stop call, so a crash right after it still leads to a start.
@@ -416,22 +446,14 @@ impl Rotation<'_> {
         record: &StoppedRecord,
         policy: &Policy,
     ) -> Result<(), RotationError> {
-        let (r, took) = timed("start", async {
-            self.client
-                .start_server(record.server)
-                .await
-                .map_err(RotationError::api("starting the server again"))?;
-            self.wait_for_server(record.server, ServerStatus::Running, policy)
-                .await?;
-            self.state.clear_stopped(record.server)?;
-            Ok::<(), RotationError>(())
-        })
-        .await;
-        match &r {
-            Ok(()) => info!("started server again in {}", secs(took)),
-            Err(e) => error!("server {} is still stopped: {e}", record.server),
-        }
-        r
+        start_server_again(
+            self.client,
+            self.state,
+            record,
+            policy.poll_interval,
+            policy.stop_timeout,
+        )
+        .await
     }
 
     async fn wait_for_server(
@@ -440,32 +462,14 @@ impl Rotation<'_> {
         want: ServerStatus,
         policy: &Policy,
     ) -> Result<(), RotationError> {
-        let deadline = Instant::now() + policy.stop_timeout;
-        let interval = policy.poll_interval.min(Duration::from_secs(5));
-        loop {
-            let status = self
-                .client
-                .server(server)
-                .await
-                .map_err(RotationError::api("reading the server's status"))?
-                .status;
-            if status == want {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(RotationError::ServerTimeout {
-                    server,
-                    want: if want == ServerStatus::Running {
-                        "running"
-                    } else {
-                        "stopped"
-                    },
-                    seen: status.as_str().to_string(),
-                    timeout: humantime::format_duration(policy.stop_timeout).to_string(),
-                });
-            }
-            pause(interval).await;
-        }
+        wait_for_server(
+            self.client,
+            server,
+            want,
+            policy.poll_interval,
+            policy.stop_timeout,
+        )
+        .await
     }
 
     /// Steps 4 and 5.
@@ -630,6 +634,81 @@ impl Rotation<'_> {
             info!("nothing to prune: policy keeps {}", job.policy.keep);
         }
         Ok(deleted)
+    }
+}
+
+/// Step 6, also used on its own when the daemon starts or stops: starts a server that
+/// snaprotd stopped, waits until it runs, and clears the record. On failure the record
+/// stays, so the next start of the daemon tries again.
+pub async fn start_server_again(
+    client: &Client,
+    state: &StateDir,
+    record: &StoppedRecord,
+    poll_interval: Duration,
+    timeout: Duration,
+) -> Result<(), RotationError> {
+    let (r, took) = timed("start", async {
+        client
+            .start_server(record.server)
+            .await
+            .map_err(RotationError::api("starting the server again"))?;
+        wait_for_server(
+            client,
+            record.server,
+            ServerStatus::Running,
+            poll_interval,
+            timeout,
+        )
+        .await?;
+        state.clear_stopped(record.server)?;
+        Ok::<(), RotationError>(())
+    })
+    .await;
+    match &r {
+        Ok(()) => info!(
+            server_id = record.server,
+            "started server again in {}",
+            secs(took)
+        ),
+        Err(e) => error!(
+            server_id = record.server,
+            "server {} is still stopped: {e}", record.server
+        ),
+    }
+    r
+}
+
+async fn wait_for_server(
+    client: &Client,
+    server: u64,
+    want: ServerStatus,
+    poll_interval: Duration,
+    timeout: Duration,
+) -> Result<(), RotationError> {
+    let deadline = Instant::now() + timeout;
+    let interval = poll_interval.min(Duration::from_secs(5));
+    loop {
+        let status = client
+            .server(server)
+            .await
+            .map_err(RotationError::api("reading the server's status"))?
+            .status;
+        if status == want {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(RotationError::ServerTimeout {
+                server,
+                want: if want == ServerStatus::Running {
+                    "running"
+                } else {
+                    "stopped"
+                },
+                seen: status.as_str().to_string(),
+                timeout: humantime::format_duration(timeout).to_string(),
+            });
+        }
+        pause(interval).await;
     }
 }
 

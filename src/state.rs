@@ -3,6 +3,7 @@
 //! (temp file, fsync, rename, fsync of the directory), so a crash leaves either the old
 //! or the new record, and concurrent jobs never rewrite each other's files.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,9 @@ pub struct StoppedRecord {
     pub job: String,
     pub snapshot_name: String,
     pub snapshot_id: Option<u64>,
+    /// The fire the job answered: resuming it renders the same name and adopts the
+    /// snapshot instead of making another.
+    pub scheduled_for: DateTime<Utc>,
     pub stopped_at: DateTime<Utc>,
 }
 
@@ -83,6 +87,24 @@ impl StateDir {
 
     pub fn last_run(&self, job: &str) -> Option<LastRun> {
         self.read(&self.run_path(job))
+    }
+
+    pub fn stopped_server(&self, server: u64) -> Option<StoppedRecord> {
+        self.read(&self.stopped_path(server))
+    }
+
+    /// When each job was first scheduled, so that a catch-up can tell "never ran"
+    /// (a new job: nothing runs early) from "missed while down".
+    pub fn known_jobs(&self) -> BTreeMap<String, DateTime<Utc>> {
+        self.read(&self.root.join("known-jobs.json"))
+            .unwrap_or_default()
+    }
+
+    pub fn record_known_jobs(
+        &self,
+        jobs: &BTreeMap<String, DateTime<Utc>>,
+    ) -> Result<(), StateError> {
+        self.write(&self.root.join("known-jobs.json"), jobs)
     }
 
     fn stopped_path(&self, server: u64) -> PathBuf {
@@ -172,6 +194,7 @@ mod tests {
             job: "p@7".into(),
             snapshot_name: "p-1".into(),
             snapshot_id: None,
+            scheduled_for: Utc::now(),
             stopped_at: Utc::now(),
         };
         state.record_stopped(&rec).unwrap();

@@ -11,7 +11,6 @@ use chrono::Utc;
 
 use super::{CliError, CliResult, list, output};
 use crate::config::Config;
-use crate::runner::Runner;
 use crate::sim::{SimHandle, SimOptions};
 
 #[derive(clap::Args, Debug)]
@@ -103,6 +102,11 @@ pub async fn run(args: Args) -> CliResult {
     let state_dir = dir.path().join("state");
     let config_file = dir.path().join("snaprotd.toml");
     std::fs::write(&token_file, sim.token()).map_err(|e| failed("cannot write the token", &e))?;
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(|e| failed("cannot protect the token", &e))?;
     let text = config_text(
         sim.base_url(),
         &token_file.display().to_string(),
@@ -124,51 +128,36 @@ pub async fn run(args: Args) -> CliResult {
         humantime::format_duration(args.duration)
     );
 
-    let runner =
-        Arc::new(Runner::new(config.clone()).map_err(|e| failed("cannot build the client", &e))?);
-    let deadline = tokio::time::Instant::now() + args.duration;
-    // Each fire's jobs run in the background so a long job never delays the next fire.
-    let mut fires = tokio::task::JoinSet::new();
-    loop {
-        // The earliest next fire across policies, and every job due then.
-        let now = Utc::now();
-        let Some(at) = config
-            .policies
-            .iter()
-            .filter_map(|p| p.schedule.next_fire(p.timezone, now))
-            .min()
-        else {
-            break;
-        };
-        let wait = (at - now).to_std().unwrap_or_default();
-        if tokio::time::Instant::now() + wait >= deadline {
-            break;
-        }
-        tokio::time::sleep(wait).await;
-        let due: Vec<(String, u64)> = config
-            .policies
-            .iter()
-            .filter(|p| {
-                p.schedule
-                    .next_fire(p.timezone, at - chrono::Duration::milliseconds(1))
-                    == Some(at)
-            })
-            .flat_map(|p| p.servers.iter().map(move |s| (p.name.clone(), *s)))
-            .collect();
-        let runner = runner.clone();
-        fires.spawn(async move { runner.run_all(due, at).await });
-    }
-    let (mut runs, mut failures) = (0, 0);
-    while let Some(done) = fires.join_next().await {
-        for r in done.map_err(|e| failed("a run ended abnormally", &e))? {
-            runs += 1;
-            failures += usize::from(!r.ok);
-        }
-    }
+    // The daemon's own loop, stopped (as by SIGTERM) when the time is up.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(args.duration).await;
+            stop.cancel();
+        })
+    };
+    crate::daemon::run(&config_file, stop).await?;
+    timer.abort();
 
-    println!("\nafter {runs} runs ({failures} failed), the provider holds:");
-    let snapshots = runner
-        .client
+    let state = crate::state::StateDir::new(&config.daemon.state_dir);
+    let failures: Vec<String> = config
+        .policies
+        .iter()
+        .flat_map(|p| {
+            p.servers
+                .iter()
+                .map(move |s| crate::rotation::job_id(&p.name, *s))
+        })
+        .filter(|job| state.last_run(job).is_some_and(|r| !r.ok))
+        .collect();
+    let client = crate::provider::Client::new(&config.api)
+        .map_err(|e| failed("cannot build the client", &e))?;
+    println!(
+        "\nafter {}, the provider holds:",
+        humantime::format_duration(args.duration)
+    );
+    let snapshots = client
         .list_snapshots(None)
         .await
         .map_err(|e| failed("cannot list snapshots", &e))?;
@@ -193,8 +182,10 @@ pub async fn run(args: Args) -> CliResult {
         .into_iter()
         .filter(|id| sim.state().server_status(*id) != Some("running"))
         .collect();
-    println!("\nmanual snapshots left alone: {manual} of 3; servers not running: {stopped:?}");
-    if manual != 3 || !stopped.is_empty() || failures > 0 {
+    println!(
+        "\nmanual snapshots left alone: {manual} of 3; servers not running: {stopped:?}; failing jobs: {failures:?}"
+    );
+    if manual != 3 || !stopped.is_empty() || !failures.is_empty() {
         return Err(CliError::Failed("the demo did not end as it should".into()));
     }
     Ok(ExitCode::SUCCESS)

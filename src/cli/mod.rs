@@ -9,6 +9,7 @@ mod once;
 mod output;
 mod restore;
 mod sim;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,12 +33,29 @@ pub struct Cli {
     #[arg(short, long, global = true, env = "SNAPROTD_CONFIG", default_value = DEFAULT_PATH, value_name = "PATH")]
     pub config: PathBuf,
 
+    /// Where log lines go: the journal, plain text on standard error, or the journal
+    /// when standard error is connected to it (as under systemd)
+    #[arg(long, global = true, value_enum, default_value_t = LogTarget::Auto)]
+    pub log: LogTarget,
+
+    /// What to do; without a command, snaprotd runs the daemon
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Auto,
+    Journald,
+    Text,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the daemon (what a bare `snaprotd` does)
+    Run,
+    /// Last run, outcome and next fire of every job; exit 0 ok, 1 a run failed, 2 overdue
+    Status(status::Args),
     /// Validate the configuration; print each policy, its servers and next three fires
     Check(check::Args),
     /// Run the matching jobs now, once, and print a summary
@@ -77,7 +95,7 @@ pub type CliResult = Result<ExitCode, CliError>;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -106,7 +124,12 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> CliResult {
-    match cli.command {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            crate::daemon::run(&cli.config, tokio_util::sync::CancellationToken::new()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => status::run(&cli.config, args),
         Command::Check(args) => check::run(&cli.config, args),
         Command::Once(args) => once::run(&cli.config, args).await,
         Command::Next(args) => next::run(&cli.config, args),
@@ -126,12 +149,38 @@ pub fn load_config(path: &std::path::Path) -> Result<Config, CliError> {
     Ok(config)
 }
 
-fn init_logging() {
+/// Logs to the journal (with `SYSLOG_IDENTIFIER=snaprotd` and the fields `POLICY`,
+/// `SERVER_ID`, `JOB_ID`, `SNAPSHOT_ID`, `SNAPSHOT_NAME` unprefixed) or as text on
+/// standard error. Errors map to priority 3, so `journalctl -p err` shows failures only.
+fn init_logging(target: LogTarget) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SNAPROTD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::prelude::*;
+    let filter = || {
+        EnvFilter::try_from_env("SNAPROTD_LOG")
+            .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"))
+    };
+    let journal = target == LogTarget::Journald
+        || (target == LogTarget::Auto && crate::systemd::stderr_is_journal());
+    if journal {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("snaprotd".into());
+                let _ = tracing_subscriber::registry()
+                    .with(filter())
+                    .with(layer)
+                    .try_init();
+                return;
+            }
+            Err(e) => {
+                eprintln!("snaprotd: cannot log to the journal ({e}); logging to standard error")
+            }
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false)

@@ -1,0 +1,395 @@
+//! The daemon: schedules every job, runs what fires, survives restarts, and talks to
+//! systemd.
+//!
+//! One loop owns the state ([`Daemon::run`]); everything else sends it events: the
+//! alarm (a fire is due), finished jobs, the watchdog task (asking whether the loop is
+//! alive), and signals (SIGHUP reloads, SIGTERM/SIGINT stop). Between fires nothing of
+//! ours wakes up but the watchdog.
+
+mod alarm;
+mod dispatch;
+pub mod timetable;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cli::CliError;
+use crate::config::Config;
+use crate::rotation;
+use crate::runner::Runner;
+use crate::systemd;
+use alarm::Alarm;
+use dispatch::{Dispatcher, Done};
+use timetable::{JobKey, Timetable};
+
+/// How late a fire may be before the watchdog check fires it itself.
+const ALARM_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+struct Daemon {
+    path: PathBuf,
+    runner: Arc<Runner>,
+    timetable: Timetable,
+    alarm: Alarm,
+    dispatch: Dispatcher,
+    /// The last failure of each job that is failing now.
+    failures: BTreeMap<String, DateTime<Utc>>,
+}
+
+/// Runs the daemon on the configuration at `path` until SIGTERM, SIGINT or `stop`.
+pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
+    let config = Config::load(path)?;
+    for w in &config.warnings {
+        warn!("{w}");
+    }
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.daemon.state_dir).map_err(|e| {
+        CliError::Failed(format!(
+            "cannot create the state directory {}: {e}",
+            config.daemon.state_dir.display()
+        ))
+    })?;
+    let runner =
+        Arc::new(Runner::new(config.clone()).map_err(|e| CliError::Failed(e.to_string()))?);
+
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| CliError::Failed(format!("cannot catch SIGHUP: {e}")))?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError::Failed(format!("cannot catch SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::Failed(format!("cannot catch SIGINT: {e}")))?;
+
+    let (fired_tx, mut fired_rx) = mpsc::unbounded_channel();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (ping_tx, mut ping_rx) = mpsc::channel::<oneshot::Sender<()>>(1);
+    let alarm = Alarm::new(fired_tx).await.map_err(CliError::Failed)?;
+    let mut daemon = Daemon {
+        path: path.to_path_buf(),
+        dispatch: Dispatcher::new(config.daemon.max_concurrent_jobs, done_tx),
+        timetable: Timetable::default(),
+        runner,
+        alarm,
+        failures: BTreeMap::new(),
+    };
+    daemon.start().await;
+    let watchdog = systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, ping_tx)));
+
+    loop {
+        tokio::select! {
+            Some(at) = fired_rx.recv() => daemon.on_fire(at).await,
+            Some(done) = done_rx.recv() => daemon.on_done(done),
+            Some(reply) = ping_rx.recv() => {
+                daemon.check_alarm().await;
+                let _ = reply.send(());
+            }
+            _ = hup.recv() => daemon.reload().await,
+            _ = term.recv() => { info!("SIGTERM: stopping"); break }
+            _ = int.recv() => { info!("SIGINT: stopping"); break }
+            _ = stop.cancelled() => break,
+        }
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    daemon.shutdown(&mut done_rx).await;
+    Ok(())
+}
+
+/// Pings the watchdog every `every`, but only after the main loop has answered — a
+/// stuck loop gets the service restarted.
+async fn watchdog(every: Duration, ping: mpsc::Sender<oneshot::Sender<()>>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let (tx, rx) = oneshot::channel();
+        if ping.send(tx).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(every, rx)
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            systemd::watchdog();
+        } else {
+            warn!("the main loop did not answer the watchdog check");
+        }
+    }
+}
+
+impl Daemon {
+    fn config(&self) -> &Config {
+        &self.runner.config
+    }
+
+    /// Start-up: resume interrupted jobs, catch up missed fires, arm the schedule.
+    async fn start(&mut self) {
+        let now = Utc::now();
+        let config = self.runner.config.clone();
+        let state = &self.runner.state;
+        let known = self.remember_jobs(now);
+
+        // Servers snaprotd stopped before it went down: their job is resumed, which
+        // adopts the snapshot by name and starts the server after it.
+        let mut resumed = Vec::new();
+        for record in state.stopped_servers() {
+            let job = JobKey {
+                policy: record.policy.clone(),
+                server: record.server,
+            };
+            let configured = config
+                .policy(&job.policy)
+                .is_some_and(|p| p.servers.contains(&job.server));
+            warn!(
+                server_id = record.server,
+                job_id = %record.job,
+                snapshot_name = %record.snapshot_name,
+                "server {} was stopped by {} at {} and not started again; resuming",
+                record.server,
+                record.job,
+                record.stopped_at.to_rfc3339()
+            );
+            if configured {
+                self.dispatch
+                    .submit(self.runner.clone(), job.clone(), record.scheduled_for);
+                resumed.push(job);
+            } else {
+                let runner = self.runner.clone();
+                self.dispatch.tracker.spawn(async move {
+                    let _ = rotation::start_server_again(
+                        &runner.client,
+                        &runner.state,
+                        &record,
+                        Duration::from_secs(5),
+                        Duration::from_secs(300),
+                    )
+                    .await;
+                });
+            }
+        }
+
+        // Catch-up: a job whose last fire passed while snaprotd was down runs once now.
+        for p in &config.policies {
+            if !p.catch_up {
+                continue;
+            }
+            let Some(previous) = p.schedule.previous_fire(p.timezone, now) else {
+                continue;
+            };
+            for s in &p.servers {
+                let job = JobKey {
+                    policy: p.name.clone(),
+                    server: *s,
+                };
+                if resumed.contains(&job) {
+                    continue;
+                }
+                let last = state.last_run(&job.id()).map(|r| r.scheduled_for);
+                let missed = match last {
+                    Some(last) => last < previous,
+                    None => known.get(&job.id()).is_some_and(|since| *since < previous),
+                };
+                if missed {
+                    info!(
+                        policy = %p.name,
+                        server_id = *s,
+                        job_id = %job.id(),
+                        "catch-up: the fire at {} was missed while snaprotd was down; running it now",
+                        previous.with_timezone(&p.timezone).to_rfc3339()
+                    );
+                    self.dispatch.submit(self.runner.clone(), job, now);
+                }
+            }
+        }
+
+        self.timetable = Timetable::new(&config, now);
+        self.arm().await;
+        info!(
+            "snaprotd {} started: {} job(s) of {} policies",
+            env!("CARGO_PKG_VERSION"),
+            self.timetable.len(),
+            config.policies.len()
+        );
+        systemd::ready(&self.status_line());
+    }
+
+    /// Records when each job was first seen; returns the record.
+    fn remember_jobs(&self, now: DateTime<Utc>) -> BTreeMap<String, DateTime<Utc>> {
+        let state = &self.runner.state;
+        let mut known = state.known_jobs();
+        let before = known.len();
+        for p in &self.config().policies {
+            for s in &p.servers {
+                known.entry(rotation::job_id(&p.name, *s)).or_insert(now);
+            }
+        }
+        if known.len() != before
+            && let Err(e) = state.record_known_jobs(&known)
+        {
+            warn!("cannot record the known jobs: {e}");
+        }
+        known
+    }
+
+    async fn arm(&mut self) {
+        let earliest = self.timetable.earliest().map(|(at, _)| at);
+        self.alarm.set(earliest).await;
+    }
+
+    async fn on_fire(&mut self, at: DateTime<Utc>) {
+        self.alarm.went_off(at);
+        let now = Utc::now().max(at);
+        let config = self.runner.config.clone();
+        for (job, fire_time) in self.timetable.take_due(&config, now) {
+            self.dispatch.submit(self.runner.clone(), job, fire_time);
+        }
+        self.arm().await;
+        systemd::status(&self.status_line());
+    }
+
+    fn on_done(&mut self, done: Done) {
+        self.dispatch.finished(&done.job);
+        if let Some(report) = done.report {
+            if report.ok {
+                self.failures.remove(&report.job);
+            } else {
+                self.failures.insert(report.job, Utc::now());
+            }
+        }
+        systemd::status(&self.status_line());
+    }
+
+    /// Called by the watchdog check: a fire whose alarm did not go off (a clock jump,
+    /// a lost timer) runs now, and the alarm is set again.
+    async fn check_alarm(&mut self) {
+        let Some((earliest, job)) = self.timetable.earliest() else {
+            return;
+        };
+        let now = Utc::now();
+        if earliest + ALARM_SLACK < now {
+            warn!(
+                "the fire of {} at {} did not go off; running it now",
+                job.id(),
+                earliest.to_rfc3339()
+            );
+            self.on_fire(now).await;
+        } else if self.alarm.set_for() != Some(earliest) {
+            self.arm().await;
+        }
+    }
+
+    /// SIGHUP: read the configuration again; keep the old one if the new one is bad.
+    async fn reload(&mut self) {
+        systemd::reloading();
+        info!("SIGHUP: reloading {}", self.path.display());
+        match Config::load(&self.path) {
+            Ok(config) => {
+                for w in &config.warnings {
+                    warn!("{w}");
+                }
+                let config = Arc::new(config);
+                match Runner::new(config.clone()) {
+                    Ok(runner) => {
+                        self.runner = Arc::new(runner);
+                        self.remember_jobs(Utc::now());
+                        self.timetable = Timetable::new(&config, Utc::now());
+                        self.arm().await;
+                        info!("configuration reloaded: {} job(s)", self.timetable.len());
+                    }
+                    Err(e) => error!("reload failed, keeping the old configuration: {e}"),
+                }
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    error!("reload failed, keeping the old configuration: {e}");
+                }
+            }
+        }
+        systemd::ready(&self.status_line());
+    }
+
+    /// SIGTERM: no new job; running jobs get `shutdown_timeout`; then every server
+    /// snaprotd stopped is started before exit.
+    async fn shutdown(mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
+        let running = self.dispatch.running();
+        systemd::stopping(&format!("stopping: waiting for {running} running job(s)"));
+        self.alarm.set(None).await;
+        let dropped = self.dispatch.drop_queued();
+        if dropped > 0 {
+            info!("{dropped} queued job(s) will not start");
+        }
+        let timeout = self.config().daemon.shutdown_timeout;
+        self.dispatch.tracker.close();
+        let tracker = self.dispatch.tracker.clone();
+        let finished = tokio::time::timeout(timeout, async {
+            // Keep taking reports so finished jobs are logged as they end.
+            let wait = tracker.wait();
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    Some(done) = done_rx.recv() => self.on_done(done),
+                }
+            }
+        })
+        .await;
+        if finished.is_err() {
+            warn!(
+                "shutdown_timeout ({}) passed with jobs still running; cancelling them",
+                humantime::format_duration(timeout)
+            );
+            self.dispatch.cancel.cancel();
+            tracker.wait().await;
+        }
+        // Whatever was cancelled may have left a server stopped: start it now.
+        for record in self.runner.state.stopped_servers() {
+            warn!(
+                server_id = record.server,
+                job_id = %record.job,
+                "starting server {} that {} stopped; its snapshot {} was interrupted",
+                record.server,
+                record.job,
+                record.snapshot_name
+            );
+            let _ = rotation::start_server_again(
+                &self.runner.client,
+                &self.runner.state,
+                &record,
+                Duration::from_secs(2),
+                Duration::from_secs(300),
+            )
+            .await;
+        }
+        self.alarm.shutdown().await;
+        info!("stopped");
+    }
+
+    /// The `STATUS=` text: jobs, the next fire, failures.
+    fn status_line(&self) -> String {
+        let next = match self.timetable.earliest() {
+            Some((at, job)) => format!("next {} at {}", job.id(), at.to_rfc3339()),
+            None => "nothing scheduled".into(),
+        };
+        let failing = match self.failures.iter().max_by_key(|(_, t)| **t) {
+            Some((job, at)) => format!(
+                "{} failing, last {} at {}",
+                self.failures.len(),
+                job,
+                at.to_rfc3339()
+            ),
+            None => "no failures".into(),
+        };
+        format!(
+            "{} jobs, {} running; {next}; {failing}",
+            self.timetable.len(),
+            self.dispatch.running()
+        )
+    }
+}
