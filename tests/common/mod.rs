@@ -131,3 +131,156 @@ stop_timeout = "5s"
 pub fn days_ago(days: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() - chrono::Duration::days(days)
 }
+
+/// Polls `cond` every 20 ms until it holds or `secs` pass; returns whether it held.
+pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real daemon as a child process, its standard error collected, and (optionally)
+/// a real `NOTIFY_SOCKET` datagram socket collecting what it tells systemd.
+pub struct Daemon {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    notes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Env {
+    pub async fn start_daemon(&self, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        use tokio::io::AsyncReadExt;
+        let socket_path = self
+            .dir
+            .path()
+            .join(format!("notify-{}.sock", rand_suffix()));
+        let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+        let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let notes = notes.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = socket.recv(&mut buf).await {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    notes.lock().unwrap().push(text);
+                }
+            });
+        }
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("SNAPROTD_API_TOKEN")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("JOURNAL_STREAM")
+            .env("NOTIFY_SOCKET", &socket_path)
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("daemon starts");
+        let pid = child.id().expect("pid");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("stderr");
+        {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while let Ok(n) = stderr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Daemon {
+            child,
+            pid,
+            log,
+            notes,
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Daemon {
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Every notify message so far, one entry per `KEY=value` line.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m.lines().map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    }
+
+    pub async fn wait_log(&self, needle: &str, secs: u64) {
+        let found = eventually(secs, || self.log().contains(needle)).await;
+        assert!(
+            found,
+            "waited {secs}s for {needle:?} in the log:\n{}",
+            self.log()
+        );
+    }
+
+    pub async fn wait_note(&self, note: &str, count: usize, secs: u64) {
+        let found = eventually(secs, || {
+            self.notes().iter().filter(|n| *n == note).count() >= count
+        })
+        .await;
+        assert!(
+            found,
+            "waited {secs}s for {count}× {note:?}; got {:?}\nlog:\n{}",
+            self.notes(),
+            self.log()
+        );
+    }
+
+    /// Sends a real signal (`kill -s NAME`).
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .args(["-s", name, &self.pid.to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -s {name} failed");
+    }
+
+    /// Waits for the process to end; returns its exit code (None when killed).
+    pub async fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let status = tokio::time::timeout(Duration::from_secs(secs), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the daemon did not exit within {secs}s:\n{}", self.log()))
+            .expect("wait");
+        assert!(!self.log().contains(TOKEN), "the token appeared in the log");
+        assert!(
+            !self.log().contains("panicked"),
+            "the daemon panicked:\n{}",
+            self.log()
+        );
+        status.code()
+    }
+}
