@@ -42,7 +42,8 @@ fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
     let known = state.known_jobs();
     let mut out = Vec::new();
     for p in &config.policies {
-        let previous = p.schedule.previous_fire(p.timezone, now);
+        // The last fire whose run should have ended by now.
+        let due = p.schedule.previous_fire(p.timezone, now - grace(p));
         for s in &p.servers {
             let job = job_id(&p.name, *s);
             let last_run = state.last_run(&job);
@@ -50,7 +51,7 @@ fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
                 Some(l) => l.scheduled_for >= fire,
                 None => known.get(&job).is_none_or(|since| *since >= fire),
             };
-            let overdue = previous.is_some_and(|fire| now > fire + grace(p) && !answered(fire));
+            let overdue = due.is_some_and(|fire| !answered(fire));
             out.push(JobStatus {
                 job,
                 policy: p.name.clone(),
