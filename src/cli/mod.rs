@@ -1,6 +1,7 @@
 //! The command line: one file per command; this file holds the clap definition, the
 //! logging set-up and the mapping from errors to exit codes.
 
+mod assets;
 mod check;
 mod demo;
 mod list;
@@ -70,6 +71,9 @@ pub enum Command {
     Sim(sim::Args),
     /// The whole lifecycle against a built-in simulator on a fast schedule
     Demo(demo::Args),
+    /// Write the man page and shell completions into a directory (for packaging)
+    #[command(hide = true)]
+    Assets(assets::Args),
 }
 
 /// What a command can fail with, mapped to an exit code at the edge.
@@ -137,6 +141,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Restore(args) => restore::run(&cli.config, args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Assets(args) => assets::run(args),
     }
 }
 
