@@ -15,7 +15,7 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::config::Policy;
-use crate::provider::{ApiError, Client, ServerStatus, Snapshot, SnapshotStatus};
+use crate::provider::{ApiError, Client, Listings, ServerStatus, Snapshot, SnapshotStatus};
 use crate::state::{StateDir, StateError, StoppedRecord};
 
 /// One policy on one server.
@@ -256,6 +256,8 @@ async fn timed<T, E>(
 /// Everything a run needs besides the job.
 pub struct Rotation<'a> {
     pub client: &'a Client,
+    /// Listings shared with the other jobs running now.
+    pub listings: &'a Listings,
     pub state: &'a StateDir,
     pub policies: &'a [Policy],
     pub cap: usize,
@@ -272,7 +274,7 @@ impl Rotation<'_> {
         let policy = job.policy;
 
         // 1. List the server's snapshots.
-        let (listing, took) = timed("list", self.client.list_snapshots(Some(job.server))).await;
+        let (listing, took) = timed("list", self.listings.server(job.server)).await;
         let listing = listing.map_err(RotationError::api("listing snapshots"))?;
         info!(
             "listed {} snapshot(s), {} of this policy, in {}",
@@ -592,11 +594,13 @@ impl Rotation<'_> {
                     .min(policy.wait_timeout.saturating_sub(started.elapsed())),
             )
             .await;
-            let (current, all) = self
-                .client
-                .find_snapshot(job.server, snapshot.id)
+            // No documented single-snapshot call: its status comes from the listing.
+            let all = self
+                .listings
+                .server(job.server)
                 .await
                 .map_err(RotationError::api("waiting for the snapshot"))?;
+            let current = all.iter().find(|s| s.id == snapshot.id).cloned();
             snapshot = current.ok_or(RotationError::Vanished {
                 name: snapshot.name.clone(),
                 id: snapshot.id,
@@ -617,8 +621,8 @@ impl Rotation<'_> {
         let listing = match listing {
             Some(l) => l,
             None => self
-                .client
-                .list_snapshots(Some(job.server))
+                .listings
+                .server(job.server)
                 .await
                 .map_err(RotationError::api("listing snapshots before pruning"))?,
         };

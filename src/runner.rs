@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::provider::Client;
+use crate::provider::{Client, Listings};
 use crate::rotation::{Job, Outcome, Rotation};
 use crate::state::{LastRun, StateDir};
 
@@ -33,18 +33,34 @@ pub struct Report {
 pub struct Runner {
     pub config: Arc<Config>,
     pub client: Client,
+    pub listings: Listings,
     pub state: StateDir,
 }
 
 impl Runner {
     pub fn new(config: Arc<Config>) -> Result<Runner, crate::provider::ApiError> {
         let client = Client::new(&config.api)?;
+        Ok(Runner::with_client(config, client))
+    }
+
+    /// A runner for a new configuration that keeps the process's rate budget.
+    pub fn reloaded(
+        config: Arc<Config>,
+        previous: &Runner,
+    ) -> Result<Runner, crate::provider::ApiError> {
+        let client = Client::with_budget(&config.api, previous.client.budget())?;
+        Ok(Runner::with_client(config, client))
+    }
+
+    fn with_client(config: Arc<Config>, client: Client) -> Runner {
         let state = StateDir::new(&config.daemon.state_dir);
-        Ok(Runner {
+        let listings = Listings::new(client.clone());
+        Runner {
             config,
             client,
+            listings,
             state,
-        })
+        }
     }
 
     /// Runs one job for the fire at `fire_time`, logs it and records its last run.
@@ -68,6 +84,7 @@ impl Runner {
             tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %job_id);
         let rotation = Rotation {
             client: &self.client,
+            listings: &self.listings,
             state: &self.state,
             policies: &self.config.policies,
             cap: self.config.api.snapshot_cap,

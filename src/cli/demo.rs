@@ -32,6 +32,7 @@ base_url = "{base_url}"
 token_file = "{token_file}"
 request_timeout = "5s"
 retry_backoff = "200ms"
+max_requests_per_second = 100
 
 [daemon]
 state_dir = "{state_dir}"

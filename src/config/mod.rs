@@ -52,6 +52,8 @@ pub struct ApiConfig {
     pub max_attempts: u32,
     pub retry_backoff: Duration,
     pub snapshot_cap: usize,
+    /// The process-wide request budget.
+    pub max_requests_per_second: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub max_concurrent_jobs: usize,
     pub shutdown_timeout: Duration,
+    /// Prometheus text file rewritten after every job (node_exporter's textfile collector).
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -339,6 +343,9 @@ impl<'a> Checker<'a> {
             .snapshot_cap
             .as_ref()
             .map_or(Some(5), |v| self.int_in(v, "api.snapshot_cap", 1..1001));
+        let rate = a.max_requests_per_second.as_ref().map_or(Some(10), |v| {
+            self.int_in(v, "api.max_requests_per_second", 1..10_001)
+        });
         let (token, token_source) = token?;
         Some(ApiConfig {
             base_url: base_url?,
@@ -348,6 +355,7 @@ impl<'a> Checker<'a> {
             max_attempts: max_attempts? as u32,
             retry_backoff: retry_backoff?,
             snapshot_cap: snapshot_cap? as usize,
+            max_requests_per_second: rate? as f64,
         })
     }
 
@@ -519,6 +527,7 @@ impl<'a> Checker<'a> {
                 self.duration(v, "daemon.shutdown_timeout")
             });
         Some(DaemonConfig {
+            metrics_file: d.metrics_file.as_ref().map(|f| PathBuf::from(f.get_ref())),
             state_dir,
             max_concurrent_jobs: max_concurrent_jobs? as usize,
             shutdown_timeout: shutdown_timeout?,

@@ -29,6 +29,7 @@ pub struct RawApi {
     pub max_attempts: S<i64>,
     pub retry_backoff: S<String>,
     pub snapshot_cap: S<i64>,
+    pub max_requests_per_second: S<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -37,6 +38,7 @@ pub struct RawDaemon {
     pub state_dir: S<String>,
     pub max_concurrent_jobs: S<i64>,
     pub shutdown_timeout: S<String>,
+    pub metrics_file: S<String>,
 }
 
 /// The keys a `[[policy]]` shares with `[defaults]`.

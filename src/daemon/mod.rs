@@ -295,7 +295,7 @@ impl Daemon {
                     warn!("{w}");
                 }
                 let config = Arc::new(config);
-                match Runner::new(config.clone()) {
+                match Runner::reloaded(config.clone(), &self.runner) {
                     Ok(runner) => {
                         self.runner = Arc::new(runner);
                         self.remember_jobs(Utc::now());

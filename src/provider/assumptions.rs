@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::types::{ServerStatus, SnapshotStatus};
 
 // There is no documented `GET /snapshots/ID/`: a snapshot's status is read from the
-// server's listing, `GET /snapshots/?server_id=ID`, by `id` (`Client::snapshot`).
+// server's listing, `GET /snapshots/?server_id=ID`, by `id` (`Rotation::wait_completed`,
+// through the shared `Listings`).
 
 /// Status values: `in_progress` and `completed` are documented; `failed` and `error`
 /// are taken as failure; anything else counts as still running (logged once), bounded

@@ -17,12 +17,13 @@ use url::Url;
 
 use super::ApiToken;
 use super::assumptions::{self, MAX_ERROR_TEXT, MAX_PAGES, MAX_RETRY_AFTER};
+use super::budget::RateBudget;
 use super::types::{RestoreAnswer, Server, Snapshot, SnapshotPage};
 use crate::config::ApiConfig;
 
 /// Why a call to the provider failed. Messages carry the provider's own text, cut to
 /// a sane length, and never the token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{call}: authentication failed (HTTP 401): {message} — check the API token")]
     Unauthorized { call: String, message: String },
@@ -55,6 +56,15 @@ impl ApiError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ApiError::NotFound { .. })
     }
+}
+
+/// What a listing said about its size: the total `count`, pages read, and the page
+/// size (known when there was a second page).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListingInfo {
+    pub count: Option<u64>,
+    pub pages: usize,
+    pub page_size: Option<usize>,
 }
 
 /// A snapshot that a create call stands for.
@@ -90,10 +100,36 @@ pub struct Client {
     max_attempts: u32,
     retry_backoff: Duration,
     requests: Arc<AtomicU64>,
+    budget: Arc<RateBudget>,
+    stats: Arc<ApiStats>,
+}
+
+/// Requests sent and errors seen, by kind, for the metrics file.
+#[derive(Default)]
+pub struct ApiStats {
+    counts: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String), u64>>,
+}
+
+impl ApiStats {
+    fn add(&self, what: &'static str, kind: &str) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *c.entry((what, kind.to_string())).or_default() += 1;
+    }
+
+    /// ("request" | "error", kind) → count.
+    pub fn snapshot(&self) -> Vec<(&'static str, String, u64)> {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.iter().map(|((w, k), n)| (*w, k.clone(), *n)).collect()
+    }
 }
 
 impl Client {
     pub fn new(api: &ApiConfig) -> Result<Client, ApiError> {
+        Client::with_budget(api, Arc::new(RateBudget::new(api.max_requests_per_second)))
+    }
+
+    /// A client drawing on an existing rate budget (the daemon keeps one across reloads).
+    pub fn with_budget(api: &ApiConfig, budget: Arc<RateBudget>) -> Result<Client, ApiError> {
         let http = reqwest::Client::builder()
             .timeout(api.request_timeout)
             .connect_timeout(api.request_timeout.min(Duration::from_secs(10)))
@@ -110,6 +146,8 @@ impl Client {
             max_attempts: api.max_attempts.max(1),
             retry_backoff: api.retry_backoff,
             requests: Arc::new(AtomicU64::new(0)),
+            budget,
+            stats: Arc::new(ApiStats::default()),
         })
     }
 
@@ -118,24 +156,47 @@ impl Client {
         self.requests.load(Ordering::Relaxed)
     }
 
+    pub fn stats(&self) -> &ApiStats {
+        &self.stats
+    }
+
+    pub fn budget(&self) -> Arc<RateBudget> {
+        self.budget.clone()
+    }
+
     /// Every snapshot of `server` (or of the account), following `next` pages.
     pub async fn list_snapshots(&self, server: Option<u64>) -> Result<Vec<Snapshot>, ApiError> {
+        self.list_snapshots_with_info(server)
+            .await
+            .map(|(all, _)| all)
+    }
+
+    /// Like `list_snapshots`, with what the answer said about its size.
+    pub async fn list_snapshots_with_info(
+        &self,
+        server: Option<u64>,
+    ) -> Result<(Vec<Snapshot>, ListingInfo), ApiError> {
         let mut url = self.url("snapshots/")?;
         if let Some(id) = server {
             url.query_pairs_mut()
                 .append_pair("server_id", &id.to_string());
         }
         let mut all = Vec::new();
+        let mut info = ListingInfo::default();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
             let call = format!("GET {}", display_path(&url));
             let page: SnapshotPage = self
                 .call_json(Method::GET, url.clone(), None::<&()>, &call)
                 .await?;
+            info.count = info.count.or(page.count);
+            info.pages += 1;
+            let len = page.results.len();
             all.extend(page.results);
             let Some(next) = page.next.filter(|n| !n.is_empty()) else {
-                return Ok(all);
+                return Ok((all, info));
             };
+            info.page_size = info.page_size.or(Some(len.max(1)));
             let next_url = self.base.join(&next).map_err(|e| ApiError::Protocol {
                 call: call.clone(),
                 message: format!("`next` is not a URL ({e})"),
@@ -161,19 +222,6 @@ impl Client {
             call: "GET /snapshots/".into(),
             message: format!("more than {MAX_PAGES} pages"),
         })
-    }
-
-    /// The snapshot `id` of `server` (`None` when it is gone), read from the server's
-    /// listing: there is no documented single-snapshot call. The listing comes back
-    /// too, so a caller can use it rather than ask again.
-    pub async fn find_snapshot(
-        &self,
-        server: u64,
-        id: u64,
-    ) -> Result<(Option<Snapshot>, Vec<Snapshot>), ApiError> {
-        let listing = self.list_snapshots(Some(server)).await?;
-        let found = listing.iter().find(|s| s.id == id).cloned();
-        Ok((found, listing))
     }
 
     /// Creates snapshot `name` on `server` — exactly once. When the answer is lost, the
@@ -335,13 +383,16 @@ impl Client {
         call: &str,
     ) -> Result<T, ApiError> {
         let bytes = self.call(method, url, body, call).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
-            call: call.to_string(),
-            message: format!(
-                "{} (body starts {:?})",
-                e,
-                self.clean(&String::from_utf8_lossy(&bytes[..bytes.len().min(60)]))
-            ),
+        serde_json::from_slice(&bytes).map_err(|e| {
+            self.stats.add("error", "decode");
+            ApiError::Malformed {
+                call: call.to_string(),
+                message: format!(
+                    "{} (body starts {:?})",
+                    e,
+                    self.clean(&String::from_utf8_lossy(&bytes[..bytes.len().min(60)]))
+                ),
+            }
         })
     }
 
@@ -389,7 +440,33 @@ impl Client {
         url: Url,
         body: Option<&B>,
     ) -> Attempt {
+        let attempt = self.attempt_once(method, url, body).await;
+        match &attempt {
+            Attempt::Answer(a) if a.status == StatusCode::TOO_MANY_REQUESTS => {
+                self.stats.add("error", "http_429");
+                // Every request waits, not only this one.
+                self.budget
+                    .pause_for(a.retry_after.unwrap_or(self.retry_backoff));
+            }
+            Attempt::Answer(a) if a.status.is_server_error() => self.stats.add("error", "http_5xx"),
+            Attempt::Answer(a) if !a.status.is_success() => self
+                .stats
+                .add("error", &format!("http_{}", a.status.as_u16())),
+            Attempt::Answer(_) => {}
+            Attempt::NotSent(_) | Attempt::Lost(_) => self.stats.add("error", "network"),
+        }
+        attempt
+    }
+
+    async fn attempt_once<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Attempt {
+        self.budget.acquire().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.add("request", method.as_str());
         let mut request = self
             .http
             .request(method, url)

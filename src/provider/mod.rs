@@ -5,10 +5,13 @@
 //! documented"), so adapting to the real API means editing one file.
 
 pub mod assumptions;
+pub mod budget;
 mod client;
+mod listings;
 mod types;
 
-pub use client::{ApiError, Client, Created};
+pub use client::{ApiError, ApiStats, Client, Created, ListingInfo};
+pub use listings::Listings;
 pub use types::{RestoreAnswer, Server, ServerStatus, Snapshot, SnapshotStatus};
 
 /// The bearer token. It is never printed: `Debug` shows `***`, there is no `Display`,

@@ -104,7 +104,6 @@ impl Serialize for ServerStatus {
 #[derive(Debug, Deserialize)]
 pub(super) struct SnapshotPage {
     #[serde(default)]
-    #[allow(dead_code)]
     pub count: Option<u64>,
     pub results: Vec<Snapshot>,
     #[serde(default)]

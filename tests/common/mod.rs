@@ -66,6 +66,7 @@ token_file = "{}"
 request_timeout = "2s"
 max_attempts = 3
 retry_backoff = "50ms"
+max_requests_per_second = 1000
 
 [daemon]
 state_dir = "{}"

@@ -1,0 +1,173 @@
+//! Shared listings: when many jobs want a server's snapshot list at about the same
+//! time (many servers firing together, many snapshots being waited for), their asks
+//! are gathered for a moment and answered by one round of requests — one account-wide
+//! `GET /snapshots/` (all pages) when that takes fewer requests than one listing per
+//! server, otherwise one listing per server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::{ApiError, Client, Snapshot};
+
+/// How long asks are gathered before a round of requests answers them.
+const GATHER: Duration = Duration::from_millis(20);
+/// Servers asked for at once before an account-wide listing is tried blind.
+const UNKNOWN_ACCOUNT_MIN_ASKS: usize = 50;
+/// The page size assumed until the provider shows its own.
+const ASSUMED_PAGE_SIZE: usize = 100;
+
+type Answer = Result<Vec<Snapshot>, ApiError>;
+
+#[derive(Clone)]
+pub struct Listings {
+    client: Client,
+    shared: Arc<Mutex<Shared>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    asks: Vec<(u64, oneshot::Sender<Answer>)>,
+    round_planned: bool,
+    /// What account-wide listings showed: total snapshots, and the page size.
+    account_count: Option<u64>,
+    page_size: Option<usize>,
+    /// Snapshots per server seen in per-server listings (to estimate the account).
+    seen_servers: u64,
+    seen_snapshots: u64,
+}
+
+impl Listings {
+    pub fn new(client: Client) -> Listings {
+        Listings {
+            client,
+            shared: Arc::new(Mutex::new(Shared::default())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The snapshots of `server`, read after this call began.
+    pub async fn server(&self, server: u64) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        let plan_round = {
+            let mut s = self.lock();
+            s.asks.push((server, tx));
+            !std::mem::replace(&mut s.round_planned, true)
+        };
+        if plan_round {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(GATHER).await;
+                me.round().await;
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ApiError::Protocol {
+                call: "GET /snapshots/".into(),
+                message: "the shared listing was abandoned".into(),
+            })
+        })
+    }
+
+    /// Requests an account-wide listing would take, if known or guessable.
+    fn account_pages(s: &Shared, servers_in_fleet: usize) -> usize {
+        let page = s.page_size.unwrap_or(ASSUMED_PAGE_SIZE).max(1) as u64;
+        let total = s.account_count.unwrap_or_else(|| {
+            let per_server = if s.seen_servers == 0 {
+                5
+            } else {
+                s.seen_snapshots.div_ceil(s.seen_servers)
+            };
+            per_server * servers_in_fleet as u64
+        });
+        total.div_ceil(page).max(1) as usize
+    }
+
+    async fn round(&self) {
+        let (asks, account_wide) = {
+            let mut s = self.lock();
+            s.round_planned = false;
+            let asks = std::mem::take(&mut s.asks);
+            let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
+            let pages = Self::account_pages(&s, servers.len().max(1));
+            // Until an account-wide listing has shown the account's size, only a large
+            // crowd of asks risks one.
+            let enough = s.account_count.is_some() || servers.len() >= UNKNOWN_ACCOUNT_MIN_ASKS;
+            (asks, enough && servers.len() > 1 && pages < servers.len())
+        };
+        let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
+        let mut answers: BTreeMap<u64, Answer> = BTreeMap::new();
+        if account_wide {
+            match self.client.list_snapshots_with_info(None).await {
+                Ok((all, info)) => {
+                    {
+                        let mut s = self.lock();
+                        s.account_count = info.count.or(Some(all.len() as u64));
+                        s.page_size = info.page_size.or(s.page_size);
+                    }
+                    for id in &servers {
+                        answers.insert(*id, Ok(Vec::new()));
+                    }
+                    for snapshot in all {
+                        if let Some(Ok(list)) = answers.get_mut(&snapshot.server.id) {
+                            list.push(snapshot);
+                        }
+                    }
+                }
+                Err(e) => {
+                    for id in &servers {
+                        answers.insert(*id, Err(e.clone()));
+                    }
+                }
+            }
+        } else {
+            let lists = servers.iter().map(|id| {
+                let client = self.client.clone();
+                let id = *id;
+                async move { (id, client.list_snapshots_with_info(Some(id)).await) }
+            });
+            for (id, result) in futures_join_all(lists).await {
+                answers.insert(
+                    id,
+                    result.map(|(list, info)| {
+                        let mut s = self.lock();
+                        s.seen_servers += 1;
+                        s.seen_snapshots += list.len() as u64;
+                        s.page_size = info.page_size.or(s.page_size);
+                        list
+                    }),
+                );
+            }
+        }
+        for (id, tx) in asks {
+            if let Some(answer) = answers.get(&id) {
+                let _ = tx.send(answer.clone());
+            }
+        }
+    }
+}
+
+/// Runs the futures concurrently and collects their outputs.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for f in futures {
+        set.spawn(f);
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(v) = r {
+            out.push(v);
+        }
+    }
+    out
+}
