@@ -144,6 +144,8 @@ pub struct Outcome {
     pub adopted: bool,
     pub stopped_server: bool,
     pub deleted: Vec<(Snapshot, Reason)>,
+    /// Snapshots of this policy on the server after the run.
+    pub owned: usize,
 }
 
 /// Decides what a run does from the server's current `listing`.
@@ -328,12 +330,14 @@ impl Rotation<'_> {
 
         // 7. Only now, after a completed snapshot: prune beyond keep.
         let mut deleted = plan.make_room.clone();
-        deleted.extend(self.prune(job, &snapshot, listing).await?);
+        let (pruned, owned) = self.prune(job, &snapshot, listing).await?;
+        deleted.extend(pruned);
         Ok(Outcome {
             snapshot,
             adopted,
             stopped_server: stopped.is_some(),
             deleted,
+            owned,
         })
     }
 
@@ -588,16 +592,14 @@ impl Rotation<'_> {
                     timeout: humantime::format_duration(policy.wait_timeout).to_string(),
                 });
             }
-            pause(
-                policy
-                    .poll_interval
-                    .min(policy.wait_timeout.saturating_sub(started.elapsed())),
-            )
-            .await;
-            // No documented single-snapshot call: its status comes from the listing.
+            // No documented single-snapshot call: its status comes from the server's
+            // listing, read in a poll round shared with every other waiting job.
+            let interval = policy
+                .poll_interval
+                .min(policy.wait_timeout.saturating_sub(started.elapsed()));
             let all = self
                 .listings
-                .server(job.server)
+                .poll(job.server, interval)
                 .await
                 .map_err(RotationError::api("waiting for the snapshot"))?;
             let current = all.iter().find(|s| s.id == snapshot.id).cloned();
@@ -617,7 +619,7 @@ impl Rotation<'_> {
         job: Job<'_>,
         new: &Snapshot,
         listing: Option<Vec<Snapshot>>,
-    ) -> Result<Vec<(Snapshot, Reason)>, RotationError> {
+    ) -> Result<(Vec<(Snapshot, Reason)>, usize), RotationError> {
         let listing = match listing {
             Some(l) => l,
             None => self
@@ -637,7 +639,12 @@ impl Rotation<'_> {
         if deleted.is_empty() {
             info!("nothing to prune: policy keeps {}", job.policy.keep);
         }
-        Ok(deleted)
+        let owned = listing
+            .iter()
+            .filter(|s| job.policy.owns(job.server, &s.name))
+            .count()
+            .saturating_sub(deleted.len());
+        Ok((deleted, owned))
     }
 }
 

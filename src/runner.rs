@@ -35,6 +35,7 @@ pub struct Runner {
     pub client: Client,
     pub listings: Listings,
     pub state: StateDir,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Runner {
@@ -43,13 +44,16 @@ impl Runner {
         Ok(Runner::with_client(config, client))
     }
 
-    /// A runner for a new configuration that keeps the process's rate budget.
+    /// A runner for a new configuration that keeps the process's rate budget, API
+    /// counters and job metrics.
     pub fn reloaded(
         config: Arc<Config>,
         previous: &Runner,
     ) -> Result<Runner, crate::provider::ApiError> {
-        let client = Client::with_budget(&config.api, previous.client.budget())?;
-        Ok(Runner::with_client(config, client))
+        let client = Client::reloaded(&config.api, &previous.client)?;
+        let mut runner = Runner::with_client(config, client);
+        runner.metrics = previous.metrics.clone();
+        Ok(runner)
     }
 
     fn with_client(config: Arc<Config>, client: Client) -> Runner {
@@ -60,6 +64,7 @@ impl Runner {
             client,
             listings,
             state,
+            metrics: Arc::default(),
         }
     }
 
@@ -134,7 +139,17 @@ impl Runner {
         if let Err(e) = self.state.record_run(&last) {
             tracing::warn!("cannot record the last run: {e}");
         }
+        self.metrics.record(&report);
         report
+    }
+
+    /// Rewrites the metrics file, when one is configured.
+    pub fn write_metrics(&self) {
+        if let Some(path) = &self.config.daemon.metrics_file {
+            if let Err(e) = self.metrics.write(path, self.client.stats()) {
+                tracing::warn!("cannot write the metrics file: {e}");
+            }
+        }
     }
 
     /// Runs `jobs` (policy, server) for one fire time: jobs of one server one after the

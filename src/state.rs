@@ -116,15 +116,8 @@ impl StateDir {
     }
 
     fn write<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), StateError> {
-        let dir = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(value).map_err(|e| err(path, e))?;
-        let mut file = fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
-        file.write_all(&text).map_err(|e| err(&tmp, e))?;
-        file.sync_all().map_err(|e| err(&tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| err(path, e))?;
-        sync_dir(Some(dir))
+        write_atomic(path, &text)
     }
 
     fn read<T: DeserializeOwned>(&self, path: &Path) -> Option<T> {
@@ -162,6 +155,21 @@ impl StateDir {
         paths.sort();
         paths.iter().filter_map(|p| self.read(p)).collect()
     }
+}
+
+/// Replaces `path` with `bytes` so that a reader (or a crash) sees the old file or the
+/// new one, never a mix: temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut file = fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| err(&tmp, e))?;
+    file.sync_all().map_err(|e| err(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| err(path, e))?;
+    sync_dir(Some(dir))
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> StateError {

@@ -63,6 +63,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     }
     let runner = Arc::new(Runner::new(config).map_err(|e| CliError::Failed(e.to_string()))?);
     let reports = runner.run_all(jobs, Utc::now()).await;
+    runner.write_metrics();
     print_summary(&reports, args.json);
     if !args.json {
         println!("{} provider request(s)", runner.client.requests_sent());

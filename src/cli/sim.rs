@@ -15,9 +15,9 @@ pub struct Args {
     /// The token clients must send
     #[arg(long, env = "SNAPROTD_API_TOKEN", hide_env_values = true)]
     token: String,
-    /// Servers to create, as comma-separated ids
-    #[arg(long, value_delimiter = ',')]
-    servers: Vec<u64>,
+    /// Servers to create, as comma-separated ids or ranges (1-1000)
+    #[arg(long, value_delimiter = ',', value_parser = parse_ids)]
+    servers: Vec<Vec<u64>>,
     /// Snapshots per page of the list
     #[arg(long, default_value_t = 100)]
     page_size: usize,
@@ -33,6 +33,9 @@ pub struct Args {
     /// Snapshots allowed per server
     #[arg(long, default_value_t = 5)]
     cap: usize,
+    /// Requests per second accepted; past it, 429 with Retry-After
+    #[arg(long)]
+    rate_limit: Option<f64>,
 }
 
 pub async fn run(args: Args) -> CliResult {
@@ -48,13 +51,17 @@ pub async fn run(args: Args) -> CliResult {
         transition_time: args.transition_time,
         latency: args.latency,
         cap: args.cap,
+        rate_limit: args.rate_limit,
         ..SimOptions::default()
     };
     let sim = SimHandle::start(args.listen, options)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", args.listen)))?;
-    for id in &args.servers {
-        sim.add_server(*id, &format!("server-{id}"));
+    {
+        let mut state = sim.state();
+        for id in args.servers.iter().flatten() {
+            state.add_server(*id, &format!("server-{id}"));
+        }
     }
     println!("{}", sim.base_url());
     eprintln!(
@@ -78,5 +85,14 @@ async fn wait_for_stop_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// "7" or "1-1000".
+fn parse_ids(text: &str) -> Result<Vec<u64>, String> {
+    let number = |t: &str| t.trim().parse::<u64>().map_err(|e| format!("{t:?}: {e}"));
+    match text.split_once('-') {
+        Some((a, b)) => Ok((number(a)?..=number(b)?).collect()),
+        None => Ok(vec![number(text)?]),
     }
 }

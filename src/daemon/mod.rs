@@ -41,6 +41,10 @@ struct Daemon {
     dispatch: Dispatcher,
     /// The last failure of each job that is failing now.
     failures: BTreeMap<String, DateTime<Utc>>,
+    /// Wakes the metrics writer after a job.
+    metrics_due: Arc<tokio::sync::Notify>,
+    /// The runner of the configuration in force, for the metrics writer.
+    current: tokio::sync::watch::Sender<Arc<Runner>>,
 }
 
 /// Runs the daemon on the configuration at `path` until SIGTERM, SIGINT or `stop`.
@@ -70,6 +74,7 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (ping_tx, mut ping_rx) = mpsc::channel::<oneshot::Sender<()>>(1);
     let alarm = Alarm::new(fired_tx).await.map_err(CliError::Failed)?;
+    let runner_for_metrics = runner.clone();
     let mut daemon = Daemon {
         path: path.to_path_buf(),
         dispatch: Dispatcher::new(config.daemon.max_concurrent_jobs, done_tx),
@@ -77,8 +82,14 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
         runner,
         alarm,
         failures: BTreeMap::new(),
+        metrics_due: Arc::new(tokio::sync::Notify::new()),
+        current: tokio::sync::watch::Sender::new(runner_for_metrics),
     };
     daemon.start().await;
+    let metrics = tokio::spawn(metrics_writer(
+        daemon.metrics_due.clone(),
+        daemon.current.subscribe(),
+    ));
     let watchdog = systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, ping_tx)));
 
     loop {
@@ -98,8 +109,25 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
     if let Some(w) = watchdog {
         w.abort();
     }
+    metrics.abort();
+    let runner = daemon.runner.clone();
     daemon.shutdown(&mut done_rx).await;
+    runner.write_metrics();
     Ok(())
+}
+
+/// Rewrites the metrics file after jobs end, at most once a second so a burst of
+/// thousands of jobs costs a handful of writes.
+async fn metrics_writer(
+    due: Arc<tokio::sync::Notify>,
+    runner: tokio::sync::watch::Receiver<Arc<Runner>>,
+) {
+    loop {
+        due.notified().await;
+        let current = runner.borrow().clone();
+        current.write_metrics();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Pings the watchdog every `every`, but only after the main loop has answered — a
@@ -256,6 +284,7 @@ impl Daemon {
 
     fn on_done(&mut self, done: Done) {
         self.dispatch.finished(&done.job);
+        self.metrics_due.notify_one();
         if let Some(report) = done.report {
             if report.ok {
                 self.failures.remove(&report.job);
@@ -298,6 +327,7 @@ impl Daemon {
                 match Runner::reloaded(config.clone(), &self.runner) {
                     Ok(runner) => {
                         self.runner = Arc::new(runner);
+                        self.current.send_replace(self.runner.clone());
                         self.remember_jobs(Utc::now());
                         self.timetable = Timetable::new(&config, Utc::now());
                         self.arm().await;

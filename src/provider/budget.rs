@@ -29,6 +29,10 @@ impl RateBudget {
         }
     }
 
+    pub fn set_rate(&self, per_second: f64) {
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner()).rate = per_second.max(0.01);
+    }
+
     /// Waits until a request may be sent.
     pub async fn acquire(&self) {
         loop {

@@ -125,11 +125,25 @@ impl ApiStats {
 
 impl Client {
     pub fn new(api: &ApiConfig) -> Result<Client, ApiError> {
-        Client::with_budget(api, Arc::new(RateBudget::new(api.max_requests_per_second)))
+        Client::build(
+            api,
+            Arc::new(RateBudget::new(api.max_requests_per_second)),
+            Arc::default(),
+        )
     }
 
-    /// A client drawing on an existing rate budget (the daemon keeps one across reloads).
-    pub fn with_budget(api: &ApiConfig, budget: Arc<RateBudget>) -> Result<Client, ApiError> {
+    /// A client for a new configuration that keeps `previous`'s rate budget and counters
+    /// (the daemon has one of each for the whole process, across reloads).
+    pub fn reloaded(api: &ApiConfig, previous: &Client) -> Result<Client, ApiError> {
+        previous.budget.set_rate(api.max_requests_per_second);
+        Client::build(api, previous.budget.clone(), previous.stats.clone())
+    }
+
+    fn build(
+        api: &ApiConfig,
+        budget: Arc<RateBudget>,
+        stats: Arc<ApiStats>,
+    ) -> Result<Client, ApiError> {
         let http = reqwest::Client::builder()
             .timeout(api.request_timeout)
             .connect_timeout(api.request_timeout.min(Duration::from_secs(10)))
@@ -147,7 +161,7 @@ impl Client {
             retry_backoff: api.retry_backoff,
             requests: Arc::new(AtomicU64::new(0)),
             budget,
-            stats: Arc::new(ApiStats::default()),
+            stats,
         })
     }
 
@@ -158,10 +172,6 @@ impl Client {
 
     pub fn stats(&self) -> &ApiStats {
         &self.stats
-    }
-
-    pub fn budget(&self) -> Arc<RateBudget> {
-        self.budget.clone()
     }
 
     /// Every snapshot of `server` (or of the account), following `next` pages.

@@ -29,8 +29,14 @@ pub struct Listings {
 
 #[derive(Default)]
 struct Shared {
+    /// Asks for a listing now (a job's first step).
     asks: Vec<(u64, oneshot::Sender<Answer>)>,
     round_planned: bool,
+    /// Asks from jobs waiting for a snapshot: answered by poll rounds, one per poll
+    /// interval, shared by every waiting job.
+    poll_asks: Vec<(u64, oneshot::Sender<Answer>)>,
+    poll_round_planned: bool,
+    last_poll_round: Option<tokio::time::Instant>,
     /// What account-wide listings showed: total snapshots, and the page size.
     account_count: Option<u64>,
     page_size: Option<usize>,
@@ -63,9 +69,51 @@ impl Listings {
             let me = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(GATHER).await;
-                me.round().await;
+                let asks = {
+                    let mut s = me.lock();
+                    s.round_planned = false;
+                    std::mem::take(&mut s.asks)
+                };
+                me.round(asks).await;
             });
         }
+        Self::answer(rx).await
+    }
+
+    /// The snapshots of `server` from the next poll round: rounds come at most once per
+    /// `interval`, and one round answers every job waiting at the time.
+    pub async fn poll(&self, server: u64, interval: Duration) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        let plan_at = {
+            let mut s = self.lock();
+            s.poll_asks.push((server, tx));
+            if std::mem::replace(&mut s.poll_round_planned, true) {
+                None
+            } else {
+                let soonest = tokio::time::Instant::now() + GATHER;
+                Some(
+                    s.last_poll_round
+                        .map_or(soonest, |last| (last + interval).max(soonest)),
+                )
+            }
+        };
+        if let Some(at) = plan_at {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let asks = {
+                    let mut s = me.lock();
+                    s.poll_round_planned = false;
+                    s.last_poll_round = Some(tokio::time::Instant::now());
+                    std::mem::take(&mut s.poll_asks)
+                };
+                me.round(asks).await;
+            });
+        }
+        Self::answer(rx).await
+    }
+
+    async fn answer(rx: oneshot::Receiver<Answer>) -> Answer {
         rx.await.unwrap_or_else(|_| {
             Err(ApiError::Protocol {
                 call: "GET /snapshots/".into(),
@@ -88,17 +136,15 @@ impl Listings {
         total.div_ceil(page).max(1) as usize
     }
 
-    async fn round(&self) {
-        let (asks, account_wide) = {
-            let mut s = self.lock();
-            s.round_planned = false;
-            let asks = std::mem::take(&mut s.asks);
+    async fn round(&self, asks: Vec<(u64, oneshot::Sender<Answer>)>) {
+        let account_wide = {
+            let s = self.lock();
             let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
             let pages = Self::account_pages(&s, servers.len().max(1));
             // Until an account-wide listing has shown the account's size, only a large
             // crowd of asks risks one.
             let enough = s.account_count.is_some() || servers.len() >= UNKNOWN_ACCOUNT_MIN_ASKS;
-            (asks, enough && servers.len() > 1 && pages < servers.len())
+            enough && servers.len() > 1 && pages < servers.len()
         };
         let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
         let mut answers: BTreeMap<u64, Answer> = BTreeMap::new();

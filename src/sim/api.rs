@@ -78,10 +78,15 @@ async fn gate(
     if !shared.options.latency.is_zero() {
         tokio::time::sleep(shared.options.latency).await;
     }
-    let fault = if authorized {
-        faults::take(&mut lock(&shared).faults, &method, &path)
-    } else {
+    let fault = if !authorized {
         None
+    } else if over_rate_limit(&shared) {
+        Some(FaultAction::Status {
+            status: 429,
+            retry_after: Some(1),
+        })
+    } else {
+        faults::take(&mut lock(&shared).faults, &method, &path)
     };
     if let Some(FaultAction::Latency { ms }) = fault {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -138,6 +143,24 @@ async fn gate(
         )
             .into_response(),
         _ => response,
+    }
+}
+
+/// Takes a token from the simulated provider's rate limit; true when none is left.
+fn over_rate_limit(shared: &Shared) -> bool {
+    let Some(rate) = shared.options.rate_limit else {
+        return false;
+    };
+    let mut bucket = shared.limiter.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    let (tokens, last) = *bucket;
+    let tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate.max(1.0));
+    if tokens >= 1.0 {
+        *bucket = (tokens - 1.0, now);
+        false
+    } else {
+        *bucket = (tokens, now);
+        true
     }
 }
 

@@ -33,6 +33,9 @@ pub struct SimOptions {
     /// Added to every answer.
     pub latency: Duration,
     pub cap: usize,
+    /// Requests per second the simulated provider accepts; past it, 429 with
+    /// `Retry-After: 1` (the request is not applied).
+    pub rate_limit: Option<f64>,
 }
 
 impl Default for SimOptions {
@@ -45,6 +48,7 @@ impl Default for SimOptions {
             restore_time: Duration::from_secs(5),
             latency: Duration::ZERO,
             cap: 5,
+            rate_limit: None,
         }
     }
 }
@@ -61,6 +65,8 @@ pub(crate) struct Shared {
     pub options: SimOptions,
     pub base_url: String,
     pub doomed: listener::Doomed,
+    /// The rate limit's bucket: tokens and when it was last filled.
+    pub limiter: Mutex<(f64, std::time::Instant)>,
 }
 
 impl SimHandle {
@@ -70,11 +76,13 @@ impl SimHandle {
         let tcp = tokio::net::TcpListener::bind(listen).await?;
         let addr = tcp.local_addr()?;
         let doomed = listener::Doomed::default();
+        let burst = options.rate_limit.unwrap_or(0.0);
         let shared = Arc::new(Shared {
             state: Mutex::new(SimState::default()),
             options,
             base_url: format!("http://{addr}/api/v1"),
             doomed: doomed.clone(),
+            limiter: Mutex::new((burst, std::time::Instant::now())),
         });
         let app = api::router(shared.clone());
         let listener = listener::SimListener::new(tcp, doomed);
