@@ -50,7 +50,8 @@ impl Metrics {
     pub fn render(&self, api: &ApiStats) -> String {
         let mut out = String::new();
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let series: [(&str, &str, fn(&JobLine) -> f64); 3] = [
+        type Series = (&'static str, &'static str, fn(&JobLine) -> f64);
+        let series: [Series; 3] = [
             (
                 "snaprotd_job_last_run_timestamp_seconds",
                 "When the job's last run ended.",

@@ -145,10 +145,10 @@ impl Runner {
 
     /// Rewrites the metrics file, when one is configured.
     pub fn write_metrics(&self) {
-        if let Some(path) = &self.config.daemon.metrics_file {
-            if let Err(e) = self.metrics.write(path, self.client.stats()) {
-                tracing::warn!("cannot write the metrics file: {e}");
-            }
+        if let Some(path) = &self.config.daemon.metrics_file
+            && let Err(e) = self.metrics.write(path, self.client.stats())
+        {
+            tracing::warn!("cannot write the metrics file: {e}");
         }
     }
 
