@@ -518,7 +518,7 @@ impl<'a> Checker<'a> {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         };
         let max_concurrent_jobs = d.max_concurrent_jobs.as_ref().map_or(Some(4), |v| {
-            self.int_in(v, "daemon.max_concurrent_jobs", 1..1025)
+            self.int_in(v, "daemon.max_concurrent_jobs", 1..100_001)
         });
         let shutdown_timeout = d
             .shutdown_timeout

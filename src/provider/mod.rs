@@ -12,7 +12,7 @@ mod types;
 
 pub use client::{ApiError, ApiStats, Client, Created, ListingInfo};
 pub use listings::Listings;
-pub use types::{RestoreAnswer, Server, ServerStatus, Snapshot, SnapshotStatus};
+pub use types::{RestoreAnswer, Server, ServerStatus, Snapshot, SnapshotPage, SnapshotStatus};
 
 /// The bearer token. It is never printed: `Debug` shows `***`, there is no `Display`,
 /// and every error message built from an answer has the token blanked out.

@@ -102,7 +102,7 @@ impl Serialize for ServerStatus {
 
 /// One page of `GET /snapshots/`.
 #[derive(Debug, Deserialize)]
-pub(super) struct SnapshotPage {
+pub struct SnapshotPage {
     #[serde(default)]
     pub count: Option<u64>,
     pub results: Vec<Snapshot>,
