@@ -12,8 +12,9 @@ use tokio::sync::oneshot;
 
 use super::{ApiError, Client, Snapshot};
 
-/// How long asks are gathered before a round of requests answers them.
-const GATHER: Duration = Duration::from_millis(20);
+/// How long first-listing asks are gathered before a round answers them: jobs that
+/// fire together ask within a few milliseconds of each other.
+const GATHER: Duration = Duration::from_millis(5);
 /// Servers asked for at once before an account-wide listing is tried blind.
 const UNKNOWN_ACCOUNT_MIN_ASKS: usize = 50;
 /// The page size assumed until the provider shows its own.
@@ -36,7 +37,6 @@ struct Shared {
     /// interval, shared by every waiting job.
     poll_asks: Vec<(u64, oneshot::Sender<Answer>)>,
     poll_round_planned: bool,
-    last_poll_round: Option<tokio::time::Instant>,
     /// What account-wide listings showed: total snapshots, and the page size.
     account_count: Option<u64>,
     page_size: Option<usize>,
@@ -90,11 +90,9 @@ impl Listings {
             if std::mem::replace(&mut s.poll_round_planned, true) {
                 None
             } else {
-                let soonest = tokio::time::Instant::now() + GATHER;
-                Some(
-                    s.last_poll_round
-                        .map_or(soonest, |last| (last + interval).max(soonest)),
-                )
+                // A waiting job asks again right after its last answer, so one interval
+                // from now is one interval after the last round.
+                Some(tokio::time::Instant::now() + interval)
             }
         };
         if let Some(at) = plan_at {
@@ -104,7 +102,6 @@ impl Listings {
                 let asks = {
                     let mut s = me.lock();
                     s.poll_round_planned = false;
-                    s.last_poll_round = Some(tokio::time::Instant::now());
                     std::mem::take(&mut s.poll_asks)
                 };
                 me.round(asks).await;
