@@ -3,16 +3,17 @@
 //!
 //! `once`, the demo and the daemon all run jobs through here.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::daemon::dispatch::Dispatcher;
+use crate::daemon::timetable::JobKey;
 use crate::provider::{Client, Listings};
 use crate::rotation::{Job, Outcome, Rotation};
 use crate::state::{LastRun, StateDir};
@@ -152,39 +153,34 @@ impl Runner {
         }
     }
 
-    /// Runs `jobs` (policy, server) for one fire time: jobs of one server one after the
-    /// other, at most `max_concurrent_jobs` at once. Reports come in the given order.
+    /// Runs `jobs` (policy, server) for one fire time through the daemon's dispatcher:
+    /// jobs of one server one after the other, at most `max_concurrent_jobs` at once.
+    /// Reports come in the given order.
     pub async fn run_all(
         self: &Arc<Self>,
         jobs: Vec<(String, u64)>,
         fire_time: DateTime<Utc>,
     ) -> Vec<Report> {
-        let limit = Arc::new(Semaphore::new(self.config.daemon.max_concurrent_jobs));
-        let mut by_server: BTreeMap<u64, Vec<(usize, String)>> = BTreeMap::new();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut dispatch = Dispatcher::new(self.config.daemon.max_concurrent_jobs, done_tx);
+        let mut order = HashMap::new();
         for (i, (policy, server)) in jobs.into_iter().enumerate() {
-            by_server.entry(server).or_default().push((i, policy));
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (server, queue) in by_server {
-            let runner = self.clone();
-            let limit = limit.clone();
-            tasks.spawn(async move {
-                let mut reports = Vec::new();
-                for (i, policy) in queue {
-                    let _permit = limit.acquire().await;
-                    reports.push((i, runner.run_job(&policy, server, fire_time).await));
-                }
-                reports
-            });
-        }
-        let mut all = Vec::new();
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(reports) => all.extend(reports),
-                Err(e) => tracing::error!("a job task ended abnormally: {e}"),
+            let job = JobKey { policy, server };
+            if order.insert(job.clone(), i).is_none() {
+                dispatch.submit(self.clone(), job, fire_time);
             }
         }
-        all.sort_by_key(|(i, _)| *i);
-        all.into_iter().map(|(_, r)| r).collect()
+        let mut reports: Vec<(usize, Report)> = Vec::with_capacity(order.len());
+        for _ in 0..order.len() {
+            let Some(done) = done_rx.recv().await else {
+                break;
+            };
+            dispatch.finished(&done.job);
+            if let (Some(report), Some(i)) = (done.report, order.get(&done.job)) {
+                reports.push((*i, report));
+            }
+        }
+        reports.sort_by_key(|(i, _)| *i);
+        reports.into_iter().map(|(_, r)| r).collect()
     }
 }

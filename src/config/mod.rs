@@ -231,15 +231,12 @@ impl<'a> Checker<'a> {
         let offset = offset.min(self.source.len());
         let mut table = String::new();
         let mut key = String::new();
-        let head = &self.source[..offset];
-        let line_start = head.rfind('\n').map_or(0, |i| i + 1);
         let line_end = self.source[offset..]
             .find('\n')
             .map_or(self.source.len(), |i| offset + i);
         // The key is on this line or, inside a multi-line value, on an earlier one.
         let lines = self.source[..line_end].lines().rev();
         let mut on_first_line = true;
-        let _ = line_start;
         for line in lines {
             let t = line.trim();
             if t.starts_with('[') {

@@ -7,7 +7,7 @@
 //! ours wakes up but the watchdog.
 
 mod alarm;
-mod dispatch;
+pub mod dispatch;
 pub mod timetable;
 
 use std::collections::BTreeMap;
