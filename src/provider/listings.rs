@@ -28,14 +28,23 @@ pub struct Listings {
     shared: Arc<Mutex<Shared>>,
 }
 
+/// The two kinds of asks, each answered by its own rounds.
+#[derive(Clone, Copy)]
+enum Queue {
+    First,
+    Poll,
+}
+
+type Asks = Vec<(u64, oneshot::Sender<Answer>)>;
+
 #[derive(Default)]
 struct Shared {
     /// Asks for a listing now (a job's first step).
-    asks: Vec<(u64, oneshot::Sender<Answer>)>,
+    asks: Asks,
     round_planned: bool,
     /// Asks from jobs waiting for a snapshot: answered by poll rounds, one per poll
     /// interval, shared by every waiting job.
-    poll_asks: Vec<(u64, oneshot::Sender<Answer>)>,
+    poll_asks: Asks,
     poll_round_planned: bool,
     /// What account-wide listings showed: total snapshots, and the page size.
     account_count: Option<u64>,
@@ -43,6 +52,15 @@ struct Shared {
     /// Snapshots per server seen in per-server listings (to estimate the account).
     seen_servers: u64,
     seen_snapshots: u64,
+}
+
+impl Shared {
+    fn queue(&mut self, queue: Queue) -> (&mut Asks, &mut bool) {
+        match queue {
+            Queue::First => (&mut self.asks, &mut self.round_planned),
+            Queue::Poll => (&mut self.poll_asks, &mut self.poll_round_planned),
+        }
+    }
 }
 
 impl Listings {
@@ -59,50 +77,35 @@ impl Listings {
 
     /// The snapshots of `server`, read after this call began.
     pub async fn server(&self, server: u64) -> Answer {
+        self.ask(Queue::First, server, GATHER).await
+    }
+
+    /// The snapshots of `server` from the next poll round: rounds come at most once per
+    /// `interval` (a waiting job asks again right after its last answer, so one interval
+    /// from its ask is one interval after the last round), and one round answers every
+    /// job waiting at the time.
+    pub async fn poll(&self, server: u64, interval: Duration) -> Answer {
+        self.ask(Queue::Poll, server, interval).await
+    }
+
+    /// Joins the planned round of `queue`, or plans one `delay` from now.
+    async fn ask(&self, queue: Queue, server: u64, delay: Duration) -> Answer {
         let (tx, rx) = oneshot::channel();
         let plan_round = {
             let mut s = self.lock();
-            s.asks.push((server, tx));
-            !std::mem::replace(&mut s.round_planned, true)
+            let (asks, planned) = s.queue(queue);
+            asks.push((server, tx));
+            !std::mem::replace(planned, true)
         };
         if plan_round {
             let me = self.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(GATHER).await;
+                tokio::time::sleep(delay).await;
                 let asks = {
                     let mut s = me.lock();
-                    s.round_planned = false;
-                    std::mem::take(&mut s.asks)
-                };
-                me.round(asks).await;
-            });
-        }
-        Self::answer(rx).await
-    }
-
-    /// The snapshots of `server` from the next poll round: rounds come at most once per
-    /// `interval`, and one round answers every job waiting at the time.
-    pub async fn poll(&self, server: u64, interval: Duration) -> Answer {
-        let (tx, rx) = oneshot::channel();
-        let plan_at = {
-            let mut s = self.lock();
-            s.poll_asks.push((server, tx));
-            if std::mem::replace(&mut s.poll_round_planned, true) {
-                None
-            } else {
-                // A waiting job asks again right after its last answer, so one interval
-                // from now is one interval after the last round.
-                Some(tokio::time::Instant::now() + interval)
-            }
-        };
-        if let Some(at) = plan_at {
-            let me = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep_until(at).await;
-                let asks = {
-                    let mut s = me.lock();
-                    s.poll_round_planned = false;
-                    std::mem::take(&mut s.poll_asks)
+                    let (asks, planned) = s.queue(queue);
+                    *planned = false;
+                    std::mem::take(asks)
                 };
                 me.round(asks).await;
             });
@@ -133,7 +136,7 @@ impl Listings {
         total.div_ceil(page).max(1) as usize
     }
 
-    async fn round(&self, asks: Vec<(u64, oneshot::Sender<Answer>)>) {
+    async fn round(&self, asks: Asks) {
         let account_wide = {
             let s = self.lock();
             let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
