@@ -2,17 +2,7 @@
 
 mod common;
 
-use common::{Env, eventually};
-
-/// Fires every 2 seconds; names carry seconds.
-const EVERY_2S: &str = r#"
-[[policy]]
-name = "fast"
-servers = [1]
-schedule = "*/2 * * * * *"
-keep = 2
-snapshot_name = "{policy}-%Y%m%d-%H%M%S"
-"#;
+use common::{EVERY_2S, Env, eventually};
 
 fn creates(env: &Env) -> usize {
     env.changes()

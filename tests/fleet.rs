@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Env, eventually};
-use snaprotd::sim::{Fault, FaultAction};
+use snaprotd::sim::Fault;
 
 fn fleet_policy(n: u64) -> String {
     let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
@@ -43,14 +43,8 @@ async fn a_429_pauses_every_request_not_only_its_own() {
     for id in 1..=3 {
         env.sim.add_server(id, "s");
     }
-    env.sim.inject(Fault::new(
-        "GET",
-        "/snapshots/",
-        FaultAction::Status {
-            status: 429,
-            retry_after: Some(1),
-        },
-    ));
+    env.sim
+        .inject(Fault::status("GET", "/snapshots/", 429, Some(1)));
     let config = format!("{}\n{}", env.header(), fleet_policy(3))
         .replace("[daemon]", "[daemon]\nmax_concurrent_jobs = 10");
     std::fs::write(&env.config, config).unwrap();

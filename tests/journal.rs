@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Env, TOKEN, eventually};
-use snaprotd::sim::{Fault, FaultAction};
+use common::{EVERY_2S, Env, TOKEN, eventually};
+use snaprotd::sim::Fault;
 
 /// Starts systemd-journald when its socket is missing (machines whose PID 1 is not
 /// systemd); CI does the same before the tests.
@@ -48,24 +48,9 @@ async fn journal_entries_carry_the_job_fields_and_only_failures_are_errors() {
     ensure_journald();
     let env = Env::new().await;
     env.sim.add_server(1, "web");
-    env.sim.inject(Fault::new(
-        "POST",
-        "/snapshots/",
-        FaultAction::Status {
-            status: 400,
-            retry_after: None,
-        },
-    ));
-    env.write_config(
-        r#"
-[[policy]]
-name = "fast"
-servers = [1]
-schedule = "*/2 * * * * *"
-keep = 2
-snapshot_name = "{policy}-%Y%m%d-%H%M%S"
-"#,
-    );
+    env.sim
+        .inject(Fault::status("POST", "/snapshots/", 400, None));
+    env.write_config(EVERY_2S);
     let mut d = env.start_daemon(&["run", "--log", "journald"], &[]).await;
     let done = || {
         env.sim

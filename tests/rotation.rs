@@ -179,18 +179,8 @@ async fn server_is_started_again_when(fault: Fault, wait_timeout: Option<&str>) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_server_is_started_again_when_the_create_is_rejected() {
-    let out = server_is_started_again_when(
-        Fault::new(
-            "POST",
-            "/snapshots/",
-            FaultAction::Status {
-                status: 400,
-                retry_after: None,
-            },
-        ),
-        None,
-    )
-    .await;
+    let out =
+        server_is_started_again_when(Fault::status("POST", "/snapshots/", 400, None), None).await;
     assert!(out.contains("rejected (HTTP 400)"), "{out}");
 }
 
@@ -217,15 +207,7 @@ async fn the_server_is_started_again_when_the_wait_times_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_server_is_started_again_when_5xx_outlast_the_attempts() {
     // The listing before the create succeeds; the waits fail until attempts run out.
-    let fault = Fault::new(
-        "GET",
-        "/snapshots/",
-        FaultAction::Status {
-            status: 503,
-            retry_after: None,
-        },
-    )
-    .times(100);
+    let fault = Fault::status("GET", "/snapshots/", 503, None).times(100);
     let out = server_is_started_again_when_after_create(fault).await;
     assert!(out.contains("HTTP 503 after 3 attempt(s)"), "{out}");
 }
@@ -418,14 +400,8 @@ async fn a_snapshot_of_the_same_name_is_adopted_on_a_second_run() {
 async fn retry_after_is_honoured() {
     let env = Env::new().await;
     env.sim.add_server(1, "web");
-    env.sim.inject(Fault::new(
-        "GET",
-        "/snapshots/",
-        FaultAction::Status {
-            status: 429,
-            retry_after: Some(1),
-        },
-    ));
+    env.sim
+        .inject(Fault::status("GET", "/snapshots/", 429, Some(1)));
     env.write_config(POLICY);
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
@@ -490,17 +466,8 @@ async fn the_token_never_appears_in_any_output() {
         let out = env.snaprotd(args).await;
         assert_eq!(out.code, 0, "{args:?}: {}", out.all());
     }
-    env.sim.inject(
-        Fault::new(
-            "GET",
-            "/snapshots/",
-            FaultAction::Status {
-                status: 500,
-                retry_after: None,
-            },
-        )
-        .times(10),
-    );
+    env.sim
+        .inject(Fault::status("GET", "/snapshots/", 500, None).times(10));
     assert_eq!(env.snaprotd(&["once"]).await.code, 1);
     env.sim
         .inject(Fault::new("GET", "/snapshots/", FaultAction::Malformed));

@@ -53,6 +53,18 @@ impl Fault {
         }
     }
 
+    /// Answers `status` (with `Retry-After` seconds, if given) without applying the request.
+    pub fn status(method: &str, path: &str, status: u16, retry_after: Option<u64>) -> Fault {
+        Fault::new(
+            method,
+            path,
+            FaultAction::Status {
+                status,
+                retry_after,
+            },
+        )
+    }
+
     pub fn times(mut self, n: u32) -> Fault {
         self.times = n;
         self

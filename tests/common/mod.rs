@@ -10,6 +10,16 @@ use snaprotd::sim::{SimHandle, SimOptions};
 
 pub const TOKEN: &str = "tok-7f3a9c2e5b1d4e8f";
 
+/// A policy on server 1 that fires every 2 seconds; names carry seconds.
+pub const EVERY_2S: &str = r#"
+[[policy]]
+name = "fast"
+servers = [1]
+schedule = "*/2 * * * * *"
+keep = 2
+snapshot_name = "{policy}-%Y%m%d-%H%M%S"
+"#;
+
 pub struct Env {
     pub sim: SimHandle,
     pub dir: tempfile::TempDir,
