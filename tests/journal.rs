@@ -8,10 +8,18 @@ use std::process::Command;
 use common::{EVERY_2S, Env, TOKEN, eventually};
 use snaprotd::sim::Fault;
 
-/// Starts systemd-journald when its socket is missing (machines whose PID 1 is not
-/// systemd); CI does the same before the tests.
+/// Whether a journald listens on its socket. A socket file left behind by a journald
+/// that has since ended refuses the connection.
+fn journald_listens() -> bool {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect("/run/systemd/journal/socket"))
+        .is_ok()
+}
+
+/// Starts systemd-journald when none listens (machines whose PID 1 is not systemd);
+/// CI does the same before the tests.
 fn ensure_journald() {
-    if Path::new("/run/systemd/journal/socket").exists() {
+    if journald_listens() {
         return;
     }
     let _ = Command::new("setsid")
@@ -22,7 +30,7 @@ fn ensure_journald() {
         .status();
     let up = (0..100).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        Path::new("/run/systemd/journal/socket").exists()
+        journald_listens()
     });
     assert!(
         up,
