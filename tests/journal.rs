@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::{EVERY_2S, Env, TOKEN, eventually};
