@@ -66,6 +66,11 @@ cmd_bootstrap() {
         apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd-container debootstrap
     }
+    # debootstrap removes its own work folder when it finishes; a root that still has
+    # it was cut short and is made again.
+    if [ -d "$ROOT/debootstrap" ]; then
+        rm -rf "$ROOT"
+    fi
     if [ ! -x "$ROOT/lib/systemd/systemd" ]; then
         debootstrap --variant=minbase --include=systemd,dbus,procps,man-db "$SUITE" "$ROOT" "$MIRROR"
     fi
