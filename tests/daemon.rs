@@ -114,11 +114,7 @@ async fn keeps_firing_after_a_missed_fire() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fire_while_the_previous_run_still_goes_is_skipped_with_a_warning() {
-    let options = snaprotd::sim::SimOptions {
-        create_time: std::time::Duration::from_secs(5),
-        ..common::fast_options()
-    };
-    let env = Env::with_options(options).await;
+    let env = Env::with_create_time(std::time::Duration::from_secs(5)).await;
     env.sim.add_server(1, "web");
     env.write_config(&EVERY_2S.replace("*/2", "*/1"));
     let mut d = env.start_daemon(&["run"], &[]).await;
@@ -130,11 +126,7 @@ async fn a_fire_while_the_previous_run_still_goes_is_skipped_with_a_warning() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_of_one_server_queue_and_at_most_max_concurrent_jobs_run() {
-    let options = snaprotd::sim::SimOptions {
-        create_time: std::time::Duration::from_millis(600),
-        ..common::fast_options()
-    };
-    let env = Env::with_options(options).await;
+    let env = Env::with_create_time(std::time::Duration::from_millis(600)).await;
     for id in [1, 2, 3] {
         env.sim.add_server(id, "s");
     }
@@ -192,11 +184,7 @@ snapshot_name = "{policy}-%Y%m%d-%H%M%S"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_a_stop_server_job_then_restart_runs_the_server_again_without_a_duplicate() {
-    let options = snaprotd::sim::SimOptions {
-        create_time: std::time::Duration::from_secs(2),
-        ..common::fast_options()
-    };
-    let env = Env::with_options(options).await;
+    let env = Env::with_create_time(std::time::Duration::from_secs(2)).await;
     env.sim.add_server(1, "db");
     let policy = r#"
 [[policy]]
@@ -242,11 +230,7 @@ snapshot_name = "{policy}-%Y%m%d-%H%M%S"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_waits_for_a_running_job_and_the_server_runs_after_exit() {
-    let options = snaprotd::sim::SimOptions {
-        create_time: std::time::Duration::from_secs(2),
-        ..common::fast_options()
-    };
-    let env = Env::with_options(options).await;
+    let env = Env::with_create_time(std::time::Duration::from_secs(2)).await;
     env.sim.add_server(1, "db");
     env.write_config(&EVERY_2S.replace("keep = 2", "keep = 2\nstop_server = true"));
     let mut d = env.start_daemon(&["run"], &[]).await;
@@ -263,11 +247,7 @@ async fn sigterm_waits_for_a_running_job_and_the_server_runs_after_exit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn past_shutdown_timeout_jobs_are_cancelled_but_the_server_is_started() {
-    let options = snaprotd::sim::SimOptions {
-        create_time: std::time::Duration::from_secs(30),
-        ..common::fast_options()
-    };
-    let env = Env::with_options(options).await;
+    let env = Env::with_create_time(std::time::Duration::from_secs(30)).await;
     env.sim.add_server(1, "db");
     let config = EVERY_2S.replace(
         "keep = 2",

@@ -53,6 +53,15 @@ impl Env {
         Env::with_options(fast_options()).await
     }
 
+    /// The fast simulator, with snapshots taking `create_time` to complete.
+    pub async fn with_create_time(create_time: Duration) -> Env {
+        Env::with_options(SimOptions {
+            create_time,
+            ..fast_options()
+        })
+        .await
+    }
+
     pub async fn with_options(options: SimOptions) -> Env {
         let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
         let sim = SimHandle::start(listen, options)
