@@ -9,6 +9,8 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod failpoint;
+pub mod interrupt;
 pub mod metrics;
 pub mod provider;
 pub mod rotation;

@@ -1,5 +1,7 @@
-//! Running jobs: one rotation inside its log span, its outcome recorded in the state
-//! directory, and many jobs at once with at most one per server.
+//! Running jobs: one rotation inside its log span, holding its server's lock, its
+//! outcome recorded in the state directory, and many jobs at once with at most one per
+//! server. A panic in a job is a failed run, and the server it may have stopped is
+//! started again.
 //!
 //! `once`, the demo and the daemon all run jobs through here.
 
@@ -14,9 +16,10 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::daemon::dispatch::Dispatcher;
 use crate::daemon::timetable::JobKey;
+use crate::interrupt::Interrupt;
 use crate::provider::{Client, Listings};
-use crate::rotation::{Job, Outcome, Rotation};
-use crate::state::{LastRun, StateDir};
+use crate::rotation::{self, Job, Outcome, Rotation, RotationError};
+use crate::state::{LastRun, ServerLock, StateDir};
 
 /// What one job run came to, for summaries and `--json`.
 #[derive(Debug, Clone, Serialize)]
@@ -28,7 +31,28 @@ pub struct Report {
     pub seconds: f64,
     pub outcome: Option<Outcome>,
     pub error: Option<String>,
+    /// Why the job did not run (`once --skip-busy`: another process has the server).
+    pub skipped: Option<String>,
 }
+
+impl Report {
+    fn failed(job: &JobKey, error: String) -> Report {
+        Report {
+            job: job.id(),
+            policy: job.policy.clone(),
+            server: job.server,
+            ok: false,
+            seconds: 0.0,
+            outcome: None,
+            error: Some(error),
+            skipped: None,
+        }
+    }
+}
+
+/// The job key of a stopped-server record that cannot be read: no policy has this
+/// name, so running it settles the record (starts the server again) and nothing more.
+pub const UNREADABLE_RECORD: &str = "(unreadable stopped-server record)";
 
 /// The parts a run needs, shared between jobs.
 pub struct Runner {
@@ -37,6 +61,10 @@ pub struct Runner {
     pub listings: Listings,
     pub state: StateDir,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set when the process is stopping; shared by every runner of the process.
+    pub interrupt: Interrupt,
+    /// `once --skip-busy`: a job whose server another process holds is skipped.
+    pub skip_busy: bool,
 }
 
 impl Runner {
@@ -54,6 +82,7 @@ impl Runner {
         let client = Client::reloaded(&config.api, &previous.client)?;
         let mut runner = Runner::with_client(config, client);
         runner.metrics = previous.metrics.clone();
+        runner.interrupt = previous.interrupt.clone();
         Ok(runner)
     }
 
@@ -66,35 +95,135 @@ impl Runner {
             listings,
             state,
             metrics: Arc::default(),
+            interrupt: Interrupt::default(),
+            skip_busy: false,
         }
     }
 
-    /// Runs one job for the fire at `fire_time`, logs it and records its last run.
-    pub async fn run_job(&self, policy: &str, server: u64, fire_time: DateTime<Utc>) -> Report {
-        let started_at = Utc::now();
-        let started = Instant::now();
-        let Some(policy) = self.config.policy(policy) else {
-            return Report {
-                job: crate::rotation::job_id(policy, server),
-                policy: policy.to_string(),
-                server,
-                ok: false,
-                seconds: 0.0,
-                outcome: None,
-                error: Some(format!("policy {policy} is not configured")),
-            };
-        };
-        let job = Job { policy, server };
-        let job_id = job.id();
-        let span =
-            tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %job_id);
-        let rotation = Rotation {
+    /// The parts of a run, borrowed from this runner.
+    pub fn rotation(&self) -> Rotation<'_> {
+        Rotation {
             client: &self.client,
             listings: &self.listings,
             state: &self.state,
             policies: &self.config.policies,
             cap: self.config.api.snapshot_cap,
+            defaults: self.config.defaults,
+            interrupt: &self.interrupt,
+        }
+    }
+
+    /// Runs `job` in a task of its own: a panic there is reported as a failed run, and
+    /// a server the job stopped is started again.
+    pub async fn run_caught(self: Arc<Self>, job: JobKey, fire_time: DateTime<Utc>) -> Report {
+        let task = {
+            let me = self.clone();
+            let job = job.clone();
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                me.run_job(&job.policy, job.server, fire_time).await
+            }))
         };
+        match task.await {
+            Ok(report) => report,
+            Err(e) => {
+                let what = if e.is_panic() {
+                    panic_text(e.into_panic())
+                } else {
+                    "the task was cancelled".into()
+                };
+                let report = Report::failed(
+                    &job,
+                    format!("internal error (a bug in snaprotd, please report it): {what}"),
+                );
+                tracing::error!(
+                    policy = %job.policy,
+                    server_id = job.server,
+                    job_id = %job.id(),
+                    "job {} failed: {}",
+                    job.id(),
+                    report.error.as_deref().unwrap_or_default()
+                );
+                // The job's server lock went with its task; take it again and start
+                // the server if the job left it stopped.
+                if let Ok(_lock) = self.lock_server(job.server).await
+                    && let Err(e) = rotation::settle(&self.rotation(), job.server).await
+                {
+                    tracing::error!(server_id = job.server, "{e}");
+                }
+                if self.config.job_policy(&job.policy, job.server).is_some() {
+                    self.record(&report, fire_time, Utc::now());
+                }
+                report
+            }
+        }
+    }
+
+    /// Waits for server `server`'s lock, saying once who holds it.
+    async fn lock_server(&self, server: u64) -> Result<ServerLock, crate::state::StateError> {
+        self.state
+            .lock_server(server, |holder| {
+                tracing::info!(
+                    server_id = server,
+                    "server {server} is busy: another snaprotd process{holder} is working on it; waiting"
+                )
+            })
+            .await
+    }
+
+    /// The server's lock for one job: waited for (unless the process is stopping), or
+    /// with `skip_busy` taken only when free. `Err` is the report of a job that does
+    /// not run.
+    async fn take_server(&self, job: &JobKey) -> Result<ServerLock, Report> {
+        let lock = if self.skip_busy {
+            match self.state.try_lock_server(job.server) {
+                Ok(Some(lock)) => Ok(lock),
+                Ok(None) => {
+                    let holder = self.state.server_holder(job.server);
+                    return Err(Report {
+                        skipped: Some(format!(
+                            "server {} is busy: another snaprotd process{holder} is working on it",
+                            job.server
+                        )),
+                        ok: true,
+                        error: None,
+                        ..Report::failed(job, String::new())
+                    });
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            tokio::select! {
+                l = self.lock_server(job.server) => l,
+                _ = self.interrupt.wait_set() => {
+                    return Err(Report::failed(job, RotationError::Interrupted("before the run began").to_string()));
+                }
+            }
+        };
+        lock.map_err(|e| Report::failed(job, format!("cannot take server {}: {e}", job.server)))
+    }
+
+    /// Runs one job for the fire at `fire_time` holding its server's lock, logs it and
+    /// records its last run. A job that is not configured (a stopped-server record left
+    /// by a policy since removed, or one that cannot be read) only settles the record.
+    pub async fn run_job(&self, policy: &str, server: u64, fire_time: DateTime<Utc>) -> Report {
+        let key = JobKey {
+            policy: policy.to_string(),
+            server,
+        };
+        let _lock = match self.take_server(&key).await {
+            Ok(lock) => lock,
+            Err(report) => return report,
+        };
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let Some(policy) = self.config.job_policy(policy, server) else {
+            return self.settle(&key).await;
+        };
+        let job = Job { policy, server };
+        let job_id = job.id();
+        let span =
+            tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %job_id);
+        let rotation = self.rotation();
         let result = async {
             tracing::info!("rotation starts: snapshot {}", job.snapshot_name(fire_time));
             let r = rotation.run(job, fire_time).await;
@@ -118,18 +247,25 @@ impl Runner {
         .instrument(span)
         .await;
         let report = Report {
-            job: job_id.clone(),
+            job: job_id,
             policy: policy.name.clone(),
             server,
             ok: result.is_ok(),
             seconds: started.elapsed().as_secs_f64(),
             error: result.as_ref().err().map(|e| e.to_string()),
             outcome: result.ok(),
+            skipped: None,
         };
+        self.record(&report, fire_time, started_at);
+        report
+    }
+
+    /// Records a job's last run and its metrics.
+    fn record(&self, report: &Report, fire_time: DateTime<Utc>, started_at: DateTime<Utc>) {
         let last = LastRun {
-            job: job_id,
-            policy: policy.name.clone(),
-            server,
+            job: report.job.clone(),
+            policy: report.policy.clone(),
+            server: report.server,
             scheduled_for: fire_time,
             started_at,
             finished_at: Utc::now(),
@@ -140,8 +276,26 @@ impl Runner {
         if let Err(e) = self.state.record_run(&last) {
             tracing::warn!("cannot record the last run: {e}");
         }
-        self.metrics.record(&report);
-        report
+        self.metrics.record(report);
+    }
+
+    /// Starts the server of a stopped-server record whose job is not configured.
+    async fn settle(&self, key: &JobKey) -> Report {
+        let started = Instant::now();
+        let result = rotation::settle(&self.rotation(), key.server).await;
+        Report {
+            ok: result.is_ok(),
+            seconds: started.elapsed().as_secs_f64(),
+            error: match result {
+                Ok(true) => None,
+                Ok(false) => Some(format!(
+                    "job {} is not configured and left nothing to settle",
+                    key.id()
+                )),
+                Err(e) => Some(e.to_string()),
+            },
+            ..Report::failed(key, String::new())
+        }
     }
 
     /// Rewrites the metrics file, when one is configured.
@@ -182,5 +336,15 @@ impl Runner {
         }
         reports.sort_by_key(|(i, _)| *i);
         reports.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p
+            .downcast_ref::<&str>()
+            .map_or("(no message)".to_string(), |s| s.to_string()),
     }
 }

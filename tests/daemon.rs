@@ -246,7 +246,7 @@ async fn sigterm_waits_for_a_running_job_and_the_server_runs_after_exit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn past_shutdown_timeout_jobs_are_cancelled_but_the_server_is_started() {
+async fn past_shutdown_timeout_jobs_are_interrupted_and_the_server_is_started() {
     let env = Env::with_create_time(std::time::Duration::from_secs(30)).await;
     env.sim.add_server(1, "db");
     let config = EVERY_2S.replace(
@@ -263,7 +263,17 @@ async fn past_shutdown_timeout_jobs_are_cancelled_but_the_server_is_started() {
     assert!(eventually(10, || creates(&env) == 1).await, "{}", d.log());
     d.signal("TERM");
     assert_eq!(d.wait_exit(20).await, Some(0));
-    assert!(d.log().contains("cancelling them"), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("interrupted while waiting for the snapshot"),
+        "{}",
+        d.log()
+    );
+    assert!(
+        d.log().contains("not a stopped-server snapshot"),
+        "{}",
+        d.log()
+    );
     assert_eq!(env.sim.state().server_status(1), Some("running"));
 }
 

@@ -84,6 +84,13 @@ pub enum CliError {
     /// A failure already described (exit 1).
     #[error("{0}")]
     Failed(String),
+    /// Stopped by a signal; exits 128 + its number.
+    #[error("interrupted by {signal}: {failed} job(s) did not finish")]
+    Interrupted {
+        signal: &'static str,
+        code: u8,
+        failed: usize,
+    },
 }
 
 impl CliError {
@@ -91,6 +98,7 @@ impl CliError {
         match self {
             CliError::Config(_) => EXIT_CONFIG,
             CliError::Failed(_) => 1,
+            CliError::Interrupted { code, .. } => *code,
         }
     }
 }
@@ -100,6 +108,7 @@ pub type CliResult = Result<ExitCode, CliError>;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log);
+    log_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,7 +129,7 @@ pub fn main() -> ExitCode {
                         eprintln!("error: {line}");
                     }
                 }
-                CliError::Failed(msg) => eprintln!("error: {msg}"),
+                other => eprintln!("error: {other}"),
             }
             ExitCode::from(e.exit_code())
         }
@@ -152,6 +161,23 @@ pub fn load_config(path: &std::path::Path) -> Result<Config, CliError> {
         tracing::warn!("{w}");
     }
     Ok(config)
+}
+
+/// A panic is logged as an internal error (in the journal, with priority err) rather
+/// than printed raw; a panic inside a job is then reported as that job's failure.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let at = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        tracing::error!("internal error{at}: {what} (a bug in snaprotd, please report it)");
+    }));
 }
 
 /// Logs to the journal (with `SYSLOG_IDENTIFIER=snaprotd` and the fields `POLICY`,

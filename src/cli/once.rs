@@ -27,6 +27,10 @@ pub struct Args {
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+    /// Skip a server another snaprotd process (the daemon) is working on, instead of
+    /// waiting for it
+    #[arg(long)]
+    skip_busy: bool,
 }
 
 /// The (policy, server) pairs selected by `--policy` and `--server`.
@@ -61,7 +65,11 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     if args.dry_run {
         return dry_run(&config, jobs, args.json).await;
     }
-    let runner = Arc::new(Runner::new(config).map_err(|e| CliError::Failed(e.to_string()))?);
+    let grace = config.daemon.shutdown_timeout;
+    let mut runner = Runner::new(config).map_err(|e| CliError::Failed(e.to_string()))?;
+    runner.skip_busy = args.skip_busy;
+    let runner = Arc::new(runner);
+    let signals = tokio::spawn(interrupt_on_signal(runner.interrupt.clone(), grace));
     let reports = runner.run_all(jobs, Utc::now()).await;
     runner.write_metrics();
     print_summary(&reports, args.json);
@@ -69,11 +77,83 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         println!("{} provider request(s)", runner.client.requests_sent());
     }
     let failed = reports.iter().filter(|r| !r.ok).count();
+    if runner.interrupt.is_set() {
+        let signal = signals.await.unwrap_or(Interrupted::Term);
+        return Err(CliError::Interrupted {
+            signal: signal.name(),
+            code: signal.exit_code(),
+            failed,
+        });
+    }
+    signals.abort();
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+#[derive(Clone, Copy)]
+enum Interrupted {
+    Int,
+    Term,
+}
+
+impl Interrupted {
+    fn name(self) -> &'static str {
+        match self {
+            Interrupted::Int => "SIGINT",
+            Interrupted::Term => "SIGTERM",
+        }
+    }
+
+    /// 128 + the signal's number, as a shell reports a process the signal ended.
+    fn exit_code(self) -> u8 {
+        match self {
+            Interrupted::Int => 130,
+            Interrupted::Term => 143,
+        }
+    }
+}
+
+/// On Ctrl-C or SIGTERM: no new job starts, and every server a job stopped is started
+/// again by its guard after its snapshot — waiting at most `grace` for the snapshot.
+/// Later signals only say that this is under way.
+async fn interrupt_on_signal(
+    interrupt: crate::interrupt::Interrupt,
+    grace: std::time::Duration,
+) -> Interrupted {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    let first = tokio::select! {
+        _ = int.recv() => Interrupted::Int,
+        _ = term.recv() => Interrupted::Term,
+    };
+    interrupt.set(grace);
+    eprintln!(
+        "snaprotd: interrupted by {}: no new job starts; a server snaprotd stopped is started again \
+         once its snapshot is done (waiting at most {}), then snaprotd exits",
+        first.name(),
+        humantime::format_duration(grace)
+    );
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!(
+                "snaprotd: still starting the servers it stopped again; it exits when they run"
+            );
+        }
+    });
+    first
 }
 
 pub fn print_summary(reports: &[Report], as_json: bool) {
@@ -84,6 +164,13 @@ pub fn print_summary(reports: &[Report], as_json: bool) {
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|r| match (&r.outcome, &r.error) {
+            _ if r.skipped.is_some() => vec![
+                r.job.clone(),
+                "SKIPPED".into(),
+                r.skipped.clone().unwrap_or_default(),
+                "0".into(),
+                "-".into(),
+            ],
             (Some(o), _) => vec![
                 r.job.clone(),
                 "ok".into(),
@@ -106,10 +193,16 @@ pub fn print_summary(reports: &[Report], as_json: bool) {
         .collect();
     output::table(&["JOB", "RESULT", "SNAPSHOT", "DELETED", "TIME"], &rows);
     let failed = reports.iter().filter(|r| !r.ok).count();
+    let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
     println!(
-        "{} job(s): {} ok, {failed} failed",
+        "{} job(s): {} ok, {failed} failed{}",
         reports.len(),
-        reports.len() - failed
+        reports.len() - failed - skipped,
+        if skipped > 0 {
+            format!(", {skipped} skipped (server busy)")
+        } else {
+            String::new()
+        }
     );
 }
 
@@ -136,6 +229,7 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
                 config.api.snapshot_cap,
                 &name,
                 &listing,
+                &crate::state::StateDir::new(&config.daemon.state_dir).tainted(server),
             )
             .map_err(|e| e.to_string())?;
             let stop = if policy.stop_server {

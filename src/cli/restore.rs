@@ -51,6 +51,17 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             return Ok(ExitCode::from(1));
         }
     }
+    // A job on this server (the daemon's, or a `once`) finishes first.
+    let state = crate::state::StateDir::new(&config.daemon.state_dir);
+    let _lock = state
+        .lock_server(snapshot.server.id, |holder| {
+            eprintln!(
+                "server {} is busy: another snaprotd process{holder} is working on it; waiting",
+                snapshot.server.id
+            )
+        })
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let answer = client.restore_snapshot(snapshot.id).await.map_err(failed)?;
     println!(
         "Restoring {what}: {}",

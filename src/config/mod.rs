@@ -27,6 +27,9 @@ pub use template::NameTemplate;
 pub const DEFAULT_PATH: &str = "/etc/snaprotd/snaprotd.toml";
 const DEFAULT_BASE_URL: &str = "https://admin.vps.org/api/v1";
 const DEFAULT_STATE_DIR: &str = "/var/lib/snaprotd";
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
+const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The environment variable read for the token when no other source is configured.
 pub const TOKEN_ENV: &str = "SNAPROTD_API_TOKEN";
 /// The systemd credential name (`LoadCredential=api-token:…`).
@@ -38,6 +41,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub daemon: DaemonConfig,
     pub policies: Vec<Policy>,
+    /// The `[defaults]` timings, for a stopped server whose policy is no longer configured.
+    pub defaults: Timing,
     /// Problems that do not stop the configuration from working.
     pub warnings: Vec<String>,
 }
@@ -81,7 +86,25 @@ pub struct Policy {
     pub catch_up: bool,
 }
 
+/// How long a job polls and waits: a policy's own, or `[defaults]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub poll_interval: Duration,
+    /// For a snapshot to complete.
+    pub wait_timeout: Duration,
+    /// For a server to stop or to run again.
+    pub stop_timeout: Duration,
+}
+
 impl Policy {
+    pub fn timing(&self) -> Timing {
+        Timing {
+            poll_interval: self.poll_interval,
+            wait_timeout: self.wait_timeout,
+            stop_timeout: self.stop_timeout,
+        }
+    }
+
     /// Whether `name` on `server` was made by this policy.
     pub fn owns(&self, server: u64, name: &str) -> bool {
         self.snapshot_name.matches(&self.name, server, name)
@@ -99,6 +122,11 @@ impl Policy {
 impl Config {
     pub fn policy(&self, name: &str) -> Option<&Policy> {
         self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// The policy of job `policy@server`, when that job is configured.
+    pub fn job_policy(&self, policy: &str, server: u64) -> Option<&Policy> {
+        self.policy(policy).filter(|p| p.servers.contains(&server))
     }
 
     /// Reads and validates the file at `path`.
@@ -304,12 +332,30 @@ impl<'a> Checker<'a> {
         let cap = api.as_ref().map_or(5, |a| a.snapshot_cap);
         let policies = self.check_policies(&raw, cap);
         self.check_servers(&raw, &policies, cap);
+        let defaults = self.check_defaults(&raw);
         Some(Config {
             path: self.file.clone(),
             api: api?,
             daemon: daemon?,
             policies,
+            defaults: defaults?,
             warnings: Vec::new(),
+        })
+    }
+
+    fn check_defaults(&mut self, raw: &RawConfig) -> Option<Timing> {
+        let d = &raw.defaults;
+        let none = None;
+        let mut pick = |default: &S<String>, key: &str, builtin: Duration| {
+            self.picked_duration(&none, default, "", key, builtin)
+        };
+        let poll_interval = pick(&d.poll_interval, "poll_interval", DEFAULT_POLL_INTERVAL);
+        let wait_timeout = pick(&d.wait_timeout, "wait_timeout", DEFAULT_WAIT_TIMEOUT);
+        let stop_timeout = pick(&d.stop_timeout, "stop_timeout", DEFAULT_STOP_TIMEOUT);
+        Some(Timing {
+            poll_interval: poll_interval?,
+            wait_timeout: wait_timeout?,
+            stop_timeout: stop_timeout?,
         })
     }
 
@@ -720,21 +766,21 @@ impl<'a> Checker<'a> {
             &d.poll_interval,
             &name,
             "poll_interval",
-            Duration::from_secs(15),
+            DEFAULT_POLL_INTERVAL,
         );
         let wait_timeout = self.picked_duration(
             &p.wait_timeout,
             &d.wait_timeout,
             &name,
             "wait_timeout",
-            Duration::from_secs(30 * 60),
+            DEFAULT_WAIT_TIMEOUT,
         );
         let stop_timeout = self.picked_duration(
             &p.stop_timeout,
             &d.stop_timeout,
             &name,
             "stop_timeout",
-            Duration::from_secs(5 * 60),
+            DEFAULT_STOP_TIMEOUT,
         );
 
         if !ok {

@@ -1,6 +1,7 @@
 //! Running fired jobs: one at a time per server (the others queue), a fire skipped
 //! while the same job is still running or queued, and at most `max_concurrent_jobs`
-//! running at once. Every job task is tracked for shutdown and can be cancelled.
+//! running at once. Every job task is tracked for shutdown and can be cancelled (the
+//! last resort at shutdown: a cancelled job's stopped server is settled afterwards).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl Dispatcher {
             let report = tokio::select! {
                 r = async {
                     let _slot = slots.acquire().await;
-                    p.runner.run_job(&p.job.policy, p.job.server, p.fire_time).await
+                    p.runner.run_caught(p.job.clone(), p.fire_time).await
                 } => Some(r),
                 _ = cancel.cancelled() => None,
             };

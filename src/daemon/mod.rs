@@ -24,7 +24,8 @@ use tracing::{error, info, warn};
 use crate::cli::CliError;
 use crate::config::Config;
 use crate::rotation;
-use crate::runner::Runner;
+use crate::runner::{Runner, UNREADABLE_RECORD};
+use crate::state::StoppedEntry;
 use crate::systemd;
 use alarm::Alarm;
 use dispatch::{Dispatcher, Done};
@@ -62,6 +63,11 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
     })?;
     let runner =
         Arc::new(Runner::new(config.clone()).map_err(|e| CliError::Failed(e.to_string()))?);
+    // One daemon per state directory, for the life of the process.
+    let _lock = runner
+        .state
+        .lock()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
 
     let mut hup = signal(SignalKind::hangup())
         .map_err(|e| CliError::Failed(format!("cannot catch SIGHUP: {e}")))?;
@@ -165,42 +171,37 @@ impl Daemon {
         let known = self.remember_jobs(now);
 
         // Servers snaprotd stopped before it went down: their job is resumed, which
-        // adopts the snapshot by name and starts the server after it.
+        // adopts the snapshot by name and starts the server after it. A record whose
+        // job is not configured (or that cannot be read) is settled: its server is
+        // started again after its snapshot.
         let mut resumed = Vec::new();
-        for record in state.stopped_servers() {
-            let job = JobKey {
-                policy: record.policy.clone(),
-                server: record.server,
+        for entry in state.stopped_servers() {
+            let (job, fire_time) = match &entry {
+                StoppedEntry::Record(r) => (
+                    JobKey {
+                        policy: r.policy.clone(),
+                        server: r.server,
+                    },
+                    r.scheduled_for,
+                ),
+                StoppedEntry::Corrupt { server, .. } => (
+                    JobKey {
+                        policy: UNREADABLE_RECORD.into(),
+                        server: *server,
+                    },
+                    now,
+                ),
             };
-            let configured = config
-                .policy(&job.policy)
-                .is_some_and(|p| p.servers.contains(&job.server));
             warn!(
-                server_id = record.server,
-                job_id = %record.job,
-                snapshot_name = %record.snapshot_name,
-                "server {} was stopped by {} at {} and not started again; resuming",
-                record.server,
-                record.job,
-                record.stopped_at.to_rfc3339()
+                server_id = job.server,
+                job_id = %job.id(),
+                "server {} was stopped by {} and not started again; resuming",
+                job.server,
+                job.id()
             );
-            if configured {
-                self.dispatch
-                    .submit(self.runner.clone(), job.clone(), record.scheduled_for);
-                resumed.push(job);
-            } else {
-                let runner = self.runner.clone();
-                self.dispatch.tracker.spawn(async move {
-                    let _ = rotation::start_server_again(
-                        &runner.client,
-                        &runner.state,
-                        &record,
-                        Duration::from_secs(5),
-                        Duration::from_secs(300),
-                    )
-                    .await;
-                });
-            }
+            self.dispatch
+                .submit(self.runner.clone(), job.clone(), fire_time);
+            resumed.push(job);
         }
 
         // Catch-up: a job whose last fire passed while snaprotd was down runs once now.
@@ -216,7 +217,10 @@ impl Daemon {
                     policy: p.name.clone(),
                     server: *s,
                 };
-                if resumed.contains(&job) {
+                if resumed
+                    .iter()
+                    .any(|r| r.server == job.server && r.policy == job.policy)
+                {
                     continue;
                 }
                 let last = state.last_run(&job.id()).map(|r| r.scheduled_for);
@@ -319,6 +323,15 @@ impl Daemon {
         systemd::reloading();
         info!("SIGHUP: reloading {}", self.path.display());
         match Config::load(&self.path) {
+            Ok(config) if config.daemon.state_dir != self.config().daemon.state_dir => {
+                error!(
+                    "reload refused, keeping the old configuration: [daemon] state_dir changed from {} to {}; \
+                     the state directory holds the servers snaprotd stopped and its locks, so changing it needs a restart \
+                     (systemctl restart snaprotd)",
+                    self.config().daemon.state_dir.display(),
+                    config.daemon.state_dir.display()
+                );
+            }
             Ok(config) => {
                 for w in &config.warnings {
                     warn!("{w}");
@@ -345,8 +358,10 @@ impl Daemon {
         systemd::ready(&self.status_line());
     }
 
-    /// SIGTERM: no new job; running jobs get `shutdown_timeout`; then every server
-    /// snaprotd stopped is started before exit.
+    /// SIGTERM: no new job; running jobs get `shutdown_timeout` to finish their wait,
+    /// then every server they stopped is started again by its guard, all at once and
+    /// ahead of other requests. A job still not done after that is cancelled, and the
+    /// servers it left stopped are settled here.
     async fn shutdown(mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
         let running = self.dispatch.running();
         systemd::stopping(&format!("stopping: waiting for {running} running job(s)"));
@@ -355,10 +370,21 @@ impl Daemon {
         if dropped > 0 {
             info!("{dropped} queued job(s) will not start");
         }
-        let timeout = self.config().daemon.shutdown_timeout;
+        let grace = self.config().daemon.shutdown_timeout;
+        self.runner.interrupt.set(grace);
         self.dispatch.tracker.close();
         let tracker = self.dispatch.tracker.clone();
-        let finished = tokio::time::timeout(timeout, async {
+        // The guards' starts come after the grace period, each bounded by stop_timeout.
+        let stop_timeout = self
+            .config()
+            .policies
+            .iter()
+            .map(|p| p.stop_timeout)
+            .chain([self.config().defaults.stop_timeout])
+            .max()
+            .unwrap_or_default();
+        let limit = grace + stop_timeout + Duration::from_secs(10);
+        let finished = tokio::time::timeout(limit, async {
             // Keep taking reports so finished jobs are logged as they end.
             let wait = tracker.wait();
             tokio::pin!(wait);
@@ -372,30 +398,13 @@ impl Daemon {
         .await;
         if finished.is_err() {
             warn!(
-                "shutdown_timeout ({}) passed with jobs still running; cancelling them",
-                humantime::format_duration(timeout)
+                "jobs still running {} after SIGTERM; cancelling them",
+                humantime::format_duration(limit)
             );
             self.dispatch.cancel.cancel();
             tracker.wait().await;
-        }
-        // Whatever was cancelled may have left a server stopped: start it now.
-        for record in self.runner.state.stopped_servers() {
-            warn!(
-                server_id = record.server,
-                job_id = %record.job,
-                "starting server {} that {} stopped; its snapshot {} was interrupted",
-                record.server,
-                record.job,
-                record.snapshot_name
-            );
-            let _ = rotation::start_server_again(
-                &self.runner.client,
-                &self.runner.state,
-                &record,
-                Duration::from_secs(2),
-                Duration::from_secs(300),
-            )
-            .await;
+            // What the cancelled jobs left stopped: start them all at once.
+            settle_all(&self.runner).await;
         }
         self.alarm.shutdown().await;
         info!("stopped");
@@ -422,4 +431,24 @@ impl Daemon {
             self.dispatch.running()
         )
     }
+}
+
+/// Settles every stopped-server record whose server no other process holds, all at once.
+async fn settle_all(runner: &Arc<Runner>) {
+    let mut all = tokio::task::JoinSet::new();
+    for entry in runner.state.stopped_servers() {
+        let server = entry.server();
+        // Another process (a `once`) holding it starts it through its own guard.
+        let Ok(Some(lock)) = runner.state.try_lock_server(server) else {
+            continue;
+        };
+        let runner = runner.clone();
+        all.spawn(async move {
+            let _lock = lock;
+            if let Err(e) = rotation::settle(&runner.rotation(), server).await {
+                error!(server_id = server, "{e}");
+            }
+        });
+    }
+    while all.join_next().await.is_some() {}
 }

@@ -55,6 +55,18 @@ impl RateBudget {
         }
     }
 
+    /// Takes a request's place at once, ahead of every waiting request and through a
+    /// 429's pause: for starting a server that snaprotd stopped (and reading its status),
+    /// which must never wait behind other work. Its cost is still counted, so the
+    /// requests behind it wait correspondingly longer.
+    pub fn acquire_priority(&self) {
+        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let elapsed = now.duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * b.rate).min(b.rate.max(1.0)) - 1.0;
+        b.last = now;
+    }
+
     /// Holds every request back for `wait` (a 429's `Retry-After`).
     pub fn pause_for(&self, wait: Duration) {
         let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
@@ -83,5 +95,18 @@ mod tests {
         let paused = Instant::now();
         budget.acquire().await;
         assert!(paused.elapsed() >= Duration::from_millis(290));
+    }
+
+    #[tokio::test]
+    async fn priority_requests_pass_a_pause_and_the_queue() {
+        let budget = RateBudget::new(1.0);
+        budget.acquire().await;
+        budget.pause_for(Duration::from_secs(300));
+        let started = Instant::now();
+        budget.acquire_priority();
+        budget.acquire_priority();
+        assert!(started.elapsed() < Duration::from_millis(50));
+        let waiting = tokio::time::timeout(Duration::from_millis(100), budget.acquire()).await;
+        assert!(waiting.is_err(), "a normal request passed the pause");
     }
 }

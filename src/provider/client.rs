@@ -102,6 +102,8 @@ pub struct Client {
     requests: Arc<AtomicU64>,
     budget: Arc<RateBudget>,
     stats: Arc<ApiStats>,
+    /// Requests go ahead of all others in the budget (see [`Client::priority`]).
+    priority: bool,
 }
 
 /// Requests sent and errors seen, by kind, for the metrics file.
@@ -162,7 +164,17 @@ impl Client {
             requests: Arc::new(AtomicU64::new(0)),
             budget,
             stats,
+            priority: false,
         })
+    }
+
+    /// The same client, whose requests go ahead of every other in the rate budget,
+    /// through a 429's pause too: for starting the servers snaprotd stopped.
+    pub fn priority(&self) -> Client {
+        Client {
+            priority: true,
+            ..self.clone()
+        }
     }
 
     /// How many HTTP requests this client (and its clones) has sent.
@@ -474,7 +486,11 @@ impl Client {
         url: Url,
         body: Option<&B>,
     ) -> Attempt {
-        self.budget.acquire().await;
+        if self.priority {
+            self.budget.acquire_priority();
+        } else {
+            self.budget.acquire().await;
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.stats.add("request", method.as_str());
         let mut request = self

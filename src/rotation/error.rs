@@ -1,0 +1,65 @@
+//! What went wrong in a run.
+
+use crate::provider::ApiError;
+use crate::state::StateError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("{step}: {source}")]
+    Api {
+        step: &'static str,
+        #[source]
+        source: ApiError,
+    },
+    #[error(
+        "server {server} is at the cap ({used} of {cap} snapshots: {occupants}) and none of them is one policy {policy} would delete; \
+         delete a snapshot by hand, lower keep of another policy on this server, or raise [api] snapshot_cap if the provider allows more"
+    )]
+    CapFull {
+        server: u64,
+        policy: String,
+        used: usize,
+        cap: usize,
+        occupants: String,
+    },
+    #[error("snapshot {name} (id {id}) ended as {status:?}")]
+    SnapshotFailed {
+        name: String,
+        id: u64,
+        status: String,
+    },
+    #[error("snapshot {name} (id {id}) is still {status:?} after wait_timeout ({timeout})")]
+    WaitTimeout {
+        name: String,
+        id: u64,
+        status: String,
+        timeout: String,
+    },
+    #[error("snapshot {name} (id {id}) disappeared while waiting for it")]
+    Vanished { name: String, id: u64 },
+    #[error("server {server} did not become {want} within {timeout} (last seen {seen:?})")]
+    ServerTimeout {
+        server: u64,
+        want: &'static str,
+        seen: String,
+        timeout: String,
+    },
+    #[error("interrupted {0}: snaprotd is stopping")]
+    Interrupted(&'static str),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(
+        "{first}; and starting server {server} again failed too: {restart} (it stays recorded as stopped and is started again by the next run on it or the next start of snaprotd)"
+    )]
+    NotRestarted {
+        server: u64,
+        first: String,
+        restart: String,
+    },
+}
+
+impl RotationError {
+    pub(super) fn api(step: &'static str) -> impl FnOnce(ApiError) -> RotationError {
+        move |source| RotationError::Api { step, source }
+    }
+}

@@ -1,0 +1,175 @@
+//! The pure part of a run: what to adopt, what to delete to make room, what to prune.
+//! `--dry-run` prints it without making a changing call.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Job, RotationError};
+use crate::config::Policy;
+use crate::provider::{Snapshot, SnapshotStatus};
+use crate::state::TaintedSnapshot;
+
+/// Why a snapshot is (or would be) deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Older than the newest `keep` of this policy.
+    BeyondKeep,
+    /// A failed snapshot of this policy, wasting a slot.
+    Failed,
+    /// Still being made when snaprotd had to start its server again: not a
+    /// stopped-server snapshot.
+    Tainted,
+    /// Deleted before creating, to stay under the cap; retention would delete it anyway.
+    MakeRoom,
+}
+
+impl Reason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::BeyondKeep => "beyond keep",
+            Reason::Failed => "failed snapshot of this policy",
+            Reason::Tainted => {
+                "still in progress when its server had to be started again, so not a stopped-server snapshot"
+            }
+            Reason::MakeRoom => "making room under the cap (retention would delete it anyway)",
+        }
+    }
+}
+
+/// What a run will do, decided from the server's listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: String,
+    /// A snapshot of this name exists already: it is adopted, not created again.
+    pub adopt: Option<Snapshot>,
+    pub make_room: Vec<(Snapshot, Reason)>,
+    /// What pruning would delete after success, if the listing stays as it is.
+    pub prune_after: Vec<(Snapshot, Reason)>,
+}
+
+/// Whether `s` is one of the `tainted` snapshots.
+pub fn is_tainted(s: &Snapshot, tainted: &[TaintedSnapshot]) -> bool {
+    tainted.iter().any(|t| match t.snapshot_id {
+        Some(id) => id == s.id,
+        None => t.snapshot_name == s.name,
+    })
+}
+
+/// Decides what a run does from the server's current `listing`.
+///
+/// Making room deletes only what a successful run would prune anyway: failed and tainted
+/// snapshots of this policy first, then its oldest completed ones beyond `keep - 1` (the
+/// new snapshot will take the last kept place). Nothing `in_progress`, nothing of
+/// another policy, nothing manual. A tainted snapshot is never adopted.
+pub fn plan(
+    job: Job<'_>,
+    all_policies: &[Policy],
+    cap: usize,
+    name: &str,
+    listing: &[Snapshot],
+    tainted: &[TaintedSnapshot],
+) -> Result<Plan, RotationError> {
+    // A snapshot of this name that did not fail is this run's snapshot, made before.
+    let adopt = listing
+        .iter()
+        .find(|s| {
+            s.name == name
+                && !matches!(s.status, SnapshotStatus::Failed(_))
+                && !is_tainted(s, tainted)
+        })
+        .cloned();
+    let deletable = prune_list(job, listing, adopt.as_ref().map(|s| s.id), tainted);
+    // A failed snapshot of this very name must go before the name can be used again.
+    let (mut make_room, rest): (Vec<_>, Vec<_>) =
+        deletable.into_iter().partition(|(s, _)| s.name == name);
+    let need = if adopt.is_some() {
+        0
+    } else {
+        (listing.len() + 1)
+            .saturating_sub(cap)
+            .saturating_sub(make_room.len())
+    };
+    if rest.len() < need {
+        return Err(RotationError::CapFull {
+            server: job.server,
+            policy: job.policy.name.clone(),
+            used: listing.len(),
+            cap,
+            occupants: occupants(job.server, all_policies, listing),
+        });
+    }
+    make_room.extend(
+        rest[..need]
+            .iter()
+            .map(|(s, _)| (s.clone(), Reason::MakeRoom)),
+    );
+    Ok(Plan {
+        name: name.to_string(),
+        adopt,
+        make_room,
+        prune_after: rest[need..].to_vec(),
+    })
+}
+
+/// "3 manual, 2 of policy nightly (1 in progress)".
+fn occupants(server: u64, policies: &[Policy], listing: &[Snapshot]) -> String {
+    let mut parts = Vec::new();
+    let mut counted = 0;
+    for p in policies.iter().filter(|p| p.servers.contains(&server)) {
+        let mine: Vec<&Snapshot> = listing.iter().filter(|s| p.owns(server, &s.name)).collect();
+        if !mine.is_empty() {
+            let busy = mine
+                .iter()
+                .filter(|s| s.status != SnapshotStatus::Completed)
+                .count();
+            let mut text = format!("{} of policy {} (keep {})", mine.len(), p.name, p.keep);
+            if busy > 0 {
+                let _ = write!(text, ", {busy} not completed");
+            }
+            parts.push(text);
+            counted += mine.len();
+        }
+    }
+    parts.insert(0, format!("{} manual", listing.len() - counted));
+    parts.join(", ")
+}
+
+/// What pruning deletes from `listing`, oldest first: this policy's failed and tainted
+/// snapshots and its completed ones beyond the newest `keep`, counting the run's own
+/// snapshot (`new`, which always stays; `None` while it is still to be created) as the
+/// newest. Nothing in progress.
+pub fn prune_list(
+    job: Job<'_>,
+    listing: &[Snapshot],
+    new: Option<u64>,
+    tainted: &[TaintedSnapshot],
+) -> Vec<(Snapshot, Reason)> {
+    let owned = listing
+        .iter()
+        .filter(|s| Some(s.id) != new && job.policy.owns(job.server, &s.name));
+    let mut completed: Vec<&Snapshot> = Vec::new();
+    let mut doomed = Vec::new();
+    for s in owned {
+        match s.status {
+            SnapshotStatus::Completed | SnapshotStatus::Failed(_) if is_tainted(s, tainted) => {
+                doomed.push((s.clone(), Reason::Tainted))
+            }
+            SnapshotStatus::Completed => completed.push(s),
+            SnapshotStatus::Failed(_) => doomed.push((s.clone(), Reason::Failed)),
+            _ => {}
+        }
+    }
+    completed.sort_by_key(|s| (s.created_at, s.id));
+    let beyond = completed
+        .len()
+        .saturating_sub(job.policy.keep.saturating_sub(1));
+    doomed.extend(
+        completed[..beyond]
+            .iter()
+            .map(|s| ((*s).clone(), Reason::BeyondKeep)),
+    );
+    doomed.sort_by_key(|(s, _)| (s.created_at, s.id));
+    doomed
+}
