@@ -246,6 +246,9 @@ impl Runner {
         }
         .instrument(span)
         .await;
+        // A run the interrupt cut short did not answer its fire: a catch-up after the
+        // next start runs it again.
+        let answered = !matches!(result, Err(RotationError::Interrupted(_)));
         let report = Report {
             job: job_id,
             policy: policy.name.clone(),
@@ -256,7 +259,9 @@ impl Runner {
             outcome: result.ok(),
             skipped: None,
         };
-        self.record(&report, fire_time, started_at);
+        if answered {
+            self.record(&report, fire_time, started_at);
+        }
         report
     }
 

@@ -459,3 +459,116 @@ async fn panic_in_a_job_is_a_failed_run_and_frees_the_server() {
     assert_eq!(d.wait_exit(20).await, Some(0));
     assert_eq!(env.sim.state().server_status(1), Some("running"));
 }
+
+/// `once` with the given arguments, as a child process, its output collected.
+fn once(env: &Env, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"));
+    c.arg("-c")
+        .arg(&env.config)
+        .arg("once")
+        .args(args)
+        .env_remove("SNAPROTD_API_TOKEN")
+        .env_remove("SNAPROTD_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// Ctrl-C past `shutdown_timeout`: the server is started while its snapshot is still
+/// in progress, so that snapshot is not a stopped-server snapshot. It is never counted
+/// as one: the next run deletes it once it has finished, and keeps the older ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_unfinished_when_its_server_ran_again_is_not_kept() {
+    let env = Env::with_create_time(Duration::from_secs(3)).await;
+    env.sim.add_server(1, "db");
+    let older = {
+        let mut st = env.sim.state();
+        let at = common::days_ago(1);
+        st.add_snapshot(
+            1,
+            &at.format("cold-%Y%m%d-%H%M%S").to_string(),
+            "completed",
+            at,
+        )
+    };
+    write_config(
+        &env,
+        "shutdown_timeout = \"1s\"",
+        &cold_policy("1", "0 0 * * *", "wait_timeout = \"1m\""),
+    );
+    let child = once(&env, &["--policy", "cold"])
+        .spawn()
+        .expect("once starts");
+    let pid = child.id().expect("pid");
+    let waiting = eventually(10, || {
+        let st = env.sim.state();
+        st.server_status(1) == Some("stopped")
+            && st.snapshots_of(1).iter().any(|s| s.status == "in_progress")
+    })
+    .await;
+    assert!(waiting, "once did not reach its wait");
+    let ok = std::process::Command::new("kill")
+        .args(["-s", "INT", &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok);
+    let out = child.wait_with_output().await.expect("once ends");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.contains("not a stopped-server snapshot"), "{text}");
+    let (unfinished, name) = {
+        let st = env.sim.state();
+        assert_eq!(st.server_status(1), Some("running"), "{text}");
+        let s = st
+            .snapshots_of(1)
+            .into_iter()
+            .find(|s| s.status == "in_progress")
+            .cloned()
+            .expect("the unfinished snapshot is still there");
+        (s.id, s.name)
+    };
+    // Once it has finished, the next run deletes it and keeps the older one.
+    assert!(
+        eventually(10, || env.sim.state().snapshots[&unfinished].status
+            == "completed")
+        .await
+    );
+    assert!(
+        eventually(5, || Utc::now().format("cold-%Y%m%d-%H%M%S").to_string()
+            != name)
+        .await
+    );
+    let out = once(&env, &["--policy", "cold"])
+        .output()
+        .await
+        .expect("once runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let st = env.sim.state();
+    assert!(
+        !st.snapshots.contains_key(&unfinished),
+        "the snapshot taken while the server ran again was kept:\n{text}"
+    );
+    assert!(st.snapshots.contains_key(&older), "{text}");
+    assert!(
+        text.contains("still in progress when its server had to be started again"),
+        "{text}"
+    );
+    let tainted = env.dir.path().join("state/tainted");
+    assert!(
+        std::fs::read_dir(&tainted).map_or(true, |mut d| d.next().is_none()),
+        "the tainted record stays after its snapshot is gone"
+    );
+}

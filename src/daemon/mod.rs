@@ -374,7 +374,8 @@ impl Daemon {
         self.runner.interrupt.set(grace);
         self.dispatch.tracker.close();
         let tracker = self.dispatch.tracker.clone();
-        // The guards' starts come after the grace period, each bounded by stop_timeout.
+        // The guards' starts come after the grace period, each bounded by stop_timeout
+        // (twice when a stop was under way).
         let stop_timeout = self
             .config()
             .policies
@@ -383,7 +384,7 @@ impl Daemon {
             .chain([self.config().defaults.stop_timeout])
             .max()
             .unwrap_or_default();
-        let limit = grace + stop_timeout + Duration::from_secs(10);
+        let limit = grace + 2 * stop_timeout + Duration::from_secs(10);
         let finished = tokio::time::timeout(limit, async {
             // Keep taking reports so finished jobs are logged as they end.
             let wait = tracker.wait();
