@@ -19,7 +19,7 @@ use crate::daemon::timetable::JobKey;
 use crate::interrupt::Interrupt;
 use crate::provider::{Client, Listings};
 use crate::rotation::{self, Job, Outcome, Rotation, RotationError};
-use crate::state::{LastRun, ServerLock, StateDir};
+use crate::state::{LastRun, ServerLock, StateDir, StoppedEntry, busy};
 
 /// What one job run came to, for summaries and `--json`.
 #[derive(Debug, Clone, Serialize)]
@@ -36,23 +36,50 @@ pub struct Report {
 }
 
 impl Report {
-    fn failed(job: &JobKey, error: String) -> Report {
+    fn new(job: &JobKey) -> Report {
         Report {
             job: job.id(),
             policy: job.policy.clone(),
             server: job.server,
-            ok: false,
+            ok: true,
             seconds: 0.0,
             outcome: None,
-            error: Some(error),
+            error: None,
             skipped: None,
+        }
+    }
+
+    fn failed(job: &JobKey, error: String) -> Report {
+        Report {
+            ok: false,
+            error: Some(error),
+            ..Report::new(job)
+        }
+    }
+
+    fn skipped(job: &JobKey, why: String) -> Report {
+        Report {
+            skipped: Some(why),
+            ..Report::new(job)
         }
     }
 }
 
-/// The job key of a stopped-server record that cannot be read: no policy has this
-/// name, so running it settles the record (starts the server again) and nothing more.
-pub const UNREADABLE_RECORD: &str = "(unreadable stopped-server record)";
+/// What a dispatched task does for its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Run the job for a fire.
+    Fire,
+    /// Carry on the run a stopped-server record says was cut short (the daemon's
+    /// start-up) — if the record is still there once the server's lock is held.
+    Resume,
+    /// Start the server of a stopped-server record again, after its snapshot: a record
+    /// whose policy is gone or that cannot be read, or a start that failed.
+    Settle,
+}
+
+/// The policy part of the key of a [`Work::Settle`] task (no policy has this name).
+pub const LEFT_STOPPED: &str = "(left stopped)";
 
 /// The parts a run needs, shared between jobs.
 pub struct Runner {
@@ -115,12 +142,17 @@ impl Runner {
 
     /// Runs `job` in a task of its own: a panic there is reported as a failed run, and
     /// a server the job stopped is started again.
-    pub async fn run_caught(self: Arc<Self>, job: JobKey, fire_time: DateTime<Utc>) -> Report {
+    pub async fn run_caught(
+        self: Arc<Self>,
+        job: JobKey,
+        fire_time: DateTime<Utc>,
+        work: Work,
+    ) -> Report {
         let task = {
             let me = self.clone();
             let job = job.clone();
             tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-                me.run_job(&job.policy, job.server, fire_time).await
+                me.run_job(&job, fire_time, work).await
             }))
         };
         match task.await {
@@ -144,8 +176,14 @@ impl Runner {
                     report.error.as_deref().unwrap_or_default()
                 );
                 // The job's server lock went with its task; take it again and start
-                // the server if the job left it stopped.
-                if let Ok(_lock) = self.lock_server(job.server).await
+                // the server if the job left it stopped. Once stopping, the shutdown
+                // settles it instead.
+                let lock = tokio::select! {
+                    biased;
+                    l = self.lock_server(job.server) => l.ok(),
+                    _ = self.interrupt.wait_set() => None,
+                };
+                if lock.is_some()
                     && let Err(e) = rotation::settle(&self.rotation(), job.server).await
                 {
                     tracing::error!(server_id = job.server, "{e}");
@@ -159,13 +197,10 @@ impl Runner {
     }
 
     /// Waits for server `server`'s lock, saying once who holds it.
-    async fn lock_server(&self, server: u64) -> Result<ServerLock, crate::state::StateError> {
+    pub async fn lock_server(&self, server: u64) -> Result<ServerLock, crate::state::StateError> {
         self.state
             .lock_server(server, |holder| {
-                tracing::info!(
-                    server_id = server,
-                    "server {server} is busy: another snaprotd process{holder} is working on it; waiting"
-                )
+                tracing::info!(server_id = server, "{}; waiting", busy(server, holder))
             })
             .await
     }
@@ -179,20 +214,15 @@ impl Runner {
                 Ok(Some(lock)) => Ok(lock),
                 Ok(None) => {
                     let holder = self.state.server_holder(job.server);
-                    return Err(Report {
-                        skipped: Some(format!(
-                            "server {} is busy: another snaprotd process{holder} is working on it",
-                            job.server
-                        )),
-                        ok: true,
-                        error: None,
-                        ..Report::failed(job, String::new())
-                    });
+                    return Err(Report::skipped(job, busy(job.server, &holder)));
                 }
                 Err(e) => Err(e),
             }
         } else {
+            // A free lock wins over an interrupt that came meanwhile: a resumed run
+            // must still take its record over.
             tokio::select! {
+                biased;
                 l = self.lock_server(job.server) => l,
                 _ = self.interrupt.wait_set() => {
                     return Err(Report::failed(job, RotationError::Interrupted("before the run began").to_string()));
@@ -202,22 +232,37 @@ impl Runner {
         lock.map_err(|e| Report::failed(job, format!("cannot take server {}: {e}", job.server)))
     }
 
-    /// Runs one job for the fire at `fire_time` holding its server's lock, logs it and
-    /// records its last run. A job that is not configured (a stopped-server record left
-    /// by a policy since removed, or one that cannot be read) only settles the record.
-    pub async fn run_job(&self, policy: &str, server: u64, fire_time: DateTime<Utc>) -> Report {
-        let key = JobKey {
-            policy: policy.to_string(),
-            server,
-        };
-        let _lock = match self.take_server(&key).await {
+    /// Does `work` for `key` holding its server's lock: runs the job for the fire at
+    /// `fire_time`, logs it and records its last run; or settles a stopped-server
+    /// record.
+    pub async fn run_job(&self, key: &JobKey, fire_time: DateTime<Utc>, work: Work) -> Report {
+        let _lock = match self.take_server(key).await {
             Ok(lock) => lock,
             Err(report) => return report,
         };
+        match work {
+            Work::Fire => {}
+            Work::Settle => return self.settle(key).await,
+            // Another process (a `once`) may have settled the record meanwhile.
+            Work::Resume => match self.state.stopped_server(key.server) {
+                Some(StoppedEntry::Record(r))
+                    if r.policy == key.policy && r.scheduled_for == fire_time => {}
+                Some(_) => return self.settle(key).await,
+                None => {
+                    let why = format!(
+                        "server {} was started again meanwhile (by another snaprotd process); nothing to resume",
+                        key.server
+                    );
+                    tracing::info!(server_id = key.server, "{why}");
+                    return Report::skipped(key, why);
+                }
+            },
+        }
         let started_at = Utc::now();
         let started = Instant::now();
-        let Some(policy) = self.config.job_policy(policy, server) else {
-            return self.settle(&key).await;
+        let server = key.server;
+        let Some(policy) = self.config.job_policy(&key.policy, server) else {
+            return self.settle(key).await;
         };
         let job = Job { policy, server };
         let job_id = job.id();
@@ -284,22 +329,17 @@ impl Runner {
         self.metrics.record(report);
     }
 
-    /// Starts the server of a stopped-server record whose job is not configured.
+    /// Starts the server of a stopped-server record again (after its snapshot).
     async fn settle(&self, key: &JobKey) -> Report {
         let started = Instant::now();
-        let result = rotation::settle(&self.rotation(), key.server).await;
+        let report = match rotation::settle(&self.rotation(), key.server).await {
+            Ok(true) => Report::new(key),
+            Ok(false) => Report::skipped(key, format!("server {} is not left stopped", key.server)),
+            Err(e) => Report::failed(key, e.to_string()),
+        };
         Report {
-            ok: result.is_ok(),
             seconds: started.elapsed().as_secs_f64(),
-            error: match result {
-                Ok(true) => None,
-                Ok(false) => Some(format!(
-                    "job {} is not configured and left nothing to settle",
-                    key.id()
-                )),
-                Err(e) => Some(e.to_string()),
-            },
-            ..Report::failed(key, String::new())
+            ..report
         }
     }
 
@@ -326,7 +366,7 @@ impl Runner {
         for (i, (policy, server)) in jobs.into_iter().enumerate() {
             let job = JobKey { policy, server };
             if order.insert(job.clone(), i).is_none() {
-                dispatch.submit(self.clone(), job, fire_time);
+                dispatch.submit(self.clone(), job, fire_time, Work::Fire);
             }
         }
         let mut reports: Vec<(usize, Report)> = Vec::with_capacity(order.len());

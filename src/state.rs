@@ -159,7 +159,14 @@ impl StateDir {
         self.write(&self.stopped_path(record.server), record)
     }
 
+    /// The server runs again: its record goes (and an earlier release's set-aside copy
+    /// is renamed, so it is not acted on twice).
     pub fn clear_stopped(&self, server: u64) -> Result<(), StateError> {
+        let legacy = self.legacy_corrupt_path(server);
+        if legacy.exists() {
+            let done = legacy.with_extension(format!("corrupt-{}", Utc::now().timestamp()));
+            fs::rename(&legacy, &done).map_err(|e| err(&legacy, e))?;
+        }
         let path = self.stopped_path(server);
         match fs::remove_file(&path) {
             Ok(()) => sync_dir(path.parent()),
@@ -168,7 +175,9 @@ impl StateDir {
         }
     }
 
-    /// Every stopped-server record, readable or not, by server.
+    /// Every stopped-server record, readable or not, by server: `stopped/<server>.json`,
+    /// and `stopped/<server>.json.corrupt` alone (an unreadable record that an earlier
+    /// release set aside and forgot: its server is started again too).
     pub fn stopped_servers(&self) -> Vec<StoppedEntry> {
         let dir = self.root.join("stopped");
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -178,20 +187,23 @@ impl StateDir {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                match name.strip_suffix(".json").map(str::parse::<u64>) {
-                    Some(Ok(server)) => Some(server),
-                    Some(Err(_)) => {
+                let stem = name
+                    .strip_suffix(".json")
+                    .or_else(|| name.strip_suffix(LEGACY_CORRUPT))?;
+                match stem.parse::<u64>() {
+                    Ok(server) => Some(server),
+                    Err(_) => {
                         tracing::error!(
                             "state file {} does not name a server; ignored",
                             dir.join(&name).display()
                         );
                         None
                     }
-                    None => None,
                 }
             })
             .collect();
         servers.sort_unstable();
+        servers.dedup();
         servers
             .into_iter()
             .filter_map(|s| self.stopped_server(s))
@@ -199,8 +211,8 @@ impl StateDir {
     }
 
     /// The record for `server`, if there is one. A corrupt one is kept where it is (it
-    /// still says the server is stopped) and copied to `<server>.json.corrupt` for
-    /// whoever looks into it.
+    /// still says the server is stopped) and copied to `<server>.json.corrupt-<time>`
+    /// for whoever looks into it.
     pub fn stopped_server(&self, server: u64) -> Option<StoppedEntry> {
         let path = self.stopped_path(server);
         let problem = match fs::read(&path) {
@@ -212,21 +224,61 @@ impl StateDir {
                 ),
                 Err(e) => e.to_string(),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let legacy = self.legacy_corrupt_path(server);
+                if !legacy.exists() {
+                    return None;
+                }
+                tracing::error!(
+                    server_id = server,
+                    "{} is a stopped-server record an earlier release could not read and set aside; \
+                     server {server} is started again after any snapshot of ours in progress",
+                    legacy.display()
+                );
+                return Some(StoppedEntry::Corrupt {
+                    server,
+                    problem: "set aside by an earlier release".into(),
+                });
+            }
             Err(e) => e.to_string(),
         };
-        let copy = path.with_extension("json.corrupt");
-        if !copy.exists() {
-            let _ = fs::copy(&path, &copy);
-        }
+        let copy = self.keep_copy(&path);
         tracing::error!(
             server_id = server,
-            "stopped-server record {} cannot be read ({problem}); a copy is kept as {}; \
+            "stopped-server record {} cannot be read ({problem}); {}; \
              server {server} is started again after any snapshot of ours in progress",
             path.display(),
-            copy.display()
+            copy.map_or("no copy could be kept".into(), |c| format!(
+                "a copy is kept as {}",
+                c.display()
+            ))
         );
         Some(StoppedEntry::Corrupt { server, problem })
+    }
+
+    /// Copies an unreadable record beside it as `<name>.corrupt-<unix time>`, once per
+    /// content.
+    fn keep_copy(&self, path: &Path) -> Option<PathBuf> {
+        let bytes = fs::read(path).ok()?;
+        let dir = path.parent()?;
+        let prefix = format!("{}.corrupt-", path.file_name()?.to_str()?);
+        let same = fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).find(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+                && fs::read(e.path()).is_ok_and(|b| b == bytes)
+        });
+        if let Some(e) = same {
+            return Some(e.path());
+        }
+        let copy = dir.join(format!("{prefix}{}", Utc::now().timestamp()));
+        fs::write(&copy, &bytes).ok().map(|()| copy)
+    }
+
+    fn legacy_corrupt_path(&self, server: u64) -> PathBuf {
+        self.root
+            .join("stopped")
+            .join(format!("{server}{LEGACY_CORRUPT}"))
     }
 
     /// Notes that `snapshot` was still in progress when its server ran again.
@@ -361,6 +413,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     sync_dir(Some(dir))
 }
 
+/// How an earlier release named a stopped-server record it could not read.
+const LEGACY_CORRUPT: &str = ".json.corrupt";
+
+/// What a process waiting for a server is told.
+pub fn busy(server: u64, holder: &str) -> String {
+    format!("server {server} is busy: another snaprotd process{holder} is working on it")
+}
+
 /// The state directory, held by the daemon for its lifetime.
 pub struct DirLock {
     _file: fs::File,
@@ -476,9 +536,31 @@ mod tests {
             })
             .collect();
         assert_eq!(servers, vec![9, 10, 11, 12]);
-        // Still in place (the server is still stopped), and a copy kept.
+        // Still in place (the server is still stopped), and one copy kept.
         assert!(dir.path().join("stopped/9.json").exists());
-        assert!(dir.path().join("stopped/9.json.corrupt").exists());
+        state.stopped_servers();
+        let copies = fs::read_dir(dir.path().join("stopped"))
+            .unwrap()
+            .filter(|e| {
+                let e = e.as_ref().unwrap();
+                e.file_name()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("9.json.corrupt-")
+            })
+            .count();
+        assert_eq!(copies, 1);
+        state.clear_stopped(9).unwrap();
+        assert!(state.stopped_server(9).is_none());
+
+        // An earlier release moved unreadable records aside and forgot them.
+        fs::write(dir.path().join("stopped/20.json.corrupt"), b"{").unwrap();
+        assert!(matches!(
+            state.stopped_server(20),
+            Some(StoppedEntry::Corrupt { server: 20, .. })
+        ));
+        state.clear_stopped(20).unwrap();
+        assert!(state.stopped_server(20).is_none(), "acted on once only");
     }
 
     #[test]

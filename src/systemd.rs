@@ -36,6 +36,13 @@ pub fn stopping(status: &str) {
     notify(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
+/// Asks systemd to wait up to `d` more for the stop (`EXTEND_TIMEOUT_USEC`), so a
+/// longer `shutdown_timeout` than the unit's `TimeoutStopSec=` is still honoured.
+pub fn extend_stop_timeout(d: Duration) {
+    let usec = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+    notify(&[NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
 pub fn status(status: &str) {
     notify(&[NotifyState::Status(status)]);
 }

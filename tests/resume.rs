@@ -417,3 +417,132 @@ async fn record_of_removed_policy_waits_for_its_snapshot() {
     assert_started_after(&env, finishes_at, "removed policy", &d.log());
     stop_daemon(d).await;
 }
+
+// ---------------------------------------------------------------------------------
+// Found in review: a failed start is tried again while the daemon runs; Ctrl-C also
+// ends a guard's wait that began before it; a record a live `once` settles is not
+// resumed by a daemon started meanwhile.
+
+fn once_child(env: &Env, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .arg("-c")
+        .arg(&env.config)
+        .arg("once")
+        .args(args)
+        .env_remove("SNAPROTD_API_TOKEN")
+        .env_remove("SNAPROTD_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("once starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_start_is_tried_again_while_the_daemon_runs() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    set_stopped(&env, 1);
+    env.write_config(COLD);
+    let (at, name) = past_fire();
+    let id = env.sim.state().add_snapshot(1, &name, "completed", at);
+    write_record(&env, "cold", &name, Some(id), at);
+    // Every attempt of the first start fails (max_attempts = 3).
+    env.sim
+        .inject(Fault::status("POST", "/servers/1/start/", 503, None).times(3));
+
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_log("is still stopped", 10).await;
+    d.wait_log("trying to start it again in", 5).await;
+    assert_started_while_running(&env, &mut d, "a failed start").await;
+    assert!(
+        eventually(5, || !record_path(&env).exists()).await,
+        "{}",
+        d.log()
+    );
+    stop_daemon(d).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_ends_a_wait_for_a_snapshot_that_began_before_it() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    set_stopped(&env, 1);
+    // A record of another fire whose snapshot is in progress for long: `once` settles
+    // it first, waiting for that snapshot.
+    let (at, name) = past_fire();
+    let (id, _) = add_in_progress(&env, 1, &name, Duration::from_secs(60));
+    write_record(&env, "cold", &name, Some(id), at);
+    std::fs::write(
+        &env.config,
+        format!("{}\n{COLD}\nwait_timeout = \"40s\"\n", env.header())
+            .replace("[daemon]", "[daemon]\nshutdown_timeout = \"1s\""),
+    )
+    .unwrap();
+    let child = once_child(&env, &["--policy", "cold"]);
+    let pid = child.id().expect("pid");
+    assert!(
+        eventually(10, || {
+            let st = env.sim.state();
+            st.requests
+                .iter()
+                .any(|r| r.method == "GET" && r.path.starts_with("/snapshots/"))
+        })
+        .await
+    );
+    let sent = std::time::Instant::now();
+    let ok = std::process::Command::new("kill")
+        .args(["-s", "INT", &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok);
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("once exits")
+        .expect("wait");
+    let took = sent.elapsed();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "once took {took:?} after Ctrl-C with shutdown_timeout = 1s:\n{all}"
+    );
+    assert_eq!(out.status.code(), Some(130), "{all}");
+    assert!(is_running(&env, 1), "{all}");
+    assert!(all.contains("not a stopped-server snapshot"), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_does_not_resume_a_run_that_a_live_once_finishes() {
+    let env = Env::with_create_time(Duration::from_secs(2)).await;
+    env.sim.add_server(1, "db");
+    env.write_config(COLD);
+    let child = once_child(&env, &["--policy", "cold"]);
+    assert!(
+        eventually(10, || record_path(&env).exists()).await,
+        "once did not stop the server"
+    );
+    // The daemon starts while `once` holds the server and its record.
+    let d = env.start_daemon(&["run"], &[]).await;
+    d.wait_log("resuming that run", 10).await;
+    let out = child.wait_with_output().await.expect("once ends");
+    assert_eq!(out.status.code(), Some(0));
+    d.wait_log("was started again meanwhile", 10).await;
+    let log = d.log();
+    stop_daemon(d).await;
+    let st = env.sim.state();
+    assert_eq!(
+        st.servers[&1].stops,
+        1,
+        "stopped again:\n{}\n{log}",
+        request_log(&st)
+    );
+    assert_eq!(st.snapshots_of(1).len(), 1, "{}", request_log(&st));
+    assert_eq!(st.server_status(1), Some("running"));
+}

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::timetable::JobKey;
-use crate::runner::{Report, Runner};
+use crate::runner::{Report, Runner, Work};
 
 /// A job that ended: its report, or `None` when it was cancelled at shutdown.
 pub struct Done {
@@ -23,6 +23,7 @@ pub struct Done {
 struct Pending {
     job: JobKey,
     fire_time: DateTime<Utc>,
+    work: Work,
     runner: Arc<Runner>,
 }
 
@@ -54,9 +55,24 @@ impl Dispatcher {
         self.busy_servers.len()
     }
 
-    /// Runs `job` for the fire at `fire_time`, now or after the server's current job.
-    pub fn submit(&mut self, runner: Arc<Runner>, job: JobKey, fire_time: DateTime<Utc>) {
+    /// Whether a job of `server` is running or queued.
+    pub fn is_busy(&self, server: u64) -> bool {
+        self.busy_servers.contains(&server)
+    }
+
+    /// Does `work` for `job` (for the fire at `fire_time`), now or after the server's
+    /// current job.
+    pub fn submit(
+        &mut self,
+        runner: Arc<Runner>,
+        job: JobKey,
+        fire_time: DateTime<Utc>,
+        work: Work,
+    ) {
         if self.active.contains(&job) {
+            if work != Work::Fire {
+                return;
+            }
             tracing::warn!(
                 policy = %job.policy,
                 server_id = job.server,
@@ -71,6 +87,7 @@ impl Dispatcher {
         let pending = Pending {
             job,
             fire_time,
+            work,
             runner,
         };
         if self.busy_servers.contains(&pending.job.server) {
@@ -117,7 +134,7 @@ impl Dispatcher {
             let report = tokio::select! {
                 r = async {
                     let _slot = slots.acquire().await;
-                    p.runner.run_caught(p.job.clone(), p.fire_time).await
+                    p.runner.run_caught(p.job.clone(), p.fire_time, p.work).await
                 } => Some(r),
                 _ = cancel.cancelled() => None,
             };

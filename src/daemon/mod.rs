@@ -24,12 +24,15 @@ use tracing::{error, info, warn};
 use crate::cli::CliError;
 use crate::config::Config;
 use crate::rotation;
-use crate::runner::{Runner, UNREADABLE_RECORD};
+use crate::runner::{LEFT_STOPPED, Runner, Work};
 use crate::state::StoppedEntry;
 use crate::systemd;
 use alarm::Alarm;
 use dispatch::{Dispatcher, Done};
 use timetable::{JobKey, Timetable};
+
+/// The longest wait between two tries to start a server whose start failed.
+const MAX_START_RETRY: Duration = Duration::from_secs(15 * 60);
 
 /// How late a fire may be before the watchdog check fires it itself.
 const ALARM_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
@@ -44,6 +47,12 @@ struct Daemon {
     failures: BTreeMap<String, DateTime<Utc>>,
     /// Wakes the metrics writer after a job.
     metrics_due: Arc<tokio::sync::Notify>,
+    /// Servers whose stopped-server record is to be settled (a failed start's retry).
+    settle_tx: mpsc::UnboundedSender<u64>,
+    /// Failed starts of a server so far, for the retry's backoff.
+    start_retries: std::collections::HashMap<u64, u32>,
+    /// Servers whose job ended after SIGTERM: their guard tried already.
+    released: std::collections::HashSet<u64>,
     /// The runner of the configuration in force, for the metrics writer.
     current: tokio::sync::watch::Sender<Arc<Runner>>,
 }
@@ -79,6 +88,7 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
     let (fired_tx, mut fired_rx) = mpsc::unbounded_channel();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (ping_tx, mut ping_rx) = mpsc::channel::<oneshot::Sender<()>>(1);
+    let (settle_tx, mut settle_rx) = mpsc::unbounded_channel();
     let alarm = Alarm::new(fired_tx).await.map_err(CliError::Failed)?;
     let runner_for_metrics = runner.clone();
     let mut daemon = Daemon {
@@ -89,6 +99,9 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
         alarm,
         failures: BTreeMap::new(),
         metrics_due: Arc::new(tokio::sync::Notify::new()),
+        settle_tx,
+        start_retries: Default::default(),
+        released: Default::default(),
         current: tokio::sync::watch::Sender::new(runner_for_metrics),
     };
     daemon.start().await;
@@ -102,6 +115,7 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
         tokio::select! {
             Some(at) = fired_rx.recv() => daemon.on_fire(at).await,
             Some(done) = done_rx.recv() => daemon.on_done(done),
+            Some(server) = settle_rx.recv() => daemon.settle(server),
             Some(reply) = ping_rx.recv() => {
                 daemon.check_alarm().await;
                 let _ = reply.send(());
@@ -176,32 +190,33 @@ impl Daemon {
         // started again after its snapshot.
         let mut resumed = Vec::new();
         for entry in state.stopped_servers() {
-            let (job, fire_time) = match &entry {
-                StoppedEntry::Record(r) => (
-                    JobKey {
+            match entry {
+                StoppedEntry::Record(r) if config.job_policy(&r.policy, r.server).is_some() => {
+                    let job = JobKey {
                         policy: r.policy.clone(),
                         server: r.server,
-                    },
-                    r.scheduled_for,
-                ),
-                StoppedEntry::Corrupt { server, .. } => (
-                    JobKey {
-                        policy: UNREADABLE_RECORD.into(),
-                        server: *server,
-                    },
-                    now,
-                ),
-            };
-            warn!(
-                server_id = job.server,
-                job_id = %job.id(),
-                "server {} was stopped by {} and not started again; resuming",
-                job.server,
-                job.id()
-            );
-            self.dispatch
-                .submit(self.runner.clone(), job.clone(), fire_time);
-            resumed.push(job);
+                    };
+                    warn!(
+                        server_id = r.server,
+                        job_id = %r.job,
+                        snapshot_name = %r.snapshot_name,
+                        "server {} was stopped by {} for snapshot {} and not started again; resuming that run",
+                        r.server,
+                        r.job,
+                        r.snapshot_name
+                    );
+                    self.dispatch.submit(
+                        self.runner.clone(),
+                        job.clone(),
+                        r.scheduled_for,
+                        Work::Resume,
+                    );
+                    resumed.push(job);
+                }
+                // Its policy is gone, or it cannot be read: the server is started
+                // again after any snapshot of ours in progress.
+                other => self.settle_later(other.server(), Duration::ZERO),
+            }
         }
 
         // Catch-up: a job whose last fire passed while snaprotd was down runs once now.
@@ -236,7 +251,8 @@ impl Daemon {
                         "catch-up: the fire at {} was missed while snaprotd was down; running it now",
                         previous.with_timezone(&p.timezone).to_rfc3339()
                     );
-                    self.dispatch.submit(self.runner.clone(), job, now);
+                    self.dispatch
+                        .submit(self.runner.clone(), job, now, Work::Fire);
                 }
             }
         }
@@ -280,7 +296,8 @@ impl Daemon {
         let now = Utc::now().max(at);
         let config = self.runner.config.clone();
         for (job, fire_time) in self.timetable.take_due(&config, now) {
-            self.dispatch.submit(self.runner.clone(), job, fire_time);
+            self.dispatch
+                .submit(self.runner.clone(), job, fire_time, Work::Fire);
         }
         self.arm().await;
         systemd::status(&self.status_line());
@@ -289,6 +306,30 @@ impl Daemon {
     fn on_done(&mut self, done: Done) {
         self.dispatch.finished(&done.job);
         self.metrics_due.notify_one();
+        let server = done.job.server;
+        if self.runner.interrupt.is_set() {
+            // Its guard has had its go at the server; shutdown does not try again.
+            self.released.insert(server);
+        } else if self.runner.state.stopped_server(server).is_some() {
+            // A start that failed: tried again while the daemon runs, not only on
+            // the next fire of the server or the next start of the daemon.
+            let base = self
+                .config()
+                .defaults
+                .stop_timeout
+                .min(Duration::from_secs(60));
+            let attempt = self.start_retries.entry(server).or_insert(0);
+            *attempt += 1;
+            let wait = (base * 2u32.saturating_pow(*attempt - 1)).min(MAX_START_RETRY);
+            warn!(
+                server_id = server,
+                "server {server} is still stopped; trying to start it again in {}",
+                humantime::format_duration(wait)
+            );
+            self.settle_later(server, wait);
+        } else {
+            self.start_retries.remove(&server);
+        }
         if let Some(report) = done.report {
             if report.ok {
                 self.failures.remove(&report.job);
@@ -297,6 +338,29 @@ impl Daemon {
             }
         }
         systemd::status(&self.status_line());
+    }
+
+    /// Settles the stopped-server record of `server` after `wait` (through the
+    /// dispatcher, so it waits for the server's current job).
+    fn settle_later(&self, server: u64, wait: Duration) {
+        let settle = self.settle_tx.clone();
+        if wait.is_zero() {
+            let _ = settle.send(server);
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = settle.send(server);
+        });
+    }
+
+    fn settle(&mut self, server: u64) {
+        let job = JobKey {
+            policy: LEFT_STOPPED.into(),
+            server,
+        };
+        self.dispatch
+            .submit(self.runner.clone(), job, Utc::now(), Work::Settle);
     }
 
     /// Called by the watchdog check: a fire whose alarm did not go off (a clock jump,
@@ -385,6 +449,9 @@ impl Daemon {
             .max()
             .unwrap_or_default();
         let limit = grace + 2 * stop_timeout + Duration::from_secs(10);
+        // Then every record left is settled, each within stop_timeout and a last look.
+        let settling = stop_timeout + Duration::from_secs(15);
+        systemd::extend_stop_timeout(limit + settling);
         let finished = tokio::time::timeout(limit, async {
             // Keep taking reports so finished jobs are logged as they end.
             let wait = tracker.wait();
@@ -404,9 +471,14 @@ impl Daemon {
             );
             self.dispatch.cancel.cancel();
             tracker.wait().await;
-            // What the cancelled jobs left stopped: start them all at once.
-            settle_all(&self.runner).await;
         }
+        // Reports sent by tasks that ended as the wait above did.
+        while let Ok(done) = done_rx.try_recv() {
+            self.on_done(done);
+        }
+        // What no guard has tried to start since SIGTERM (a cancelled job, a failed
+        // start waiting for its retry, a resume that never ran): all at once.
+        settle_all(&self.runner, &self.released).await;
         self.alarm.shutdown().await;
         info!("stopped");
     }
@@ -434,18 +506,27 @@ impl Daemon {
     }
 }
 
-/// Settles every stopped-server record whose server no other process holds, all at once.
-async fn settle_all(runner: &Arc<Runner>) {
+/// Settles every stopped-server record but those of `released` servers, all at once.
+/// A server another process holds (a `once`) is left to that process's guard.
+async fn settle_all(runner: &Arc<Runner>, released: &std::collections::HashSet<u64>) {
     let mut all = tokio::task::JoinSet::new();
     for entry in runner.state.stopped_servers() {
         let server = entry.server();
-        // Another process (a `once`) holding it starts it through its own guard.
-        let Ok(Some(lock)) = runner.state.try_lock_server(server) else {
+        if released.contains(&server) {
             continue;
-        };
+        }
         let runner = runner.clone();
         all.spawn(async move {
-            let _lock = lock;
+            // A cancelled job's task lets go of the lock as it ends: wait a moment.
+            let lock = tokio::time::timeout(Duration::from_secs(2), runner.lock_server(server));
+            let Ok(Ok(_lock)) = lock.await else {
+                warn!(
+                    server_id = server,
+                    "{}; that process starts it again",
+                    crate::state::busy(server, &runner.state.server_holder(server))
+                );
+                return;
+            };
             if let Err(e) = rotation::settle(&runner.rotation(), server).await {
                 error!(server_id = server, "{e}");
             }

@@ -3,7 +3,9 @@
 //! that got it.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 pub struct RateBudget {
     bucket: Mutex<Bucket>,
@@ -14,6 +16,19 @@ struct Bucket {
     tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
+    /// Priority requests waiting for a token: the others wait behind them.
+    priority_waiting: usize,
+}
+
+impl Bucket {
+    /// Adds the tokens earned since the last look; returns now.
+    fn refill(&mut self) -> Instant {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(1.0));
+        self.last = now;
+        now
+    }
 }
 
 impl RateBudget {
@@ -25,6 +40,7 @@ impl RateBudget {
                 tokens: per_second.max(1.0),
                 last: Instant::now(),
                 paused_until: None,
+                priority_waiting: 0,
             }),
         }
     }
@@ -37,34 +53,50 @@ impl RateBudget {
     pub async fn acquire(&self) {
         loop {
             let wait = {
-                let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
-                let now = Instant::now();
-                let elapsed = now.duration_since(b.last).as_secs_f64();
-                b.tokens = (b.tokens + elapsed * b.rate).min(b.rate.max(1.0));
-                b.last = now;
+                let mut b = self.lock();
+                let now = b.refill();
                 match b.paused_until {
                     Some(until) if until > now => until - now,
-                    _ if b.tokens >= 1.0 => {
+                    _ if b.tokens >= 1.0 && b.priority_waiting == 0 => {
                         b.tokens -= 1.0;
                         return;
                     }
-                    _ => Duration::from_secs_f64((1.0 - b.tokens) / b.rate),
+                    _ => Duration::from_secs_f64((1.0 - b.tokens).max(1.0) / b.rate),
                 }
             };
             tokio::time::sleep(wait).await;
         }
     }
 
-    /// Takes a request's place at once, ahead of every waiting request and through a
-    /// 429's pause: for starting a server that snaprotd stopped (and reading its status),
-    /// which must never wait behind other work. Its cost is still counted, so the
-    /// requests behind it wait correspondingly longer.
-    pub fn acquire_priority(&self) {
-        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let elapsed = now.duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * b.rate).min(b.rate.max(1.0)) - 1.0;
-        b.last = now;
+    /// Waits for a token ahead of every other waiting request, and through a 429's
+    /// pause: for starting a server that snaprotd stopped (and reading its status),
+    /// which must never wait behind other work. It still keeps to the rate.
+    pub async fn acquire_priority(&self) {
+        /// Counts this request as waiting, also when its future is dropped early.
+        struct Waiting<'a>(&'a RateBudget);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.lock().priority_waiting -= 1;
+            }
+        }
+        self.lock().priority_waiting += 1;
+        let _waiting = Waiting(self);
+        loop {
+            let wait = {
+                let mut b = self.lock();
+                b.refill();
+                if b.tokens >= 1.0 {
+                    b.tokens -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Holds every request back for `wait` (a 429's `Retry-After`).
@@ -97,16 +129,32 @@ mod tests {
         assert!(paused.elapsed() >= Duration::from_millis(290));
     }
 
-    #[tokio::test]
-    async fn priority_requests_pass_a_pause_and_the_queue() {
-        let budget = RateBudget::new(1.0);
+    #[tokio::test(start_paused = true)]
+    async fn priority_requests_pass_a_pause_and_the_queue_but_keep_the_rate() {
+        let budget = std::sync::Arc::new(RateBudget::new(2.0));
+        budget.acquire().await;
         budget.acquire().await;
         budget.pause_for(Duration::from_secs(300));
-        let started = Instant::now();
-        budget.acquire_priority();
-        budget.acquire_priority();
-        assert!(started.elapsed() < Duration::from_millis(50));
-        let waiting = tokio::time::timeout(Duration::from_millis(100), budget.acquire()).await;
-        assert!(waiting.is_err(), "a normal request passed the pause");
+        let normal = {
+            let b = budget.clone();
+            tokio::spawn(async move {
+                b.acquire().await;
+                tokio::time::Instant::now()
+            })
+        };
+        let started = tokio::time::Instant::now();
+        for _ in 0..4 {
+            budget.acquire_priority().await;
+        }
+        // Four at 2/s from an empty bucket: two seconds, not 300.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(!normal.is_finished(), "a normal request passed the pause");
+        // A priority request given up does not hold the others back for good.
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(1), budget.acquire_priority()).await;
+        assert!(dropped.is_err());
+        assert_eq!(budget.lock().priority_waiting, 0);
+        let at = normal.await.unwrap();
+        assert!(at >= started + Duration::from_secs(300));
     }
 }

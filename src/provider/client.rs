@@ -487,7 +487,7 @@ impl Client {
         body: Option<&B>,
     ) -> Attempt {
         if self.priority {
-            self.budget.acquire_priority();
+            self.budget.acquire_priority().await;
         } else {
             self.budget.acquire().await;
         }

@@ -49,6 +49,14 @@ pub enum RotationError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(
+        "server {server} runs again, but its stopped-server record could not be removed ({source}); the next run on it removes it"
+    )]
+    RecordStays {
+        server: u64,
+        #[source]
+        source: StateError,
+    },
+    #[error(
         "{first}; and starting server {server} again failed too: {restart} (it stays recorded as stopped and is started again by the next run on it or the next start of snaprotd)"
     )]
     NotRestarted {

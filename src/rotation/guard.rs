@@ -15,6 +15,8 @@
 //! snapshot is recorded as tainted: it was not taken with the server stopped, so it is
 //! never adopted or kept, and pruning deletes it once it has finished.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::Utc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -45,6 +47,24 @@ pub struct StoppedServer {
     deadline: Instant,
     /// The run saw the snapshot end (completed or failed): nothing to wait for.
     settled: bool,
+    /// `release` was called.
+    released: bool,
+}
+
+impl Drop for StoppedServer {
+    /// Only a task cut short (a panic, a cancel past every time-out) drops a guard it
+    /// did not release; the record stays on disk, and whoever settles it starts the
+    /// server.
+    fn drop(&mut self) {
+        if !self.released {
+            warn!(
+                server_id = self.server,
+                "server {} stays stopped for now: its job ended before starting it again; \
+                 its record is settled next",
+                self.server
+            );
+        }
+    }
 }
 
 impl StoppedServer {
@@ -66,6 +86,7 @@ impl StoppedServer {
             timing,
             deadline: Instant::now() + timing.wait_timeout,
             settled: false,
+            released: false,
         })
     }
 
@@ -90,6 +111,7 @@ impl StoppedServer {
             timing,
             deadline: Instant::now() + timing.wait_timeout,
             settled: false,
+            released: false,
         }
     }
 
@@ -158,60 +180,74 @@ impl StoppedServer {
     }
 
     /// Starts the server again: after its snapshot (bounded), ahead of every other
-    /// request, then clears the record. On failure the record stays, so the next run on
-    /// this server or the next start of snaprotd tries again.
-    pub async fn release(self, rot: &Rotation<'_>) -> Result<(), RotationError> {
+    /// request, then clears the record. On failure the record stays, so the daemon's
+    /// retry, the next run on this server or the next start of snaprotd tries again.
+    pub async fn release(mut self, rot: &Rotation<'_>) -> Result<(), RotationError> {
+        self.released = true;
         let server = self.server;
         let unfinished = if self.settled {
             Vec::new()
         } else {
-            self.wait_for_snapshot(rot, rot.interrupt.cap(self.deadline))
-                .await
+            self.wait_for_snapshot(rot, self.deadline).await
         };
-        let started = std::time::Instant::now();
-        let client = rot.client.priority();
-        let timing = self.timing;
-        let start = async {
-            match tokio::time::timeout(timing.stop_timeout, start_server(&client, server, timing))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(RotationError::ServerTimeout {
-                    server,
-                    want: "running",
-                    seen: "no answer".into(),
-                    timeout: humantime::format_duration(timing.stop_timeout).to_string(),
-                }),
-            }
-        };
-        let result = match start.await {
-            Ok(()) => rot.state.clear_stopped(server).map_err(RotationError::from),
-            Err(e) => Err(e),
-        };
+        // Noted before the start, so that no crash can let it pass for a good one.
         for snapshot in &unfinished {
             if let Err(e) = rot.state.record_tainted(snapshot) {
-                warn!(
-                    "cannot record snapshot {} as tainted: {e}",
+                error!(
+                    "cannot record snapshot {} as unfinished when its server ran again ({e}); \
+                     delete it by hand once it has finished",
                     snapshot.snapshot_name
                 );
             }
-            error!(
-                server_id = server,
-                snapshot_name = %snapshot.snapshot_name,
-                "server {server} was started again while snapshot {} was still in progress: \
-                 it is not a stopped-server snapshot, and is deleted once it has finished",
-                snapshot.snapshot_name
-            );
         }
-        match &result {
-            Ok(()) => info!(
-                server_id = server,
-                "started server again in {}",
-                secs(started.elapsed())
-            ),
-            Err(e) => error!(server_id = server, "server {server} is still stopped: {e}"),
+        let started = std::time::Instant::now();
+        let client = rot.client.priority();
+        let timing = self.timing;
+        let runs = AtomicBool::new(false);
+        let start = tokio::time::timeout(
+            timing.stop_timeout,
+            start_server(&client, server, timing, &runs),
+        );
+        let result = match start.await {
+            Ok(r) => r,
+            Err(_) => Err(server_timeout(server, "running", "no answer", timing)),
+        };
+        let runs = runs.load(Ordering::Relaxed);
+        if !runs {
+            // The server never got going: the snapshot may still finish cleanly, and the
+            // next release looks again.
+            for snapshot in &unfinished {
+                let _ = rot.state.clear_tainted(snapshot);
+            }
+        } else {
+            for snapshot in &unfinished {
+                error!(
+                    server_id = server,
+                    snapshot_name = %snapshot.snapshot_name,
+                    "server {server} was started again while snapshot {} was still in progress: \
+                     it is not a stopped-server snapshot, and is deleted once it has finished",
+                    snapshot.snapshot_name
+                );
+            }
         }
-        result
+        match result {
+            Ok(()) => {
+                info!(
+                    server_id = server,
+                    "started server again in {}",
+                    secs(started.elapsed())
+                );
+                rot.state.clear_stopped(server).map_err(|source| {
+                    let e = RotationError::RecordStays { server, source };
+                    error!(server_id = server, "{e}");
+                    e
+                })
+            }
+            Err(e) => {
+                error!(server_id = server, "server {server} is still stopped: {e}");
+                Err(e)
+            }
+        }
     }
 
     /// Waits until no protected snapshot is in progress, or `deadline`; returns those
@@ -229,7 +265,8 @@ impl StoppedServer {
         };
         let mut told = false;
         let mut first = true;
-        while Instant::now() < deadline {
+        // The interrupt may come while this waits: its grace ends the wait too.
+        while Instant::now() < rot.interrupt.cap(deadline) {
             let interval = self.timing.poll_interval;
             let listing = tokio::select! {
                 l = async {
@@ -237,6 +274,7 @@ impl StoppedServer {
                     else { rot.listings.poll(self.server, interval).await }
                 } => l,
                 _ = tokio::time::sleep_until(deadline) => break,
+                _ = rot.interrupt.grace_over() => break,
             };
             first = false;
             match listing {
@@ -257,7 +295,11 @@ impl StoppedServer {
                 }
                 Err(e) => {
                     warn!("cannot read the snapshots of server {}: {e}", self.server);
-                    tokio::time::sleep_until((Instant::now() + interval).min(deadline)).await;
+                    let pause = (Instant::now() + interval).min(deadline);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(pause) => {}
+                        _ = rot.interrupt.grace_over() => break,
+                    }
                 }
             }
         }
@@ -275,7 +317,10 @@ impl StoppedServer {
                 Some(id) => s.id == *id,
                 None => s.name == *name,
             },
-            Protects::AnyOfOurs => rot.policies.iter().any(|p| p.owns(self.server, &s.name)),
+            // Only policies that stop the server make snapshots that need it stopped.
+            Protects::AnyOfOurs => rot.policies.iter().any(|p| {
+                p.stop_server && p.servers.contains(&self.server) && p.owns(self.server, &s.name)
+            }),
         };
         listing
             .iter()
@@ -303,22 +348,28 @@ fn tainted(server: u64, name: &str, id: u64) -> TaintedSnapshot {
     }
 }
 
-/// Brings `server` to `running`: a start call unless it runs or is starting.
-async fn start_server(client: &Client, server: u64, timing: Timing) -> Result<(), RotationError> {
+/// Brings `server` to `running`: a start call unless it runs or is starting. `runs`
+/// becomes true once the server is known to be running or on its way.
+async fn start_server(
+    client: &Client,
+    server: u64,
+    timing: Timing,
+    runs: &AtomicBool,
+) -> Result<(), RotationError> {
     let status = client
         .server(server)
         .await
         .map_err(RotationError::api("reading the server's status"))?
         .status;
     match status {
-        ServerStatus::Running => return Ok(()),
-        ServerStatus::Starting => {}
+        ServerStatus::Running | ServerStatus::Starting => {}
         ServerStatus::Stopping => {
             wait_for_server(client, server, ServerStatus::Stopped, timing).await?;
             start_call(client, server).await?;
         }
         _ => start_call(client, server).await?,
     }
+    runs.store(true, Ordering::Relaxed);
     wait_for_server(client, server, ServerStatus::Running, timing).await
 }
 
@@ -327,6 +378,15 @@ async fn start_call(client: &Client, server: u64) -> Result<(), RotationError> {
         .start_server(server)
         .await
         .map_err(RotationError::api("starting the server again"))
+}
+
+fn server_timeout(server: u64, want: &'static str, seen: &str, timing: Timing) -> RotationError {
+    RotationError::ServerTimeout {
+        server,
+        want,
+        seen: seen.to_string(),
+        timeout: humantime::format_duration(timing.stop_timeout).to_string(),
+    }
 }
 
 /// Polls the server until it is `want`, at most `stop_timeout`.
@@ -348,16 +408,12 @@ async fn wait_for_server(
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(RotationError::ServerTimeout {
-                server,
-                want: if want == ServerStatus::Running {
-                    "running"
-                } else {
-                    "stopped"
-                },
-                seen: status.as_str().to_string(),
-                timeout: humantime::format_duration(timing.stop_timeout).to_string(),
-            });
+            let want = if want == ServerStatus::Running {
+                "running"
+            } else {
+                "stopped"
+            };
+            return Err(server_timeout(server, want, status.as_str(), timing));
         }
         tokio::time::sleep(interval).await;
     }

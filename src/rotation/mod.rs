@@ -130,8 +130,13 @@ impl Rotation<'_> {
 
         // 6. Start the server again if it is held stopped — on every path.
         let stopped_server = guard.is_some();
-        if let Some(guard) = guard
-            && let Err(restart) = guard.release(self).await
+        let released = match guard {
+            Some(guard) => guard.release(self).await,
+            None => Ok(()),
+        };
+        // The server runs; a record left behind is removed by the next run.
+        if let Err(restart) = released
+            && !matches!(restart, RotationError::RecordStays { .. })
         {
             let first = match made {
                 Ok(m) => format!(
@@ -180,8 +185,10 @@ impl Rotation<'_> {
         if guard.is_for(&job.policy.name, name) {
             return Ok(Some(guard));
         }
-        guard.release(self).await?;
-        Ok(None)
+        match guard.release(self).await {
+            Ok(()) | Err(RotationError::RecordStays { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Steps 1 to 5.
