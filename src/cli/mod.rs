@@ -85,11 +85,12 @@ pub enum CliError {
     #[error("{0}")]
     Failed(String),
     /// Stopped by a signal; exits 128 + its number.
-    #[error("interrupted by {signal}: {failed} job(s) did not finish")]
+    #[error("interrupted by {signal}: {completed} of {total} job(s) completed")]
     Interrupted {
         signal: &'static str,
         code: u8,
-        failed: usize,
+        completed: usize,
+        total: usize,
     },
 }
 

@@ -82,7 +82,8 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         return Err(CliError::Interrupted {
             signal: signal.name(),
             code: signal.exit_code(),
-            failed,
+            completed: reports.iter().filter(|r| r.outcome.is_some()).count(),
+            total: reports.len(),
         });
     }
     signals.abort();
