@@ -271,7 +271,9 @@ impl Runner {
         let rotation = self.rotation();
         let result = async {
             tracing::info!("rotation starts: snapshot {}", job.snapshot_name(fire_time));
-            let r = rotation.run(job, fire_time).await;
+            // The provider's rate may hold the job back until its wait_timeout.
+            let deadline = tokio::time::Instant::now() + policy.wait_timeout;
+            let r = crate::provider::with_deadline(deadline, rotation.run(job, fire_time)).await;
             match &r {
                 Ok(o) => tracing::info!(
                     snapshot_id = o.snapshot.id,

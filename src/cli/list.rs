@@ -35,7 +35,8 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     let mut snapshots = client
         .list_snapshots(args.server)
         .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .snapshots;
     snapshots.sort_by_key(|s| (s.server.id, s.created_at, s.id));
     if args.json {
         let list: Vec<_> = snapshots

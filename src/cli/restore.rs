@@ -24,6 +24,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         .list_snapshots(None)
         .await
         .map_err(failed)?
+        .snapshots
         .into_iter()
         .find(|s| s.id == args.snapshot_id)
         .ok_or_else(|| CliError::Failed(format!("snapshot {} does not exist", args.snapshot_id)))?;

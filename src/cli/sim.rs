@@ -36,6 +36,10 @@ pub struct Args {
     /// Requests per second accepted; past it, 429 with Retry-After
     #[arg(long)]
     rate_limit: Option<f64>,
+    /// Requests the rate limit accepts at once after a quiet spell (default: one
+    /// second's worth)
+    #[arg(long, requires = "rate_limit")]
+    rate_burst: Option<f64>,
 }
 
 pub async fn run(args: Args) -> CliResult {
@@ -52,6 +56,7 @@ pub async fn run(args: Args) -> CliResult {
         latency: args.latency,
         cap: args.cap,
         rate_limit: args.rate_limit,
+        rate_burst: args.rate_burst,
         ..SimOptions::default()
     };
     let sim = SimHandle::start(args.listen, options)

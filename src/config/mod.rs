@@ -57,8 +57,8 @@ pub struct ApiConfig {
     pub max_attempts: u32,
     pub retry_backoff: Duration,
     pub snapshot_cap: usize,
-    /// The process-wide request budget.
-    pub max_requests_per_second: f64,
+    /// The ceiling of the process-wide request budget (unset: found from the provider).
+    pub max_requests_per_second: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -386,9 +386,12 @@ impl<'a> Checker<'a> {
             .snapshot_cap
             .as_ref()
             .map_or(Some(5), |v| self.int_in(v, "api.snapshot_cap", 1..1001));
-        let rate = a.max_requests_per_second.as_ref().map_or(Some(10), |v| {
-            self.int_in(v, "api.max_requests_per_second", 1..10_001)
-        });
+        let rate = match &a.max_requests_per_second {
+            None => Some(None),
+            Some(v) => self
+                .int_in(v, "api.max_requests_per_second", 1..10_001)
+                .map(|r| Some(r as f64)),
+        };
         let (token, token_source) = token?;
         Some(ApiConfig {
             base_url: base_url?,
@@ -398,7 +401,7 @@ impl<'a> Checker<'a> {
             max_attempts: max_attempts? as u32,
             retry_backoff: retry_backoff?,
             snapshot_cap: snapshot_cap? as usize,
-            max_requests_per_second: rate? as f64,
+            max_requests_per_second: rate?,
         })
     }
 

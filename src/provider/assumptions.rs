@@ -40,9 +40,24 @@ pub fn server_status(text: &str) -> ServerStatus {
 /// the token is never sent elsewhere; this many pages at most.
 pub const MAX_PAGES: usize = 10_000;
 
+/// A snapshot missing from this many listings in a row is gone; one listing without it
+/// proves nothing (an index that lags behind, a page that shifted).
+pub const MISSING_POLLS_FOR_GONE: u32 = 3;
+
+/// How long one whole listing (all its pages) may take.
+pub const MAX_LISTING_TIME: Duration = Duration::from_secs(10 * 60);
+
+/// The largest answer read: a listing page, a snapshot, an error. Past it the answer is
+/// dropped as unreadable (an endless or runaway body never grows memory past this).
+pub const MAX_BODY: usize = 16 << 20;
+
 /// No rate limits are documented: a 429 may carry `Retry-After` in seconds (or as an
 /// HTTP date). A wait longer than this is cut to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How long a request outside a job (a command, a shared listing) keeps being sent
+/// again through 429s before it fails.
+pub const RATE_LIMITED_FOR: Duration = Duration::from_secs(10 * 60);
 
 /// 5xx answers come during maintenance and are worth retrying; 429 means the request
 /// was not applied, so even a create can be retried after it.

@@ -1,23 +1,54 @@
-//! One rate budget for the whole process: a token bucket that every request draws
-//! from, and a pause that a 429's `Retry-After` puts on all requests, not only the one
-//! that got it.
+//! One rate budget for the whole process, which finds the provider's rate by itself.
+//!
+//! Requests are paced one by one (no bursts, so a provider with a small bucket is not
+//! overrun). While requests wait for the budget, the pace grows — doubling each second
+//! until the first 429 — up to `[api] max_requests_per_second` when
+//! the operator set one. A 429 empties the bucket, drops the pace just below the rate
+//! the provider actually answered over the last seconds, and pauses every request for
+//! its `Retry-After`; after the pause the waiting requests go one by one again, and the
+//! pace grows back quickly to just under that rate, then by a hundredth a second. Requests
+//! that start a server snaprotd stopped go ahead of all others and through a pause.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// The pace before anything is known, when no ceiling is set.
+const START_RATE: f64 = 10.0;
+/// The slowest pace a run of 429s can bring it to.
+const MIN_RATE: f64 = 0.05;
+/// How far back answered requests count for the rate the provider allows.
+const WINDOW: Duration = Duration::from_secs(5);
+/// How often the pace may grow.
+const RAISE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RateBudget {
     bucket: Mutex<Bucket>,
 }
 
 struct Bucket {
+    /// Requests a second now.
     rate: f64,
+    /// The operator's `max_requests_per_second`, if set.
+    ceiling: Option<f64>,
+    /// At most one: requests are paced, never sent in a burst.
     tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
     /// Priority requests waiting for a token: the others wait behind them.
     priority_waiting: usize,
+    /// When answers (other than 429) came, over the last `WINDOW`.
+    answered: VecDeque<Instant>,
+    /// Doubling until the first 429.
+    slow_start: bool,
+    /// The rate the provider answered when it last said 429: the pace grows quickly
+    /// back towards it, and slowly past it.
+    known_limit: Option<f64>,
+    /// A request had to wait for the pace since the last raise.
+    held_back: bool,
+    last_raise: Instant,
 }
 
 impl Bucket {
@@ -25,28 +56,55 @@ impl Bucket {
     fn refill(&mut self) -> Instant {
         let now = Instant::now();
         let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(1.0));
+        self.tokens = (self.tokens + elapsed * self.rate).min(1.0);
         self.last = now;
         now
+    }
+
+    fn cap(&self, rate: f64) -> f64 {
+        let rate = rate.max(MIN_RATE);
+        self.ceiling.map_or(rate, |c| rate.min(c))
+    }
+
+    /// The wait for the next token at the current pace.
+    fn wait_for_token(&mut self) -> Duration {
+        self.held_back = true;
+        Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.rate)
     }
 }
 
 impl RateBudget {
-    /// At most `per_second` requests a second, with bursts of up to one second's worth.
-    pub fn new(per_second: f64) -> RateBudget {
+    /// A budget capped at `ceiling` requests a second (starting there), or finding the
+    /// provider's rate from a modest start when there is none.
+    pub fn new(ceiling: Option<f64>) -> RateBudget {
+        let now = Instant::now();
         RateBudget {
             bucket: Mutex::new(Bucket {
-                rate: per_second.max(0.01),
-                tokens: per_second.max(1.0),
-                last: Instant::now(),
+                rate: ceiling.unwrap_or(START_RATE).max(MIN_RATE),
+                ceiling,
+                tokens: 1.0,
+                last: now,
                 paused_until: None,
                 priority_waiting: 0,
+                answered: VecDeque::new(),
+                slow_start: true,
+                known_limit: None,
+                held_back: false,
+                last_raise: now,
             }),
         }
     }
 
-    pub fn set_rate(&self, per_second: f64) {
-        self.bucket.lock().unwrap_or_else(|p| p.into_inner()).rate = per_second.max(0.01);
+    /// A reload's new ceiling; what was learnt of the provider stays.
+    pub fn set_ceiling(&self, ceiling: Option<f64>) {
+        let mut b = self.lock();
+        b.ceiling = ceiling;
+        b.rate = b.cap(b.rate);
+    }
+
+    /// The pace now, in requests a second.
+    pub fn rate(&self) -> f64 {
+        self.lock().rate
     }
 
     /// Waits until a request may be sent.
@@ -61,7 +119,7 @@ impl RateBudget {
                         b.tokens -= 1.0;
                         return;
                     }
-                    _ => Duration::from_secs_f64((1.0 - b.tokens).max(1.0) / b.rate),
+                    _ => b.wait_for_token().max(Duration::from_millis(1)),
                 }
             };
             tokio::time::sleep(wait).await;
@@ -70,7 +128,7 @@ impl RateBudget {
 
     /// Waits for a token ahead of every other waiting request, and through a 429's
     /// pause: for starting a server that snaprotd stopped (and reading its status),
-    /// which must never wait behind other work. It still keeps to the rate.
+    /// which must never wait behind other work. It still keeps to the pace.
     pub async fn acquire_priority(&self) {
         /// Counts this request as waiting, also when its future is dropped early.
         struct Waiting<'a>(&'a RateBudget);
@@ -89,23 +147,66 @@ impl RateBudget {
                     b.tokens -= 1.0;
                     return;
                 }
-                Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
+                b.wait_for_token()
             };
             tokio::time::sleep(wait).await;
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
-        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
+    /// An answer other than 429 came: the pace may grow if requests are held back by it.
+    pub fn answered(&self) {
+        let mut b = self.lock();
+        let now = Instant::now();
+        b.answered.push_back(now);
+        while b
+            .answered
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > WINDOW)
+        {
+            b.answered.pop_front();
+        }
+        let paused = b.paused_until.is_some_and(|u| u > now);
+        if b.held_back && !paused && now.duration_since(b.last_raise) >= RAISE_EVERY {
+            let raised = match b.known_limit {
+                _ if b.slow_start => b.rate * 2.0,
+                Some(limit) if b.rate < limit * 0.95 => (b.rate * 1.2).min(limit * 0.95),
+                _ => b.rate * 1.01,
+            };
+            b.rate = b.cap(raised);
+            b.held_back = false;
+            b.last_raise = now;
+        }
     }
 
-    /// Holds every request back for `wait` (a 429's `Retry-After`).
-    pub fn pause_for(&self, wait: Duration) {
-        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let until = Instant::now() + wait;
+    /// A 429: every request waits `wait` (its `Retry-After`), the bucket is emptied, and
+    /// the pace drops to the rate the provider answered lately.
+    pub fn rate_limited(&self, wait: Duration) {
+        let mut b = self.lock();
+        let now = Instant::now();
+        let answered_rate = match b.answered.front() {
+            Some(first) => {
+                let span = now.duration_since(*first).as_secs_f64().max(0.5);
+                b.answered.len() as f64 / span
+            }
+            None => b.rate / 2.0,
+        };
+        let limit = answered_rate.min(b.rate);
+        b.known_limit = Some(limit);
+        b.rate = b.cap(limit * 0.9);
+        b.tokens = 0.0;
+        b.slow_start = false;
+        b.held_back = false;
+        b.last_raise = now;
+        b.answered.clear();
+        let until = now + wait;
         if b.paused_until.is_none_or(|u| u < until) {
             b.paused_until = Some(until);
         }
+        b.last = now;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -113,41 +214,94 @@ impl RateBudget {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_bucket_holds_requests_to_the_rate() {
-        let budget = RateBudget::new(20.0);
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_paced_one_by_one_at_the_ceiling() {
+        let budget = RateBudget::new(Some(20.0));
         let started = Instant::now();
-        for _ in 0..30 {
+        for _ in 0..21 {
             budget.acquire().await;
         }
-        // 20 from the burst, 10 more at 20/s.
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(450), "{took:?}");
-        budget.pause_for(Duration::from_millis(300));
-        let paused = Instant::now();
-        budget.acquire().await;
-        assert!(paused.elapsed() >= Duration::from_millis(290));
+        // The first at once, then one every 50 ms: no burst.
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn priority_requests_pass_a_pause_and_the_queue_but_keep_the_rate() {
-        let budget = std::sync::Arc::new(RateBudget::new(2.0));
+    async fn the_pace_grows_while_held_back_and_drops_to_what_was_answered() {
+        let budget = RateBudget::new(None);
+        assert_eq!(budget.rate(), START_RATE);
+        // A provider that answers everything: the pace doubles each second.
+        for _ in 0..40 {
+            budget.acquire().await;
+            budget.answered();
+        }
+        assert!(budget.rate() >= 2.0 * START_RATE, "{}", budget.rate());
+        // Then a 429 after about 25 answered a second: the pace drops to that.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            budget.answered();
+        }
+        budget.rate_limited(Duration::from_secs(3));
+        let rate = budget.rate();
+        assert!((18.0..=24.0).contains(&rate), "{rate}");
+        // Every request waits the Retry-After, and then they go one by one.
+        let paused = Instant::now();
         budget.acquire().await;
+        let first = paused.elapsed();
         budget.acquire().await;
-        budget.pause_for(Duration::from_secs(300));
+        assert!(first >= Duration::from_secs(3), "{first:?}");
+        assert!(
+            paused.elapsed()
+                >= first + Duration::from_secs_f64(1.0 / rate) - Duration::from_millis(1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_budget_does_not_grow() {
+        let budget = RateBudget::new(None);
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            budget.acquire().await;
+            budget.answered();
+        }
+        assert_eq!(budget.rate(), START_RATE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ceiling_bounds_the_pace() {
+        let budget = RateBudget::new(Some(12.0));
+        for _ in 0..60 {
+            budget.acquire().await;
+            budget.answered();
+        }
+        assert_eq!(budget.rate(), 12.0);
+        budget.set_ceiling(Some(3.0));
+        assert_eq!(budget.rate(), 3.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn priority_requests_pass_a_pause_and_the_queue_but_keep_the_pace() {
+        let budget = std::sync::Arc::new(RateBudget::new(Some(2.0)));
+        budget.acquire().await;
+        budget.rate_limited(Duration::from_secs(300));
         let normal = {
             let b = budget.clone();
             tokio::spawn(async move {
                 b.acquire().await;
-                tokio::time::Instant::now()
+                Instant::now()
             })
         };
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         for _ in 0..4 {
             budget.acquire_priority().await;
         }
-        // Four at 2/s from an empty bucket: two seconds, not 300.
-        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // Four at the pace (halved by the 429) from an empty bucket, not after 300 s.
+        let took = started.elapsed();
+        let pace = Duration::from_secs_f64(4.0 / budget.rate());
+        assert!(
+            took.abs_diff(pace) < Duration::from_millis(10),
+            "{took:?} vs {pace:?}"
+        );
         assert!(!normal.is_finished(), "a normal request passed the pause");
         // A priority request given up does not hold the others back for good.
         let dropped =

@@ -16,8 +16,11 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::ApiToken;
-use super::assumptions::{self, MAX_ERROR_TEXT, MAX_PAGES, MAX_RETRY_AFTER};
+use super::assumptions::{
+    self, MAX_BODY, MAX_ERROR_TEXT, MAX_LISTING_TIME, MAX_PAGES, MAX_RETRY_AFTER,
+};
 use super::budget::RateBudget;
+use super::listing::Listing;
 use super::types::{RestoreAnswer, Server, Snapshot, SnapshotPage};
 use crate::config::ApiConfig;
 
@@ -137,7 +140,7 @@ impl Client {
     /// A client for a new configuration that keeps `previous`'s rate budget and counters
     /// (the daemon has one of each for the whole process, across reloads).
     pub fn reloaded(api: &ApiConfig, previous: &Client) -> Result<Client, ApiError> {
-        previous.budget.set_rate(api.max_requests_per_second);
+        previous.budget.set_ceiling(api.max_requests_per_second);
         Client::build(api, previous.budget.clone(), previous.stats.clone())
     }
 
@@ -186,8 +189,9 @@ impl Client {
         &self.stats
     }
 
-    /// Every snapshot of `server` (or of the account), following `next` pages.
-    pub async fn list_snapshots(&self, server: Option<u64>) -> Result<Vec<Snapshot>, ApiError> {
+    /// Every snapshot of `server` (or of the account), following `next` pages, as
+    /// checked (see [`Listing`]).
+    pub async fn list_snapshots(&self, server: Option<u64>) -> Result<Listing, ApiError> {
         self.list_snapshots_with_info(server)
             .await
             .map(|(all, _)| all)
@@ -195,6 +199,34 @@ impl Client {
 
     /// Like `list_snapshots`, with what the answer said about its size.
     pub async fn list_snapshots_with_info(
+        &self,
+        server: Option<u64>,
+    ) -> Result<(Listing, ListingInfo), ApiError> {
+        let pages = tokio::time::timeout(MAX_LISTING_TIME, self.read_pages(server));
+        let (entries, info) = pages.await.map_err(|_| ApiError::Protocol {
+            call: "GET /snapshots/".into(),
+            message: format!(
+                "the listing took longer than {}",
+                humantime::format_duration(MAX_LISTING_TIME)
+            ),
+        })??;
+        let (listing, foreign) = Listing::check(entries, server, info.count);
+        if foreign > 0
+            && let Some(id) = server
+        {
+            tracing::warn!(
+                "the listing of server {id} held {foreign} snapshot(s) of other servers (the provider ignored ?server_id=); they are left out"
+            );
+        }
+        if let Some(doubt) = &listing.doubt {
+            tracing::warn!(
+                "the provider's listing does not add up: {doubt}; nothing is deleted on its word"
+            );
+        }
+        Ok((listing, info))
+    }
+
+    async fn read_pages(
         &self,
         server: Option<u64>,
     ) -> Result<(Vec<Snapshot>, ListingInfo), ApiError> {
@@ -268,27 +300,34 @@ impl Client {
             name,
             description,
         };
+        let deadline = rate_limit_deadline();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let lost = match self.attempt(Method::POST, url.clone(), Some(&body)).await {
                 Attempt::Answer(a) if a.status.is_success() => {
                     match serde_json::from_slice::<Snapshot>(&a.body) {
-                        Ok(snapshot) => {
+                        Ok(snapshot) if snapshot.name == name && snapshot.server.id == server => {
                             return Ok(Created {
                                 snapshot,
                                 adopted: false,
                             });
                         }
+                        // An answer about another snapshot is not trusted: find ours by name.
+                        Ok(other) => format!(
+                            "the answer shows snapshot {} (id {}) of server {}, not the one asked for",
+                            other.name, other.id, other.server.id
+                        ),
                         // Created, but the answer is unreadable: find it by name.
                         Err(e) => format!("unreadable answer to HTTP {}: {e}", a.status),
                     }
                 }
-                // A 429 was not applied: wait and send again.
+                // A 429 was not applied: the budget's pause holds it, and it is sent
+                // again without counting as an attempt, until the job's deadline.
                 Attempt::Answer(a)
-                    if a.status == StatusCode::TOO_MANY_REQUESTS && attempt < self.max_attempts =>
+                    if a.status == StatusCode::TOO_MANY_REQUESTS && !past(deadline) =>
                 {
-                    self.pause(attempt, a.retry_after).await;
+                    attempt -= 1;
                     continue;
                 }
                 // A 5xx may or may not have been applied.
@@ -315,11 +354,12 @@ impl Client {
             };
             tracing::warn!(
                 snapshot_name = name,
-                "create answer lost ({lost}); looking for the snapshot by name"
+                "create answer lost or wrong ({lost}); looking for the snapshot by name"
             );
             if let Some(existing) = self
                 .list_snapshots(Some(server))
                 .await?
+                .snapshots
                 .into_iter()
                 .find(|s| s.name == name)
             {
@@ -409,11 +449,7 @@ impl Client {
             self.stats.add("error", "decode");
             ApiError::Malformed {
                 call: call.to_string(),
-                message: format!(
-                    "{} (body starts {:?})",
-                    e,
-                    self.clean(&String::from_utf8_lossy(&bytes[..bytes.len().min(60)]))
-                ),
+                message: format!("{} (body starts {:?})", e, self.excerpt(&bytes, 60)),
             }
         })
     }
@@ -426,11 +462,20 @@ impl Client {
         body: Option<&B>,
         call: &str,
     ) -> Result<Vec<u8>, ApiError> {
+        let deadline = rate_limit_deadline();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let (retry_after, error) = match self.attempt(method.clone(), url.clone(), body).await {
                 Attempt::Answer(a) if a.status.is_success() => return Ok(a.body),
+                // Held back by the provider's rate, not failed: the budget's pause
+                // holds the next try, which does not count as an attempt.
+                Attempt::Answer(a)
+                    if a.status == StatusCode::TOO_MANY_REQUESTS && !past(deadline) =>
+                {
+                    attempt -= 1;
+                    continue;
+                }
                 Attempt::Answer(a) => {
                     let error = self.status_error(call, &a, attempt);
                     if !assumptions::is_retryable(a.status.as_u16()) {
@@ -466,15 +511,19 @@ impl Client {
         match &attempt {
             Attempt::Answer(a) if a.status == StatusCode::TOO_MANY_REQUESTS => {
                 self.stats.add("error", "http_429");
-                // Every request waits, not only this one.
+                // Every request waits, not only this one, and the pace drops.
                 self.budget
-                    .pause_for(a.retry_after.unwrap_or(self.retry_backoff));
+                    .rate_limited(a.retry_after.unwrap_or(self.retry_backoff));
             }
-            Attempt::Answer(a) if a.status.is_server_error() => self.stats.add("error", "http_5xx"),
-            Attempt::Answer(a) if !a.status.is_success() => self
-                .stats
-                .add("error", &format!("http_{}", a.status.as_u16())),
-            Attempt::Answer(_) => {}
+            Attempt::Answer(a) => {
+                self.budget.answered();
+                if a.status.is_server_error() {
+                    self.stats.add("error", "http_5xx");
+                } else if !a.status.is_success() {
+                    self.stats
+                        .add("error", &format!("http_{}", a.status.as_u16()));
+                }
+            }
             Attempt::NotSent(_) | Attempt::Lost(_) => self.stats.add("error", "network"),
         }
         attempt
@@ -501,7 +550,7 @@ impl Client {
         if let Some(b) = body {
             request = request.json(b);
         }
-        let response = match request.send().await {
+        let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() => return Attempt::NotSent(self.clean(&network_text(&e))),
             Err(e) => return Attempt::Lost(self.clean(&network_text(&e))),
@@ -512,16 +561,29 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        match response.bytes().await {
-            Ok(body) => Attempt::Answer(Answer {
-                status,
-                body: body.to_vec(),
-                retry_after,
-            }),
-            Err(e) => {
-                Attempt::Lost(self.clean(&format!("HTTP {status}, then {}", network_text(&e))))
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > MAX_BODY => {
+                    return Attempt::Lost(format!(
+                        "HTTP {status}, then an answer larger than {} MiB; not read further",
+                        MAX_BODY >> 20
+                    ));
+                }
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    return Attempt::Lost(
+                        self.clean(&format!("HTTP {status}, then {}", network_text(&e))),
+                    );
+                }
             }
         }
+        Attempt::Answer(Answer {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     fn status_error(&self, call: &str, answer: &Answer, attempts: u32) -> ApiError {
@@ -554,16 +616,60 @@ impl Client {
 
     /// Text made safe to show: the token blanked out, cut to a sane length.
     fn clean(&self, text: &str) -> String {
-        let text = text.replace(self.token.expose(), "***");
-        let mut out: String = text.chars().take(MAX_ERROR_TEXT).collect();
-        if text.chars().count() > MAX_ERROR_TEXT {
-            out.push('…');
-        }
-        if out.is_empty() {
-            out.push_str("(no text)");
-        }
-        out
+        redact(text, self.token.expose(), MAX_ERROR_TEXT)
     }
+
+    /// The first `chars` characters of a body, the token blanked out of the whole body
+    /// before it is cut (so no part of a token at the cut can show).
+    fn excerpt(&self, body: &[u8], chars: usize) -> String {
+        let head = &body[..body
+            .len()
+            .min(MAX_ERROR_TEXT * 4 + self.token.expose().len())];
+        redact(&String::from_utf8_lossy(head), self.token.expose(), chars)
+    }
+}
+
+tokio::task_local! {
+    /// Until when a job's requests are retried through 429s (see [`with_deadline`]).
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `f` with `deadline` as the time until which its requests are sent again after
+/// a 429: while the provider's rate is what holds a job back, the job does not fail.
+pub async fn with_deadline<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    f: F,
+) -> F::Output {
+    DEADLINE.scope(deadline, f).await
+}
+
+/// The deadline for 429s of the calling job, or a default from now for a request made
+/// outside one (a command, a shared listing).
+fn rate_limit_deadline() -> tokio::time::Instant {
+    DEADLINE
+        .try_with(|d| *d)
+        .unwrap_or_else(|_| tokio::time::Instant::now() + assumptions::RATE_LIMITED_FOR)
+}
+
+fn past(deadline: tokio::time::Instant) -> bool {
+    tokio::time::Instant::now() >= deadline
+}
+
+/// `text` with `token` blanked out, then cut to `max` characters.
+fn redact(text: &str, token: &str, max: usize) -> String {
+    let text = if token.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(token, "***")
+    };
+    let mut out: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    if out.is_empty() {
+        out.push_str("(no text)");
+    }
+    out
 }
 
 fn display_path(url: &Url) -> String {

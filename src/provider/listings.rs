@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{ApiError, Client, Snapshot};
+use super::{ApiError, Client, Listing};
 
 /// How long first-listing asks are gathered before a round answers them: jobs that
 /// fire together ask within a few milliseconds of each other.
@@ -20,7 +20,7 @@ const UNKNOWN_ACCOUNT_MIN_ASKS: usize = 50;
 /// The page size assumed until the provider shows its own.
 const ASSUMED_PAGE_SIZE: usize = 100;
 
-type Answer = Result<Vec<Snapshot>, ApiError>;
+type Answer = Result<Listing, ApiError>;
 
 #[derive(Clone)]
 pub struct Listings {
@@ -156,12 +156,17 @@ impl Listings {
                         s.account_count = info.count.or(Some(all.len() as u64));
                         s.page_size = info.page_size.or(s.page_size);
                     }
+                    // One account-wide listing: its doubt, if any, is every server's.
                     for id in &servers {
-                        answers.insert(*id, Ok(Vec::new()));
+                        let empty = Listing {
+                            snapshots: Vec::new(),
+                            doubt: all.doubt.clone(),
+                        };
+                        answers.insert(*id, Ok(empty));
                     }
-                    for snapshot in all {
+                    for snapshot in all.snapshots {
                         if let Some(Ok(list)) = answers.get_mut(&snapshot.server.id) {
-                            list.push(snapshot);
+                            list.snapshots.push(snapshot);
                         }
                     }
                 }

@@ -7,10 +7,12 @@
 pub mod assumptions;
 pub mod budget;
 mod client;
+mod listing;
 mod listings;
 mod types;
 
-pub use client::{ApiError, ApiStats, Client, Created, ListingInfo};
+pub use client::{ApiError, ApiStats, Client, Created, ListingInfo, with_deadline};
+pub use listing::Listing;
 pub use listings::Listings;
 pub use types::{RestoreAnswer, Server, ServerStatus, Snapshot, SnapshotPage, SnapshotStatus};
 

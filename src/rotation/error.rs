@@ -35,6 +35,10 @@ pub enum RotationError {
         status: String,
         timeout: String,
     },
+    #[error(
+        "{step}: the provider's listing does not add up ({doubt}); nothing is deleted on its word this run"
+    )]
+    ListingInDoubt { step: &'static str, doubt: String },
     #[error("snapshot {name} (id {id}) disappeared while waiting for it")]
     Vanished { name: String, id: u64 },
     #[error("server {server} did not become {want} within {timeout} (last seen {seen:?})")]

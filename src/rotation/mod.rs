@@ -20,7 +20,8 @@ use tracing::{info, warn};
 
 use crate::config::{Policy, Timing};
 use crate::interrupt::Interrupt;
-use crate::provider::{Client, Listings, ServerStatus, Snapshot, SnapshotStatus};
+use crate::provider::assumptions;
+use crate::provider::{Client, Listing, Listings, ServerStatus, Snapshot, SnapshotStatus};
 use crate::state::{StateDir, StoppedEntry, StoppedRecord, TaintedSnapshot};
 pub use error::RotationError;
 pub use guard::StoppedServer;
@@ -67,7 +68,7 @@ pub struct Outcome {
 /// read while waiting), which step 7 prunes from.
 struct Completed {
     snapshot: Snapshot,
-    listing: Option<Vec<Snapshot>>,
+    listing: Option<Listing>,
 }
 
 /// How often a long wait says it is still waiting.
@@ -220,6 +221,14 @@ impl Rotation<'_> {
         // 2. Make room under the cap, only with what retention deletes anyway.
         let tainted = self.state.tainted(job.server);
         let plan = plan(job, self.policies, self.cap, name, &listing, &tainted)?;
+        if !plan.make_room.is_empty()
+            && let Some(doubt) = &listing.doubt
+        {
+            return Err(RotationError::ListingInDoubt {
+                step: "making room",
+                doubt: doubt.clone(),
+            });
+        }
         for (snapshot, reason) in &plan.make_room {
             self.delete(snapshot, *reason)
                 .await
@@ -377,6 +386,7 @@ impl Rotation<'_> {
         let mut noted_unknown = false;
         let mut noted_progress = Instant::now();
         let mut listing = None;
+        let mut missing = 0;
         loop {
             match &snapshot.status {
                 SnapshotStatus::Completed => {
@@ -435,11 +445,28 @@ impl Rotation<'_> {
                 }
             }
             .map_err(RotationError::api("waiting for the snapshot"))?;
-            let current = all.iter().find(|s| s.id == snapshot.id).cloned();
-            snapshot = current.ok_or(RotationError::Vanished {
-                name: snapshot.name.clone(),
-                id: snapshot.id,
-            })?;
+            // One listing without it proves nothing (an index that lags, a page that
+            // shifted): it is gone only when several in a row do not show it.
+            match all.iter().find(|s| s.id == snapshot.id) {
+                Some(current) => {
+                    snapshot = current.clone();
+                    missing = 0;
+                }
+                None => {
+                    missing += 1;
+                    if missing >= assumptions::MISSING_POLLS_FOR_GONE {
+                        return Err(RotationError::Vanished {
+                            name: snapshot.name,
+                            id: snapshot.id,
+                        });
+                    }
+                    warn!(
+                        "snapshot {} (id {}) is missing from the listing; looking again",
+                        snapshot.name, snapshot.id
+                    );
+                    continue;
+                }
+            }
             listing = Some(all);
         }
     }
@@ -451,7 +478,7 @@ impl Rotation<'_> {
         &self,
         job: Job<'_>,
         new: &Snapshot,
-        listing: Option<Vec<Snapshot>>,
+        listing: Option<Listing>,
     ) -> Result<(Vec<(Snapshot, Reason)>, usize), RotationError> {
         let listing = match listing {
             Some(l) => l,
@@ -462,6 +489,14 @@ impl Rotation<'_> {
                 .map_err(RotationError::api("listing snapshots before pruning"))?,
         };
         let tainted = self.state.tainted(job.server);
+        let owned = listing
+            .iter()
+            .filter(|s| job.policy.owns(job.server, &s.name))
+            .count();
+        if let Some(doubt) = &listing.doubt {
+            warn!("not pruning this run: the provider's listing does not add up ({doubt})");
+            return Ok((Vec::new(), owned));
+        }
         let doomed = prune_list(job, &listing, Some(new.id), &tainted);
         let mut deleted = Vec::new();
         for (snapshot, reason) in doomed {
@@ -474,11 +509,7 @@ impl Rotation<'_> {
             info!("nothing to prune: policy keeps {}", job.policy.keep);
         }
         self.forget_gone_tainted(&tainted, &listing, &deleted);
-        let owned = listing
-            .iter()
-            .filter(|s| job.policy.owns(job.server, &s.name))
-            .count()
-            .saturating_sub(deleted.len());
+        let owned = owned.saturating_sub(deleted.len());
         Ok((deleted, owned))
     }
 

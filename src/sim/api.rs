@@ -112,7 +112,29 @@ async fn gate(
             }
             r
         }
-        (Some(FaultAction::SnapshotFails | FaultAction::SnapshotNeverCompletes), _) => {
+        (Some(FaultAction::EndlessBody), _) => {
+            let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+            let stream = futures_util::stream::repeat_with(move || {
+                Ok::<_, std::convert::Infallible>(chunk.clone())
+            });
+            (StatusCode::OK, Body::from_stream(stream)).into_response()
+        }
+        (Some(FaultAction::Body { status, body }), _) => {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (code, body.replace("{token}", &shared.options.token)).into_response()
+        }
+        (
+            Some(
+                FaultAction::SnapshotFails
+                | FaultAction::SnapshotNeverCompletes
+                | FaultAction::RepeatEntry
+                | FaultAction::ConflictingEntry
+                | FaultAction::IgnoreServerFilter
+                | FaultAction::OmitInProgress
+                | FaultAction::AnswerOtherSnapshot,
+            ),
+            _,
+        ) => {
             let fate = fault.clone();
             let mut request = request;
             request.extensions_mut().insert(Fate(fate));
@@ -154,7 +176,8 @@ fn over_rate_limit(shared: &Shared) -> bool {
     let mut bucket = shared.limiter.lock().unwrap_or_else(|p| p.into_inner());
     let now = std::time::Instant::now();
     let (tokens, last) = *bucket;
-    let tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate.max(1.0));
+    let tokens =
+        (tokens + now.duration_since(last).as_secs_f64() * rate).min(shared.options.burst());
     if tokens >= 1.0 {
         *bucket = (tokens - 1.0, now);
         false
@@ -191,21 +214,43 @@ fn snapshot_json(state: &SimState, s: &SimSnapshot) -> Value {
     })
 }
 
-async fn list_snapshots(State(shared): S, Query(q): Query<ListQuery>) -> Response {
+async fn list_snapshots(
+    State(shared): S,
+    Query(q): Query<ListQuery>,
+    request: Request,
+) -> Response {
+    let fate = request.extensions().get::<Fate>().and_then(|f| f.0.clone());
     let state = lock(&shared);
+    let filter = match fate {
+        Some(FaultAction::IgnoreServerFilter) => None,
+        _ => q.server_id,
+    };
     let all: Vec<&SimSnapshot> = state
         .snapshots
         .values()
-        .filter(|s| q.server_id.is_none_or(|id| s.server_id == id))
+        .filter(|s| filter.is_none_or(|id| s.server_id == id))
+        .filter(|s| !(fate == Some(FaultAction::OmitInProgress) && s.status == "in_progress"))
         .collect();
     let size = shared.options.page_size.max(1);
     let page = q.page.unwrap_or(1).max(1);
-    let results: Vec<Value> = all
+    let mut results: Vec<Value> = all
         .iter()
         .skip((page - 1) * size)
         .take(size)
         .map(|s| snapshot_json(&state, s))
         .collect();
+    if let Some(last) = results.last().cloned() {
+        match fate {
+            Some(FaultAction::RepeatEntry) => results.push(last),
+            Some(FaultAction::ConflictingEntry) => {
+                let mut other = last;
+                other["status"] = json!("in_progress");
+                other["size_mb"] = Value::Null;
+                results.push(other);
+            }
+            _ => {}
+        }
+    }
     let next = (page * size < all.len()).then(|| {
         let mut url = format!("{}/snapshots/?", shared.base_url);
         if let Some(id) = q.server_id {
@@ -279,7 +324,11 @@ async fn create_snapshot(State(shared): S, request: Request) -> Response {
             _ => "completed".into(),
         },
     };
-    let mut answer = snapshot_json(&state, &snapshot);
+    let other = match fate {
+        Some(FaultAction::AnswerOtherSnapshot) => state.snapshots.values().next().cloned(),
+        _ => None,
+    };
+    let mut answer = snapshot_json(&state, other.as_ref().unwrap_or(&snapshot));
     answer["message"] =
         json!("Snapshot is being created. This may take 3-10 minutes depending on server size.");
     state.snapshots.insert(id, snapshot);

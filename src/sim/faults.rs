@@ -41,6 +41,23 @@ pub enum FaultAction {
     SnapshotFails,
     /// A created snapshot stays `in_progress` forever.
     SnapshotNeverCompletes,
+    /// A listing shows its last snapshot twice, as offset pagination does when a
+    /// snapshot is created while the pages are read (`count` stays true).
+    RepeatEntry,
+    /// A listing shows its last snapshot twice, the second time with another status
+    /// (two reads of a changing list).
+    ConflictingEntry,
+    /// A listing ignores `?server_id=` and shows every server's snapshots.
+    IgnoreServerFilter,
+    /// A listing leaves out the snapshots in progress (an eventually consistent index).
+    OmitInProgress,
+    /// A create is applied, but its answer shows another snapshot of the account.
+    AnswerOtherSnapshot,
+    /// Answer 200 with a body that never ends.
+    EndlessBody,
+    /// Answer `status` with this body; `{token}` in it becomes the caller's bearer token
+    /// (as error pages that echo the request do).
+    Body { status: u16, body: String },
 }
 
 impl Fault {

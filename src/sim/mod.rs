@@ -36,6 +36,9 @@ pub struct SimOptions {
     /// Requests per second the simulated provider accepts; past it, 429 with
     /// `Retry-After: 1` (the request is not applied).
     pub rate_limit: Option<f64>,
+    /// The rate limit's bucket: requests accepted at once after a quiet spell (default:
+    /// one second's worth).
+    pub rate_burst: Option<f64>,
 }
 
 impl Default for SimOptions {
@@ -49,7 +52,17 @@ impl Default for SimOptions {
             latency: Duration::ZERO,
             cap: 5,
             rate_limit: None,
+            rate_burst: None,
         }
+    }
+}
+
+impl SimOptions {
+    /// The rate limit's bucket size.
+    pub fn burst(&self) -> f64 {
+        self.rate_burst
+            .unwrap_or_else(|| self.rate_limit.unwrap_or(0.0).max(1.0))
+            .max(1.0)
     }
 }
 
@@ -76,7 +89,7 @@ impl SimHandle {
         let tcp = tokio::net::TcpListener::bind(listen).await?;
         let addr = tcp.local_addr()?;
         let doomed = listener::Doomed::default();
-        let burst = options.rate_limit.unwrap_or(0.0);
+        let burst = options.burst();
         let shared = Arc::new(Shared {
             state: Mutex::new(SimState::default()),
             options,
