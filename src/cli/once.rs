@@ -67,6 +67,10 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     }
     let grace = config.daemon.shutdown_timeout;
     let mut runner = Runner::new(config).map_err(|e| CliError::Failed(e.to_string()))?;
+    runner
+        .state
+        .check()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     runner.skip_busy = args.skip_busy;
     let runner = Arc::new(runner);
     let signals = tokio::spawn(interrupt_on_signal(runner.interrupt.clone(), grace));

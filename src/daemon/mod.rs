@@ -64,14 +64,13 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
         warn!("{w}");
     }
     let config = Arc::new(config);
-    std::fs::create_dir_all(&config.daemon.state_dir).map_err(|e| {
-        CliError::Failed(format!(
-            "cannot create the state directory {}: {e}",
-            config.daemon.state_dir.display()
-        ))
-    })?;
     let runner =
         Arc::new(Runner::new(config.clone()).map_err(|e| CliError::Failed(e.to_string()))?);
+    // Created when missing; refused when anyone else could write there.
+    runner
+        .state
+        .check()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     // One daemon per state directory, for the life of the process.
     let _lock = runner
         .state
