@@ -38,8 +38,8 @@ pub enum Resolution {
 }
 
 impl Schedule {
-    /// Parses `expr` as crontab(5) does: weekday 0 and 7 are Sunday, names are allowed,
-    /// and when both day-of-month and day-of-week are restricted a day matching either
+    /// Parses `expr` as crontab(5) does: weekday 0 and 7 are Sunday, month and weekday
+    /// names are allowed in their own field (checked by [`Field::normalise`]), and when both day-of-month and day-of-week are restricted a day matching either
     /// fires. A field "restricted" means one that does not start with `*`, as in cron
     /// itself; croner only treats a bare `*` as unrestricted, so `*/2` in one of the
     /// two day fields is turned into croner's explicit AND (`+` on the weekday field).
@@ -68,7 +68,11 @@ impl Schedule {
             }
             let offset = fields.len() - 5;
             let (dom, dow) = (fields[offset + 2], fields[offset + 4]);
-            let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+            let mut fields: Vec<String> = fields
+                .iter()
+                .zip(&Field::ALL[1 - offset..])
+                .map(|(text, field)| field.normalise(text))
+                .collect::<Result<_, _>>()?;
             let starred = |f: &str| f.starts_with('*');
             if (starred(dom) || starred(dow)) && dom != "*" && dow != "*" {
                 fields[offset + 4] = format!("+{dow}");
@@ -196,6 +200,133 @@ impl Schedule {
     }
 }
 
+/// A field of a cron expression, for checking it before croner sees it: croner turns
+/// month and weekday names into numbers wherever they stand (`0 0 * * jan` would fire
+/// on Mondays) and skips empty list items (`1,,15`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Second,
+    Minute,
+    Hour,
+    DayOfMonth,
+    Month,
+    DayOfWeek,
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+impl Field {
+    const ALL: [Field; 6] = [
+        Field::Second,
+        Field::Minute,
+        Field::Hour,
+        Field::DayOfMonth,
+        Field::Month,
+        Field::DayOfWeek,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Second => "second",
+            Field::Minute => "minute",
+            Field::Hour => "hour",
+            Field::DayOfMonth => "day-of-month",
+            Field::Month => "month",
+            Field::DayOfWeek => "day-of-week",
+        }
+    }
+
+    /// What the field takes, for error messages.
+    fn takes(self) -> &'static str {
+        match self {
+            Field::Second | Field::Minute => "0-59",
+            Field::Hour => "0-23",
+            Field::DayOfMonth => "1-31",
+            Field::Month => "1-12 or jan..dec",
+            Field::DayOfWeek => "0-7 or sun..sat",
+        }
+    }
+
+    /// Checks the field as crontab(5) reads it — a comma-separated list of `*`, values
+    /// and ranges `a-b`, each with an optional `/step` — and writes the names of this
+    /// field as numbers, so croner sees no name at all. Names stand only in their own
+    /// field; a step is a number; no list item is empty. Numbers and croner's `L`, `W`,
+    /// `#` and `?` forms are left for croner to check.
+    fn normalise(self, text: &str) -> Result<String, String> {
+        let fail = |why: String| format!("{} field {text:?}: {why}", self.name());
+        let mut items = Vec::new();
+        for item in text.split(',') {
+            if item.is_empty() {
+                return Err(fail(
+                    "an empty item in the list (two commas in a row, or one at an end)".into(),
+                ));
+            }
+            let (range, step) = match item.split_once('/') {
+                Some((range, step)) => (range, Some(step)),
+                None => (item, None),
+            };
+            let mut out = range
+                .split('-')
+                .enumerate()
+                .map(|(i, value)| self.value(value, i > 0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?
+                .join("-");
+            if let Some(step) = step {
+                if step.is_empty() || !step.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(fail(format!("the step {step:?} after `/` is not a number")));
+                }
+                out = format!("{out}/{step}");
+            }
+            items.push(out);
+        }
+        Ok(items.join(","))
+    }
+
+    /// One value of a range: a name of this field becomes its number (Sunday ending a
+    /// range is 7, so `sat-sun` works); anything else with letters is refused.
+    fn value(self, value: &str, ends_range: bool) -> Result<String, String> {
+        if !value.bytes().any(|b| b.is_ascii_alphabetic()) {
+            return Ok(value.to_string());
+        }
+        let lower = value.to_ascii_lowercase();
+        let names: &[&str] = match self {
+            Field::Month => &MONTHS,
+            Field::DayOfWeek => &WEEKDAYS,
+            _ => &[],
+        };
+        if let Some(i) = names.iter().position(|n| *n == lower) {
+            let number = match self {
+                Field::Month => i + 1,
+                _ if i == 0 && ends_range => 7,
+                _ => i,
+            };
+            return Ok(number.to_string());
+        }
+        let takes = self.takes();
+        if MONTHS.contains(&lower.as_str()) {
+            return Err(format!(
+                "{lower} is a month name, which only the month field takes; this field takes {takes}"
+            ));
+        }
+        if WEEKDAYS.contains(&lower.as_str()) {
+            return Err(format!(
+                "{lower} is a weekday name, which only the day-of-week field takes; this field takes {takes}"
+            ));
+        }
+        let day_form = |b: u8| b.is_ascii_digit() || matches!(b, b'L' | b'l' | b'W' | b'w' | b'#');
+        if matches!(self, Field::DayOfMonth | Field::DayOfWeek) && value.bytes().all(day_form) {
+            return Ok(value.to_string());
+        }
+        Err(format!(
+            "{value:?} is not a value this field takes ({takes})"
+        ))
+    }
+}
+
 impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.expr)
@@ -294,6 +425,80 @@ mod tests {
         assert!(Schedule::parse("@reboot").is_err());
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("0 0 30 2 *").is_err());
+    }
+
+    #[test]
+    fn names_belong_to_their_own_field_and_lists_have_no_empty_items() {
+        let refused = [
+            (
+                "0 0 * * jan",
+                "day-of-week field \"jan\": jan is a month name",
+            ),
+            (
+                "0 0 * * mon,jul",
+                "day-of-week field \"mon,jul\": jul is a month name",
+            ),
+            ("0 0 * mon *", "month field \"mon\": mon is a weekday name"),
+            (
+                "0 0 * jan-fri *",
+                "month field \"jan-fri\": fri is a weekday name",
+            ),
+            (
+                "0 0 mon * *",
+                "day-of-month field \"mon\": mon is a weekday name",
+            ),
+            ("0 jan * * *", "hour field \"jan\": jan is a month name"),
+            ("0 0 * * monday", "day-of-week field \"monday\""),
+            ("0 0 * * */mon", "day-of-week field \"*/mon\""),
+            (
+                "1,,15 * * * *",
+                "minute field \"1,,15\": an empty item in the list",
+            ),
+            (
+                "1, * * * *",
+                "minute field \"1,\": an empty item in the list",
+            ),
+            (
+                "0 0 * * ,mon",
+                "day-of-week field \",mon\": an empty item in the list",
+            ),
+            (
+                "0 0 * jan, *",
+                "month field \"jan,\": an empty item in the list",
+            ),
+            (
+                "5, 0 * * * *",
+                "second field \"5,\": an empty item in the list",
+            ),
+        ];
+        for (expr, says) in refused {
+            match Schedule::parse(expr) {
+                Ok(_) => panic!("{expr:?} was accepted"),
+                Err(e) => assert!(e.contains(says), "{expr:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn names_work_in_ranges_lists_and_steps_as_numbers_do() {
+        let same = [
+            ("0 0 * * mon-fri", "0 0 * * 1-5"),
+            ("0 0 * * Mon,WED,fri", "0 0 * * 1,3,5"),
+            ("0 0 * * sat-sun", "0 0 * * 6,0"),
+            ("0 0 * * sun", "0 0 * * 0"),
+            ("0 0 * * mon-sun/2", "0 0 * * 1,3,5,0"),
+            ("0 0 1 jan,jul *", "0 0 1 1,7 *"),
+            ("0 0 1 jan-dec/3 *", "0 0 1 1-12/3 *"),
+            ("0 0 1 JUN-aug *", "0 0 1 6-8 *"),
+            ("0 0 1-7 * mon", "0 0 1-7 * 1"),
+        ];
+        for (named, numbered) in same {
+            assert_eq!(
+                fires(named, Tz::UTC, "2026-11-23T00:00:00Z", 30),
+                fires(numbered, Tz::UTC, "2026-11-23T00:00:00Z", 30),
+                "{named} against {numbered}"
+            );
+        }
     }
 
     #[test]
