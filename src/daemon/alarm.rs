@@ -6,10 +6,13 @@
 //! its time-zone handling (a job keeps the offset it had when made, so it runs an hour
 //! off after a DST change) and repeated jobs that stop after a clock jump.
 //!
-//! The crate checks its jobs every 500 ms and stores times in whole seconds, so a
-//! one-shot job fires up to about 1.5 s away from its instant. The alarm is therefore
-//! set one second early, and its callback sleeps the last stretch to the exact instant
-//! by the wall clock before it reports the fire.
+//! The crate checks its jobs every 500 ms against the wall clock and stores times in
+//! whole wall-clock seconds, so a one-shot job fires up to about 1.5 s away from its
+//! instant. The alarm is therefore set one second early, and its callback sleeps the
+//! last stretch to the exact instant by the wall clock before it reports the fire. A
+//! stretch much longer than that means the wall clock was set back meanwhile: the
+//! callback reports at once, and the daemon, comparing the wall clock with the
+//! monotonic one, computes the timetable again.
 
 use std::time::Duration;
 
@@ -20,6 +23,9 @@ use uuid::Uuid;
 
 /// How much earlier than the fire the crate's job is set.
 const LEAD: Duration = Duration::from_secs(1);
+
+/// The longest last stretch the callback sleeps: the lead plus the crate's lateness.
+const LAST_STRETCH: Duration = Duration::from_secs(3);
 
 pub struct Alarm {
     scheduler: JobScheduler,
@@ -62,7 +68,10 @@ impl Alarm {
             let fired = fired.clone();
             Box::pin(async move {
                 // The last stretch, by the wall clock, to the exact fire time.
-                if let Ok(rest) = (at - Utc::now()).to_std() {
+                while let Ok(rest) = (at - Utc::now()).to_std() {
+                    if rest.is_zero() || rest > LAST_STRETCH {
+                        break;
+                    }
                     tokio::time::sleep(rest).await;
                 }
                 let _ = fired.send(at);

@@ -3,17 +3,19 @@
 //!
 //! One loop owns the state ([`Daemon::run`]); everything else sends it events: the
 //! alarm (a fire is due), finished jobs, the watchdog task (asking whether the loop is
-//! alive), and signals (SIGHUP reloads, SIGTERM/SIGINT stop). Between fires nothing of
-//! ours wakes up but the watchdog.
+//! alive), the kernel's notice that the wall clock was set, and signals (SIGHUP
+//! reloads, SIGTERM/SIGINT stop). Between fires nothing of ours wakes up but the
+//! watchdog.
 
 mod alarm;
+mod clock;
 pub mod dispatch;
 pub mod timetable;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
@@ -28,6 +30,7 @@ use crate::runner::{LEFT_STOPPED, Runner, Work};
 use crate::state::StoppedEntry;
 use crate::systemd;
 use alarm::Alarm;
+use clock::ClockWatch;
 use dispatch::{Dispatcher, Done};
 use timetable::{JobKey, Timetable};
 
@@ -42,6 +45,8 @@ struct Daemon {
     runner: Arc<Runner>,
     timetable: Timetable,
     alarm: Alarm,
+    /// The wall clock against the monotonic one, to notice a jump.
+    clock: ClockWatch,
     dispatch: Dispatcher,
     /// The last failure of each job that is failing now.
     failures: BTreeMap<String, DateTime<Utc>>,
@@ -88,6 +93,12 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (ping_tx, mut ping_rx) = mpsc::channel::<oneshot::Sender<()>>(1);
     let (settle_tx, mut settle_rx) = mpsc::unbounded_channel();
+    let (clock_tx, mut clock_rx) = mpsc::unbounded_channel();
+    if let Err(e) = clock::watch_clock_sets(clock_tx) {
+        warn!(
+            "cannot watch for clock changes ({e}); a clock set is noticed at the next watchdog check or fire"
+        );
+    }
     let alarm = Alarm::new(fired_tx).await.map_err(CliError::Failed)?;
     let runner_for_metrics = runner.clone();
     let mut daemon = Daemon {
@@ -96,6 +107,7 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
         timetable: Timetable::default(),
         runner,
         alarm,
+        clock: ClockWatch::new(Utc::now(), Instant::now()),
         failures: BTreeMap::new(),
         metrics_due: Arc::new(tokio::sync::Notify::new()),
         settle_tx,
@@ -112,7 +124,10 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
 
     loop {
         tokio::select! {
-            Some(at) = fired_rx.recv() => daemon.on_fire(at).await,
+            Some(at) = fired_rx.recv() => daemon.on_alarm(at).await,
+            Some(()) = clock_rx.recv() => {
+                daemon.check_clock().await;
+            }
             Some(done) = done_rx.recv() => daemon.on_done(done),
             Some(server) = settle_rx.recv() => daemon.settle(server),
             Some(reply) = ping_rx.recv() => {
@@ -290,9 +305,18 @@ impl Daemon {
         self.alarm.set(earliest).await;
     }
 
-    async fn on_fire(&mut self, at: DateTime<Utc>) {
+    /// The alarm went off for `at`: what is due runs, unless the wall clock jumped, in
+    /// which case the timetable is computed again first.
+    async fn on_alarm(&mut self, at: DateTime<Utc>) {
         self.alarm.went_off(at);
-        let now = Utc::now().max(at);
+        if !self.check_clock().await {
+            self.run_due().await;
+        }
+    }
+
+    /// Hands every job due by now to the dispatcher and sets the alarm for the next.
+    async fn run_due(&mut self) {
+        let now = Utc::now();
         let config = self.runner.config.clone();
         for (job, fire_time) in self.timetable.take_due(&config, now) {
             self.dispatch
@@ -300,6 +324,40 @@ impl Daemon {
         }
         self.arm().await;
         systemd::status(&self.status_line());
+    }
+
+    /// Compares the wall clock with the monotonic clock since the last look. After a
+    /// jump (a clock set, a suspend) every fire time is computed again from the new
+    /// clock — what became due runs once, fires the old clock had passed come back —
+    /// and the alarm is set again; returns whether it jumped.
+    async fn check_clock(&mut self) -> bool {
+        let now = Utc::now();
+        let Some(jump) = self.clock.look(now, Instant::now()) else {
+            return false;
+        };
+        let (way, by) = if jump < chrono::TimeDelta::zero() {
+            ("back", -jump)
+        } else {
+            ("forward", jump)
+        };
+        // Whole seconds past a minute, milliseconds below.
+        let by = match by.num_seconds() {
+            s if s >= 60 => Duration::from_secs(s.unsigned_abs()),
+            _ => Duration::from_millis(by.num_milliseconds().unsigned_abs()),
+        };
+        warn!(
+            "the wall clock jumped {way} by {} (a clock set, or a suspend); computing every fire time again from {}",
+            humantime::format_duration(by),
+            now.to_rfc3339()
+        );
+        let config = self.runner.config.clone();
+        for (job, fire_time) in self.timetable.rebuild(&config, now) {
+            self.dispatch
+                .submit(self.runner.clone(), job, fire_time, Work::Fire);
+        }
+        self.arm().await;
+        systemd::status(&self.status_line());
+        true
     }
 
     fn on_done(&mut self, done: Done) {
@@ -362,9 +420,13 @@ impl Daemon {
             .submit(self.runner.clone(), job, Utc::now(), Work::Settle);
     }
 
-    /// Called by the watchdog check: a fire whose alarm did not go off (a clock jump,
-    /// a lost timer) runs now, and the alarm is set again.
+    /// Called by the watchdog check: after a clock jump the timetable is computed
+    /// again; a fire whose alarm did not go off (a lost timer) runs now, and the alarm
+    /// is set again.
     async fn check_alarm(&mut self) {
+        if self.check_clock().await {
+            return;
+        }
         let Some((earliest, job)) = self.timetable.earliest() else {
             return;
         };
@@ -375,7 +437,7 @@ impl Daemon {
                 job.id(),
                 earliest.to_rfc3339()
             );
-            self.on_fire(now).await;
+            self.run_due().await;
         } else if self.alarm.set_for() != Some(earliest) {
             self.arm().await;
         }

@@ -99,4 +99,82 @@ impl Timetable {
         }
         due
     }
+
+    /// After the wall clock jumped: takes every job due by `now` (a forward jump's
+    /// missed fires run once, as after a suspend), then computes every job's next fire
+    /// again from `now`, so after a backward jump the fires of the new clock come back
+    /// instead of waiting for the old clock's next fire.
+    pub fn rebuild(&mut self, config: &Config, now: DateTime<Utc>) -> Vec<(JobKey, DateTime<Utc>)> {
+        let due = self.take_due(config, now);
+        *self = Timetable::new(config, now);
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn hourly() -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").unwrap();
+        let source = format!(
+            "[api]\ntoken_file = {:?}\n[daemon]\nstate_dir = {:?}\n\
+             [[policy]]\nname = \"hourly\"\nservers = [1, 2]\nschedule = \"0 * * * *\"\nkeep = 2\n",
+            token.display().to_string(),
+            dir.path().join("state").display().to_string(),
+        );
+        Config::from_source(&dir.path().join("snaprotd.toml"), &source).unwrap()
+    }
+
+    fn job(server: u64) -> JobKey {
+        JobKey {
+            policy: "hourly".into(),
+            server,
+        }
+    }
+
+    #[test]
+    fn a_clock_set_back_brings_the_fires_of_the_new_clock_back() {
+        let config = hourly();
+        // Built while the clock said 12:30; NTP then sets it back to 09:30.
+        let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
+        assert_eq!(
+            t.earliest().map(|(at, _)| at),
+            Some(at("2026-11-24T13:00:00Z"))
+        );
+        assert!(t.take_due(&config, at("2026-11-24T09:30:00Z")).is_empty());
+
+        let due = t.rebuild(&config, at("2026-11-24T09:30:00Z"));
+        assert!(due.is_empty(), "{due:?}");
+        assert_eq!(t.len(), 2);
+        for s in [1, 2] {
+            assert_eq!(t.next_fire_of(&job(s)), Some(at("2026-11-24T10:00:00Z")));
+        }
+    }
+
+    #[test]
+    fn a_clock_set_forward_runs_the_missed_fires_once_and_goes_on_from_the_new_clock() {
+        let config = hourly();
+        let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
+        let mut due = t.rebuild(&config, at("2026-11-24T15:30:00Z"));
+        due.sort();
+        assert_eq!(
+            due,
+            vec![
+                (job(1), at("2026-11-24T13:00:00Z")),
+                (job(2), at("2026-11-24T13:00:00Z"))
+            ]
+        );
+        assert_eq!(
+            t.earliest().map(|(at, _)| at),
+            Some(at("2026-11-24T16:00:00Z"))
+        );
+        assert_eq!(t.len(), 2);
+    }
 }
