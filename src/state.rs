@@ -117,6 +117,39 @@ impl StateDir {
     /// it when missing): whoever else could would plant links there that snaprotd
     /// writes through, or forge the record of a stopped server. Called at start by the
     /// daemon and by `once`.
+    /// Run as root on a state directory another user owns (the service's, under
+    /// `DynamicUser=`): the process becomes that user, as the service is, so that its
+    /// locks and records stay the service's and nothing the owner plants there is
+    /// acted on with root's rights. Returns the uid taken on.
+    pub fn become_owner_if_root(&self) -> Result<Option<u32>, StateError> {
+        use nix::unistd::{Gid, Uid, geteuid, setgid, setgroups, setuid};
+        if !geteuid().is_root() {
+            return Ok(None);
+        }
+        let Ok(meta) = fs::metadata(&self.root) else {
+            return Ok(None);
+        };
+        if !meta.is_dir() || meta.uid() == 0 || meta.mode() & 0o022 != 0 {
+            // Root's own directory, or one `check` refuses anyway.
+            return Ok(None);
+        }
+        let (uid, gid) = (meta.uid(), meta.gid());
+        setgroups(&[])
+            .and_then(|()| setgid(Gid::from_raw(gid)))
+            .and_then(|()| setuid(Uid::from_raw(uid)))
+            .map_err(|e| {
+                err(
+                    &self.root,
+                    format!("is owned by uid {uid}, and snaprotd cannot become that user: {e}"),
+                )
+            })?;
+        tracing::info!(
+            "running as root: working as uid {uid}, the owner of the state directory {}, as the service does",
+            self.root.display()
+        );
+        Ok(Some(uid))
+    }
+
     pub fn check(&self) -> Result<(), StateError> {
         // A link (systemd's DynamicUser=) is fine; what it points to is checked, and
         // named in what the operator is told to fix.

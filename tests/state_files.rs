@@ -297,8 +297,11 @@ async fn a_state_dir_writable_by_group_or_others_is_refused() {
     assert!(env.changes().is_empty());
 }
 
+/// Root on a state directory another user owns (the service's, under `DynamicUser=`)
+/// works as that user: its locks and records stay the owner's, and nothing the owner
+/// planted there is acted on with root's rights.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_state_dir_owned_by_another_user_is_refused() {
+async fn root_works_as_the_owner_of_the_state_dir() {
     let env = Env::new().await;
     env.sim.add_server(1, "web");
     env.write_config(EVERY_2S);
@@ -308,7 +311,20 @@ async fn a_state_dir_owned_by_another_user_is_refused() {
         eprintln!("skipped: cannot chown to uid 65534 ({e})");
         return;
     }
-    refused_at_start(&env, &state(&env), &["65534", "chown"]).await;
+    // The owner must reach its directory.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod");
+    let out = once(&env).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stderr.contains("working as uid 65534"), "{}", out.all());
+    for file in ["runs/fast@1.json", "locks/1.lock"] {
+        let meta = std::fs::metadata(state(&env).join(file)).expect(file);
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            65534,
+            "{file} is not the owner's"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

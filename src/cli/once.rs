@@ -69,7 +69,8 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     let mut runner = Runner::new(config).map_err(|e| CliError::Failed(e.to_string()))?;
     runner
         .state
-        .check()
+        .become_owner_if_root()
+        .and_then(|_| runner.state.check())
         .map_err(|e| CliError::Failed(e.to_string()))?;
     runner.skip_busy = args.skip_busy;
     let runner = Arc::new(runner);

@@ -54,6 +54,10 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     }
     // A job on this server (the daemon's, or a `once`) finishes first.
     let state = crate::state::StateDir::new(&config.daemon.state_dir);
+    state
+        .become_owner_if_root()
+        .and_then(|_| state.check())
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let _lock = state
         .lock_server(snapshot.server.id, |holder| {
             eprintln!(

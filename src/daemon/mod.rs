@@ -74,7 +74,8 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
     // Created when missing; refused when anyone else could write there.
     runner
         .state
-        .check()
+        .become_owner_if_root()
+        .and_then(|_| runner.state.check())
         .map_err(|e| CliError::Failed(e.to_string()))?;
     // One daemon per state directory, for the life of the process.
     let _lock = runner
