@@ -719,3 +719,26 @@ fn jitter() -> f64 {
     );
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No part of the token shows, wherever it stands against the cut.
+    #[test]
+    fn a_token_is_blanked_before_the_text_is_cut_at_every_offset() {
+        let token = "tok-7f3a9c2e5b1d4e8f";
+        for max in [60, MAX_ERROR_TEXT] {
+            for offset in 0..(max + token.len() + 2) {
+                let body = format!("{}{token}{}", "x".repeat(offset), "y".repeat(30));
+                let shown = redact(&body, token, max);
+                for n in 4..=token.len() {
+                    assert!(
+                        !shown.contains(&token[..n]),
+                        "max {max}, offset {offset}: {shown:?}"
+                    );
+                }
+            }
+        }
+    }
+}
