@@ -1,0 +1,182 @@
+//! The commands on an unfriendly machine: a configuration path that is a FIFO or a
+//! huge file.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Env, Output, TOKEN};
+
+const NIGHTLY: &str = r#"
+[[policy]]
+name = "nightly"
+servers = [5]
+schedule = "30 2 * * *"
+keep = 2
+"#;
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs")
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// The real binary with `-c config`, its standard output sent to `stdout`; killed if it
+/// has not ended within `secs` (a blocked process fails the test instead of hanging it).
+async fn snaprotd_with(
+    env: &Env,
+    config: &Path,
+    args: &[&str],
+    stdout: Stdio,
+    secs: u64,
+) -> Output {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("SNAPROTD_API_TOKEN")
+        .env_remove("SNAPROTD_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .env("SNAPROTD_LOG", "info")
+        .current_dir(env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("snaprotd starts");
+    let out = tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("snaprotd {args:?} did not end within {secs}s"))
+        .expect("wait");
+    let o = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!o.all().contains(TOKEN), "the token appeared:\n{}", o.all());
+    o
+}
+
+/// Every command that reads the configuration.
+const COMMANDS: &[&[&str]] = &[
+    &["check"],
+    &["status"],
+    &["next"],
+    &["list"],
+    &["once"],
+    &["once", "--dry-run"],
+    &["restore", "1", "--yes"],
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_path_that_is_a_fifo_is_refused_by_every_command_without_blocking() {
+    let env = Env::new().await;
+    let fifo = env.dir.path().join("fifo.toml");
+    mkfifo(&fifo);
+    for args in COMMANDS {
+        let out = snaprotd_with(&env, &fifo, args, Stdio::piped(), 10).await;
+        assert_eq!(out.code, 78, "{args:?}: {}", out.all());
+        assert!(
+            out.stderr.contains(&format!(
+                "{}: cannot read the configuration: it is a FIFO (named pipe), not a regular file",
+                fifo.display()
+            )),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_file_that_is_a_fifo_is_refused_at_its_key_without_blocking() {
+    let env = Env::new().await;
+    env.write_config(NIGHTLY);
+    let token = env.dir.path().join("token");
+    mkfifo(&token);
+    let out = snaprotd_with(&env, &env.config, &["check"], Stdio::piped(), 10).await;
+    assert_eq!(out.code, 78, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("snaprotd.toml:3:14: key `api.token_file`: cannot read the token file")
+            && out
+                .stderr
+                .contains("it is a FIFO (named pipe), not a regular file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_over_one_mebibyte_is_refused_with_its_size_and_one_under_it_is_read() {
+    let env = Env::new().await;
+    // Valid TOML padded with comments: a size limit, not a parse error, refuses it.
+    let padded = |size: usize| {
+        let mut text = format!("{}\n{NIGHTLY}\n", env.header());
+        let line = format!("# {}\n", "x".repeat(77));
+        while text.len() + line.len() <= size {
+            text.push_str(&line);
+        }
+        text
+    };
+    std::fs::write(&env.config, padded(1024 * 1024 - 100)).unwrap();
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 0, "just under 1 MiB is read: {}", out.all());
+
+    std::fs::write(&env.config, padded(2 * 1024 * 1024)).unwrap();
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 78, "{}", out.all());
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: cannot read the configuration: it is 2.0 MiB; a configuration file is at most 1 MiB",
+            env.config.display()
+        )),
+        "{}",
+        out.stderr
+    );
+
+    // 300 MB (sparse, so the test writes nothing): refused before it is read.
+    let huge = std::fs::File::create(&env.config).unwrap();
+    huge.set_len(300 * 1024 * 1024).unwrap();
+    drop(huge);
+    let started = std::time::Instant::now();
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 78, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("it is 300 MiB; a configuration file is at most 1 MiB"),
+        "{}",
+        out.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_from_a_fifo_is_refused_and_sigterm_still_stops_the_daemon() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    env.write_config(NIGHTLY);
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_note("READY=1", 1, 10).await;
+    mkfifo(&env.config);
+    d.signal("HUP");
+    d.wait_log("SIGHUP: reloading", 10).await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(10).await, Some(0), "{}", d.log());
+    assert!(
+        d.log().contains(&format!(
+            "reload failed, keeping the old configuration: {}: cannot read the configuration: \
+             it is a FIFO (named pipe), not a regular file",
+            env.config.display()
+        )),
+        "{}",
+        d.log()
+    );
+}
