@@ -1,5 +1,5 @@
 //! The commands on an unfriendly machine: a configuration path that is a FIFO or a
-//! huge file.
+//! huge file, a reader of the output that goes away early (`| head -1`).
 
 mod common;
 
@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Env, Output, TOKEN};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const NIGHTLY: &str = r#"
 [[policy]]
@@ -179,4 +180,122 @@ async fn a_reload_from_a_fifo_is_refused_and_sigterm_still_stops_the_daemon() {
         "{}",
         d.log()
     );
+}
+
+/// A pipe whose reading end is already closed: every write to it fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Stdio::from(writer)
+}
+
+fn assert_quiet(args: &[&str], out: &Output, code: i32) {
+    assert_eq!(out.code, code, "{args:?}: {}", out.all());
+    for bad in ["panicked", "internal error", "Broken pipe", "broken pipe"] {
+        assert!(!out.stderr.contains(bad), "{args:?}: {}", out.stderr);
+    }
+}
+
+/// Ready for every command: a snapshot to list, a state directory with a last run.
+async fn env_with_output() -> Env {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    env.write_config(NIGHTLY);
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_into_a_closed_pipe_ends_quietly_with_the_commands_own_code() {
+    let env = env_with_output().await;
+    let cases: &[(&[&str], i32)] = &[
+        (&["list"], 0),
+        (&["list", "--json"], 0),
+        (&["next"], 0),
+        (&["next", "--json"], 0),
+        (&["status"], 0),
+        (&["status", "--json"], 0),
+        (&["check"], 0),
+        (&["check", "--json"], 0),
+        (&["once"], 0),
+        (&["once", "--json"], 0),
+        (&["once", "--dry-run"], 0),
+        (&["once", "--dry-run", "--json"], 0),
+        (&["once", "--policy", "nope"], 1),
+    ];
+    for (args, code) in cases {
+        let out = snaprotd_with(&env, &env.config, args, closed_pipe(), 20).await;
+        assert_quiet(args, &out, *code);
+    }
+}
+
+/// Like `| head -1`: read the first line, close the pipe, let the command go on.
+async fn first_line_then_close(env: &Env, args: &[&str]) -> (String, Output) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .arg("-c")
+        .arg(&env.config)
+        .args(args)
+        .env_remove("SNAPROTD_API_TOKEN")
+        .env_remove("SNAPROTD_CONFIG")
+        .env_remove("STATE_DIRECTORY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("snaprotd starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let first = BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await
+        .expect("reads")
+        .unwrap_or_default(); // the reader is dropped here
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("ends")
+        .expect("wait");
+    let out = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (first, out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_closes_after_one_line_never_makes_a_command_panic() {
+    let env = env_with_output().await;
+    for _ in 0..15 {
+        for (args, code) in [
+            (&["list", "--json"][..], 0),
+            (&["next", "--count", "3000"][..], 0),
+            (&["next", "--count", "3000", "--json"][..], 0),
+            (&["status", "--json"][..], 0),
+            (&["once", "--dry-run"][..], 0),
+        ] {
+            let (first, out) = first_line_then_close(&env, args).await;
+            assert!(!first.is_empty(), "{args:?}: no first line");
+            assert_quiet(args, &out, code);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_that_cannot_be_written_for_another_reason_is_an_error() {
+    let env = env_with_output().await;
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = snaprotd_with(&env, &env.config, &["next"], Stdio::from(full), 10).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("error: cannot write to standard output: No space left on device"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigErrors, DEFAULT_PATH};
+use output::errln;
 
 /// Exit code for a bad configuration (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -116,23 +117,24 @@ pub fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("snaprotd: cannot start the async runtime: {e}");
+            errln!("snaprotd: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(run(cli));
     match result {
-        Ok(code) => code,
+        Ok(code) => output::finish(code),
         Err(e) => {
+            let code = output::finish(ExitCode::from(e.exit_code()));
             match &e {
                 CliError::Config(errors) => {
                     for line in errors.0.iter() {
-                        eprintln!("error: {line}");
+                        errln!("error: {line}");
                     }
                 }
-                other => eprintln!("error: {other}"),
+                other => errln!("error: {other}"),
             }
-            ExitCode::from(e.exit_code())
+            code
         }
     }
 }
@@ -206,7 +208,7 @@ fn init_logging(target: LogTarget) {
                 return;
             }
             Err(e) => {
-                eprintln!("snaprotd: cannot log to the journal ({e}); logging to standard error")
+                errln!("snaprotd: cannot log to the journal ({e}); logging to standard error")
             }
         }
     }
