@@ -1,8 +1,10 @@
 //! The commands on an unfriendly machine: a configuration path that is a FIFO or a
-//! huge file, a reader of the output that goes away early (`| head -1`).
+//! huge file, a reader of the output that goes away early (`| head -1`), and a state
+//! directory that is missing or cannot be read.
 
 mod common;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -298,4 +300,121 @@ async fn output_that_cannot_be_written_for_another_reason_is_an_error() {
         out.stderr
     );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+fn assert_unknown(out: &Output, state_dir: &Path, why: &str) {
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stdout.starts_with(&format!(
+            "UNKNOWN: cannot read the state directory {}",
+            state_dir.display()
+        )) && out.stdout.contains(why),
+        "{}",
+        out.all()
+    );
+    assert!(!out.stdout.contains("never"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_is_unknown_exit_3_when_the_state_directory_is_missing() {
+    let env = Env::new().await;
+    env.write_config(NIGHTLY);
+    let state = env.dir.path().join("state");
+    let out = env.snaprotd(&["status"]).await;
+    assert_unknown(&out, &state, "it does not exist");
+
+    let out = env.snaprotd(&["status", "--json"]).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["status"], "unknown", "{v}");
+    assert_eq!(v["state_dir"], state.display().to_string(), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("it does not exist"),
+        "{v}"
+    );
+
+    // A file where the directory should be.
+    std::fs::write(&state, "").unwrap();
+    let out = env.snaprotd(&["status"]).await;
+    assert_unknown(&out, &state, "it is not a directory");
+
+    // Once it exists (the daemon made it), a job that never ran is fine.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let out = env.snaprotd(&["status"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("never"), "{}", out.stdout);
+}
+
+/// Runs `status` as a user who cannot read what the daemon wrote: as `nobody` when the
+/// tests run as root (root reads everything), else after `chmod 000`.
+async fn status_without_access(env: &Env, unreadable: &Path, json: bool) -> Output {
+    let root_runs_tests = std::fs::metadata(env.dir.path()).unwrap().uid() == 0;
+    let mut args = vec!["status"];
+    if json {
+        args.push("--json");
+    }
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"));
+    cmd.arg("-c")
+        .arg(&env.config)
+        .args(&args)
+        .env_remove("SNAPROTD_API_TOKEN")
+        .env_remove("STATE_DIRECTORY")
+        .current_dir("/")
+        .kill_on_drop(true);
+    let mode = std::fs::metadata(unreadable).unwrap().permissions().mode();
+    if root_runs_tests {
+        // nobody reads the configuration and the token, not the state.
+        for (p, m) in [
+            (env.dir.path(), 0o755),
+            (env.config.as_path(), 0o644),
+            (&env.dir.path().join("token"), 0o644),
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        std::fs::set_permissions(unreadable, std::fs::Permissions::from_mode(mode & 0o700))
+            .unwrap();
+        cmd.uid(65534).gid(65534);
+    } else {
+        std::fs::set_permissions(unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let out = cmd.output().await.expect("snaprotd runs");
+    std::fs::set_permissions(unreadable, std::fs::Permissions::from_mode(mode)).unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_is_unknown_exit_3_when_the_state_cannot_be_read() {
+    let env = env_with_output().await;
+    let state = env.dir.path().join("state");
+
+    let out = status_without_access(&env, &state, false).await;
+    assert_unknown(&out, &state, "Permission denied");
+    let out = status_without_access(&env, &state, true).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["status"], "unknown", "{v}");
+
+    // The directory can be listed but a job's last run cannot be read.
+    let record = state.join("runs/nightly@5.json");
+    assert!(record.exists());
+    let out = status_without_access(&env, &record, false).await;
+    assert_unknown(&out, &state, "runs/nightly@5.json");
+
+    // With access, the same state is read and fine.
+    let out = env.snaprotd(&["status"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_help_names_every_exit_code() {
+    let env = Env::new().await;
+    let out = env.snaprotd(&["status", "--help"]).await;
+    for text in ["0 ok", "1 a last run failed", "2 overdue", "3 unknown"] {
+        assert!(out.stdout.contains(text), "{text:?}: {}", out.stdout);
+    }
 }

@@ -5,7 +5,7 @@
 //! collects every problem with file, line, column and key, so an operator fixes a
 //! file in one go rather than one error per run.
 
-mod file;
+pub(crate) mod file;
 mod raw;
 pub mod template;
 
