@@ -5,6 +5,9 @@
 //! the [`provider`], [`state`] remembers what must survive a restart, [`cli`] is the
 //! command line, and [`sim`] is the provider simulator used by the tests and the demo.
 #![forbid(unsafe_code)]
+// Output goes through `cli::output`, which stops quietly at a closed pipe where
+// `println!` would panic.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cli;
 pub mod config;

@@ -1,4 +1,5 @@
-//! `snaprotd status` as a monitoring check: exit 0 all ok, 1 a last run failed, 2 overdue.
+//! `snaprotd status` as a monitoring check: exit 0 all ok, 1 a last run failed, 2 overdue
+//! (3, unknown, is in `cli_robust.rs`).
 
 mod common;
 
@@ -36,7 +37,9 @@ keep = 1
         .unwrap()
         .and_utc();
 
-    // Never ran and not known before: a new job is not overdue.
+    // Never ran and not known before: a new job is not overdue (the daemon made the
+    // state directory at its start).
+    std::fs::create_dir_all(env.dir.path().join("state")).unwrap();
     let out = env.snaprotd(&["status"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("never"), "{}", out.stdout);

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{CliResult, load_config, output};
+use super::output::{self, outln};
+use super::{CliResult, load_config};
 use crate::config::Policy;
 
 #[derive(clap::Args, Debug)]
@@ -50,27 +51,28 @@ pub fn run(path: &Path, args: Args) -> CliResult {
         }));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}: ok", config.path.display());
-    println!(
+    outln!("{}: ok", config.path.display());
+    outln!(
         "provider   {} (token from {})",
-        config.api.base_url, config.api.token_source
+        config.api.base_url,
+        config.api.token_source
     );
-    println!("state      {}", config.daemon.state_dir.display());
+    outln!("state      {}", config.daemon.state_dir.display());
     for p in &config.policies {
-        println!();
-        println!("policy {}", p.name);
+        outln!();
+        outln!("policy {}", p.name);
         let servers: Vec<String> = p.servers.iter().map(|s| s.to_string()).collect();
-        println!("  servers       {}", servers.join(", "));
-        println!(
+        outln!("  servers       {}", servers.join(", "));
+        outln!(
             "  schedule      {} ({})",
             p.schedule.expr(),
             p.timezone.name()
         );
-        println!("  keep          {}", p.keep);
-        println!("  stop_server   {}", p.stop_server);
-        println!("  snapshot_name {}", p.snapshot_name.source());
+        outln!("  keep          {}", p.keep);
+        outln!("  stop_server   {}", p.stop_server);
+        outln!("  snapshot_name {}", p.snapshot_name.source());
         for (i, t) in next_fires(p, 3).iter().enumerate() {
-            println!(
+            outln!(
                 "  {}    {t}",
                 if i == 0 { "next fires" } else { "          " }
             );

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{CliError, CliResult, list, output};
+use super::output::{self, outln};
+use super::{CliError, CliResult, list};
 use crate::config::Config;
 use crate::sim::{SimHandle, SimOptions};
 
@@ -116,15 +117,15 @@ pub async fn run(args: Args) -> CliResult {
     std::fs::write(&config_file, text).map_err(|e| failed("cannot write the configuration", &e))?;
     let config = Arc::new(Config::load(&config_file)?);
 
-    println!(
+    outln!(
         "snaprotd demo: simulator at {}, files in {}",
         sim.base_url(),
         dir.path().display()
     );
-    println!(
+    outln!(
         "servers: {WEB} web-01, {DB} db-01 (stopped for its snapshots), {FULL} files-01 (3 manual snapshots)"
     );
-    println!(
+    outln!(
         "running the schedule for {}…\n",
         humantime::format_duration(args.duration)
     );
@@ -154,7 +155,7 @@ pub async fn run(args: Args) -> CliResult {
         .collect();
     let client = crate::provider::Client::new(&config.api)
         .map_err(|e| failed("cannot build the client", &e))?;
-    println!(
+    outln!(
         "\nafter {}, the provider holds:",
         humantime::format_duration(args.duration)
     );
@@ -183,7 +184,7 @@ pub async fn run(args: Args) -> CliResult {
         .into_iter()
         .filter(|id| sim.state().server_status(*id) != Some("running"))
         .collect();
-    println!(
+    outln!(
         "\nmanual snapshots left alone: {manual} of 3; servers not running: {stopped:?}; failing jobs: {failures:?}"
     );
     if manual != 3 || !stopped.is_empty() || !failures.is_empty() {

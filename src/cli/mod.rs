@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigErrors, DEFAULT_PATH};
+use output::errln;
 
 /// Exit code for a bad configuration (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -55,7 +56,11 @@ pub enum LogTarget {
 pub enum Command {
     /// Run the daemon (what a bare `snaprotd` does)
     Run,
-    /// Last run, outcome and next fire of every job; exit 0 ok, 1 a run failed, 2 overdue
+    /// Last run, outcome and next fire of every job; exit 0 ok, 1 failed, 2 overdue, 3 unknown
+    ///
+    /// Reads the state directory. Exit codes, as monitoring plugins use them: 0 ok, 1 a last
+    /// run failed, 2 overdue (a fire passed and no run answered it), 3 unknown (the state
+    /// directory is missing or cannot be read by this user; nothing is known).
     Status(status::Args),
     /// Validate the configuration; print each policy, its servers and next three fires
     Check(check::Args),
@@ -116,23 +121,24 @@ pub fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("snaprotd: cannot start the async runtime: {e}");
+            errln!("snaprotd: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(run(cli));
     match result {
-        Ok(code) => code,
+        Ok(code) => output::finish(code),
         Err(e) => {
+            let code = output::finish(ExitCode::from(e.exit_code()));
             match &e {
                 CliError::Config(errors) => {
                     for line in errors.0.iter() {
-                        eprintln!("error: {line}");
+                        errln!("error: {line}");
                     }
                 }
-                other => eprintln!("error: {other}"),
+                other => errln!("error: {other}"),
             }
-            ExitCode::from(e.exit_code())
+            code
         }
     }
 }
@@ -206,7 +212,7 @@ fn init_logging(target: LogTarget) {
                 return;
             }
             Err(e) => {
-                eprintln!("snaprotd: cannot log to the journal ({e}); logging to standard error")
+                errln!("snaprotd: cannot log to the journal ({e}); logging to standard error")
             }
         }
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{CliError, CliResult, load_config, output};
+use super::output::{self, errln, outln};
+use super::{CliError, CliResult, load_config};
 use crate::config::Config;
 use crate::provider::{Client, ServerStatus};
 use crate::rotation::{self, Job};
@@ -79,7 +80,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     runner.write_metrics();
     print_summary(&reports, args.json);
     if !args.json {
-        println!("{} provider request(s)", runner.client.requests_sent());
+        outln!("{} provider request(s)", runner.client.requests_sent());
     }
     let failed = reports.iter().filter(|r| !r.ok).count();
     if runner.interrupt.is_set() {
@@ -142,7 +143,7 @@ async fn interrupt_on_signal(
         _ = term.recv() => Interrupted::Term,
     };
     interrupt.set(grace);
-    eprintln!(
+    errln!(
         "snaprotd: interrupted by {}: no new job starts; a server snaprotd stopped is started again \
          once its snapshot is done (waiting at most {}), then snaprotd exits",
         first.name(),
@@ -154,9 +155,7 @@ async fn interrupt_on_signal(
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            eprintln!(
-                "snaprotd: still starting the servers it stopped again; it exits when they run"
-            );
+            errln!("snaprotd: still starting the servers it stopped again; it exits when they run");
         }
     });
     first
@@ -200,7 +199,7 @@ pub fn print_summary(reports: &[Report], as_json: bool) {
     output::table(&["JOB", "RESULT", "SNAPSHOT", "DELETED", "TIME"], &rows);
     let failed = reports.iter().filter(|r| !r.ok).count();
     let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
-    println!(
+    outln!(
         "{} job(s): {} ok, {failed} failed{}",
         reports.len(),
         reports.len() - failed - skipped,
@@ -259,18 +258,18 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
                     );
                     continue;
                 }
-                println!("{}:", job.id());
+                outln!("{}:", job.id());
                 if let Some(a) = &plan.adopt {
-                    println!(
+                    outln!(
                         "  would adopt  {} (id {}, {}), already there",
                         a.name,
                         a.id,
                         a.status.as_str()
                     );
                 } else {
-                    println!("  would create {}", plan.name);
+                    outln!("  would create {}", plan.name);
                 }
-                println!(
+                outln!(
                     "  server       {}",
                     if stop {
                         "would be stopped first and started again after"
@@ -279,7 +278,7 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
                     }
                 );
                 for (s, reason) in &plan.make_room {
-                    println!(
+                    outln!(
                         "  would delete {} (id {}) before creating: {}",
                         s.name,
                         s.id,
@@ -287,7 +286,7 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
                     );
                 }
                 for (s, reason) in &plan.prune_after {
-                    println!(
+                    outln!(
                         "  would delete {} (id {}) after success: {}",
                         s.name,
                         s.id,
@@ -295,7 +294,7 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
                     );
                 }
                 if plan.make_room.is_empty() && plan.prune_after.is_empty() {
-                    println!("  would delete nothing");
+                    outln!("  would delete nothing");
                 }
             }
             Err(e) => {
@@ -303,7 +302,7 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
                 if as_json {
                     plans.push(json!({"job": job.id(), "ok": false, "error": e}));
                 } else {
-                    println!("{}:\n  would fail: {e}", job.id());
+                    outln!("{}:\n  would fail: {e}", job.id());
                 }
             }
         }

@@ -1,6 +1,92 @@
-//! Plain, aligned text for people; JSON for scripts.
+//! Standard output of the commands, and the one place they write to it: plain aligned
+//! text for people ([`table`], [`outln!`]), JSON for scripts ([`json`]).
+//!
+//! A reader that goes away early (`snaprotd list --json | head -1`) is not an error:
+//! the first write that finds the pipe closed stops all further output, quietly, and
+//! the command ends with its own exit code. Any other failure to write (a full disk) is
+//! reported once, at the end, and turns success into exit 1 ([`finish`]). Messages for
+//! standard error go through [`errln!`], which never fails a command.
 
-use std::io::Write;
+use std::fmt;
+use std::io::{ErrorKind, Write};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+/// `println!` for the commands' output: stops quietly when the reader went away.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// `eprintln!` that never panics: when standard error cannot be written, there is no
+/// one left to tell.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use errln;
+
+/// What became of standard output so far.
+enum Sink {
+    Open,
+    /// The reader went away: nothing more is written.
+    Closed,
+    /// Writing failed otherwise: nothing more is written, and [`finish`] says why.
+    Failed(std::io::Error),
+}
+
+static STDOUT: Mutex<Sink> = Mutex::new(Sink::Open);
+
+/// Writes `text` to standard output, unless output has stopped. Use [`outln!`].
+pub fn write(text: fmt::Arguments<'_>) {
+    with_stdout(|out| out.write_fmt(text));
+}
+
+/// Sends what is buffered (a prompt without a newline).
+pub fn flush() {
+    with_stdout(|out| out.flush());
+}
+
+fn with_stdout(f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>) {
+    let mut sink = STDOUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !matches!(*sink, Sink::Open) {
+        return;
+    }
+    match f(&mut std::io::stdout().lock()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => *sink = Sink::Closed,
+        Err(e) => *sink = Sink::Failed(e),
+    }
+}
+
+/// The command's exit code, after the last output is sent: a write that failed for
+/// another reason than a closed pipe is reported, and a success becomes exit 1.
+pub fn finish(code: ExitCode) -> ExitCode {
+    flush();
+    let sink = STDOUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match &*sink {
+        Sink::Failed(e) => {
+            errln!("error: cannot write to standard output: {e}");
+            if code == ExitCode::SUCCESS {
+                ExitCode::FAILURE
+            } else {
+                code
+            }
+        }
+        Sink::Open | Sink::Closed => code,
+    }
+}
 
 /// Prints rows as columns separated by two spaces, each as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
@@ -12,7 +98,6 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             }
         }
     }
-    let mut out = std::io::stdout().lock();
     let line = |cells: Vec<String>| -> String {
         let last = cells.len().saturating_sub(1);
         cells
@@ -28,20 +113,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             .collect::<Vec<_>>()
             .join("  ")
     };
-    let _ = writeln!(
-        out,
-        "{}",
-        line(header.iter().map(|s| s.to_string()).collect())
-    );
+    outln!("{}", line(header.iter().map(|s| s.to_string()).collect()));
     for row in rows {
-        let _ = writeln!(out, "{}", line(row.clone()));
+        outln!("{}", line(row.clone()));
     }
 }
 
+/// Prints `value` as pretty JSON.
 pub fn json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("error: cannot write JSON: {e}"),
+        Ok(text) => outln!("{text}"),
+        Err(e) => errln!("error: cannot write JSON: {e}"),
     }
 }
 

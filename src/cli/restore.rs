@@ -1,9 +1,10 @@
 //! `snaprotd restore`: restore a server from a snapshot, after confirmation.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::output::{self, errln, outln};
 use super::{CliError, CliResult, load_config};
 use crate::provider::Client;
 
@@ -41,14 +42,14 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
                 "restoring {what} overwrites all data on the server; pass --yes to confirm when not on a terminal"
             )));
         }
-        print!(
+        output::write(format_args!(
             "Restore {what}?\nThis stops the server and overwrites all its data. Type yes to go on: "
-        );
-        let _ = std::io::stdout().flush();
+        ));
+        output::flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
-            println!("Not restored.");
+            outln!("Not restored.");
             return Ok(ExitCode::from(1));
         }
     }
@@ -60,7 +61,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let _lock = state
         .lock_server(snapshot.server.id, |holder| {
-            eprintln!(
+            errln!(
                 "server {} is busy: another snaprotd process{holder} is working on it; waiting",
                 snapshot.server.id
             )
@@ -68,7 +69,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let answer = client.restore_snapshot(snapshot.id).await.map_err(failed)?;
-    println!(
+    outln!(
         "Restoring {what}: {}",
         answer.message.unwrap_or_else(|| "accepted".into())
     );

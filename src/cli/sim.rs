@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::output::{errln, outln};
 use super::{CliError, CliResult};
 use crate::sim::{SimHandle, SimOptions};
 
@@ -68,8 +69,8 @@ pub async fn run(args: Args) -> CliResult {
             state.add_server(*id, &format!("server-{id}"));
         }
     }
-    println!("{}", sim.base_url());
-    eprintln!(
+    outln!("{}", sim.base_url());
+    errln!(
         "simulator listening on {} (controls under http://{}/_sim/)",
         sim.base_url(),
         sim.addr

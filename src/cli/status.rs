@@ -1,5 +1,6 @@
 //! `snaprotd status`: last run, outcome and next fire of every job, from the state
-//! directory; usable as a monitoring check.
+//! directory; usable as a monitoring check (exit codes of the monitoring-plugin
+//! convention: 0 ok, 1 a last run failed, 2 overdue, 3 unknown).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,7 +8,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{CliResult, load_config, output};
+use super::output::{self, outln};
+use super::{CliResult, load_config};
+use crate::config::file::{FileError, read_text};
 use crate::config::{Config, Policy};
 use crate::rotation::job_id;
 use crate::state::{LastRun, StateDir};
@@ -29,6 +32,18 @@ struct JobStatus {
     /// A fire passed (with time to finish) and no run answered it.
     overdue: bool,
 }
+
+/// Every job's last run is ok and no fire is overdue.
+const OK: u8 = 0;
+/// A job's last run failed.
+const FAILED: u8 = 1;
+/// A fire passed and no run answered it.
+const OVERDUE: u8 = 2;
+/// The state could not be read: nothing is known about the jobs.
+const UNKNOWN: u8 = 3;
+
+/// Far above any record the daemon writes.
+const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
 /// How long after a fire its run may take before the job counts as overdue: a stop,
 /// the snapshot, a start, plus a minute.
@@ -65,8 +80,97 @@ fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
     out
 }
 
+/// Why what the state directory says cannot be trusted, if it cannot: it is missing,
+/// or a directory or record in it cannot be read (by this user). Reading it would give
+/// "never ran" for every job, and a monitoring check would report OK knowing nothing.
+fn unreadable_state(root: &Path) -> Option<String> {
+    use std::io::ErrorKind;
+    let as_reason = |what: &Path, e: &std::io::Error| {
+        let hint = if e.kind() == ErrorKind::PermissionDenied {
+            "; run status as root or as the daemon's user"
+        } else {
+            ""
+        };
+        if what == root {
+            format!("{e}{hint}")
+        } else {
+            format!("{}: {e}{hint}", what.display())
+        }
+    };
+    match std::fs::metadata(root) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Some(
+                "it does not exist (the daemon makes it when it starts): is [daemon] state_dir, \
+                 or $STATE_DIRECTORY, the daemon's?"
+                    .into(),
+            );
+        }
+        Err(e) => return Some(as_reason(root, &e)),
+        Ok(meta) if !meta.is_dir() => return Some("it is not a directory".into()),
+        Ok(_) => {}
+    }
+    // The records sit in the directory and one level below it (runs/, stopped/, …).
+    let mut dirs = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => return Some(as_reason(&dir, &e)),
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => return Some(as_reason(&dir, &e)),
+            };
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "json") {
+                // Opened without blocking, as a regular file of sane size, like the
+                // configuration: a FIFO here must not hang a monitoring check.
+                match read_text(&path, MAX_RECORD_BYTES, "a state record") {
+                    Ok(_) => {}
+                    // Replaced or removed by the daemon meanwhile.
+                    Err(FileError::Io(e)) if e.kind() == ErrorKind::NotFound => {}
+                    Err(FileError::Io(e)) => return Some(as_reason(&path, &e)),
+                    Err(e) => return Some(format!("{}: {e}", path.display())),
+                }
+            } else if depth == 0 && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push((path, 1));
+            }
+        }
+    }
+    None
+}
+
+/// The exit code for what the jobs' states say.
+fn exit_code(jobs: &[JobStatus]) -> u8 {
+    if jobs.iter().any(|j| j.overdue) {
+        OVERDUE
+    } else if jobs
+        .iter()
+        .any(|j| j.last_run.as_ref().is_some_and(|l| !l.ok))
+    {
+        FAILED
+    } else {
+        OK
+    }
+}
+
 pub fn run(path: &Path, args: Args) -> CliResult {
     let config = load_config(path)?;
+    let root = &config.daemon.state_dir;
+    if let Some(reason) = unreadable_state(root) {
+        let error = format!(
+            "cannot read the state directory {}: {reason}",
+            root.display()
+        );
+        if args.json {
+            output::json(&serde_json::json!({
+                "status": "unknown", "state_dir": root, "error": error,
+            }));
+        } else {
+            outln!("UNKNOWN: {error}");
+        }
+        return Ok(ExitCode::from(UNKNOWN));
+    }
     let jobs = statuses(&config, Utc::now());
     if args.json {
         output::json(&jobs);
@@ -101,15 +205,92 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             .collect();
         output::table(&["JOB", "LAST RUN", "NEXT FIRE", "OUTCOME"], &rows);
     }
-    let code = if jobs.iter().any(|j| j.overdue) {
-        2
-    } else if jobs
-        .iter()
-        .any(|j| j.last_run.as_ref().is_some_and(|l| !l.ok))
-    {
-        1
-    } else {
-        0
-    };
-    Ok(ExitCode::from(code))
+    Ok(ExitCode::from(exit_code(&jobs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(overdue: bool, ok: Option<bool>) -> JobStatus {
+        let at = Utc::now();
+        JobStatus {
+            job: "nightly@1".into(),
+            policy: "nightly".into(),
+            server: 1,
+            last_run: ok.map(|ok| LastRun {
+                job: "nightly@1".into(),
+                policy: "nightly".into(),
+                server: 1,
+                scheduled_for: at,
+                started_at: at,
+                finished_at: at,
+                ok,
+                message: String::new(),
+                snapshot_name: None,
+            }),
+            next_fire: None,
+            overdue,
+        }
+    }
+
+    #[test]
+    fn overdue_outranks_failed_which_outranks_ok() {
+        assert_eq!(exit_code(&[]), OK);
+        assert_eq!(exit_code(&[job(false, None), job(false, Some(true))]), OK);
+        assert_eq!(
+            exit_code(&[job(false, Some(true)), job(false, Some(false))]),
+            FAILED
+        );
+        assert_eq!(
+            exit_code(&[job(false, Some(false)), job(true, Some(true))]),
+            OVERDUE
+        );
+    }
+
+    #[test]
+    fn a_missing_state_directory_or_a_file_in_its_place_is_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let why = unreadable_state(&root).unwrap();
+        assert!(why.starts_with("it does not exist"), "{why}");
+        std::fs::write(&root, "").unwrap();
+        assert_eq!(unreadable_state(&root).unwrap(), "it is not a directory");
+    }
+
+    #[test]
+    fn an_empty_or_readable_state_directory_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unreadable_state(dir.path()), None);
+        std::fs::create_dir(dir.path().join("runs")).unwrap();
+        std::fs::write(dir.path().join("runs/nightly@1.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("known-jobs.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("lock"), "").unwrap();
+        assert_eq!(unreadable_state(dir.path()), None);
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_read_is_named_without_blocking_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        std::fs::create_dir(&runs).unwrap();
+        let record = runs.join("nightly@1.json");
+        std::fs::create_dir(&record).unwrap();
+        let why = unreadable_state(dir.path()).unwrap();
+        assert_eq!(
+            why,
+            format!(
+                "{}: it is a directory, not a regular file",
+                record.display()
+            )
+        );
+        std::fs::remove_dir(&record).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&record).status();
+        assert!(made.is_ok_and(|s| s.success()));
+        let why = unreadable_state(dir.path()).unwrap();
+        assert!(
+            why.ends_with("it is a FIFO (named pipe), not a regular file"),
+            "{why}"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! collects every problem with file, line, column and key, so an operator fixes a
 //! file in one go rather than one error per run.
 
+pub(crate) mod file;
 mod raw;
 pub mod template;
 
@@ -129,16 +130,18 @@ impl Config {
         self.policy(policy).filter(|p| p.servers.contains(&server))
     }
 
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`: a regular file of at most 1 MiB, opened
+    /// without blocking (every command and the daemon's reload come through here).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let source = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                at: None,
-                key: String::new(),
-                message: format!("cannot read the configuration: {e}"),
-            }])
-        })?;
+        let (source, _) = file::read_text(path, file::MAX_CONFIG_BYTES, "a configuration file")
+            .map_err(|e| {
+                ConfigErrors(vec![ConfigError {
+                    file: path.to_path_buf(),
+                    at: None,
+                    key: String::new(),
+                    message: format!("cannot read the configuration: {e}"),
+                }])
+            })?;
         Config::from_source(path, &source)
     }
 
@@ -473,9 +476,9 @@ impl<'a> Checker<'a> {
         }
         if let Some(f) = file {
             let path = Path::new(f.get_ref());
-            return match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    self.warn_if_others_can_read(path, f.span());
+            return match file::read_text(path, file::MAX_TOKEN_BYTES, "a token file") {
+                Ok((text, meta)) => {
+                    self.warn_if_others_can_read(path, &meta, f.span());
                     match ApiToken::new(&text) {
                         Some(t) => Some((t, format!("file {}", path.display()))),
                         None => {
@@ -514,10 +517,9 @@ impl<'a> Checker<'a> {
         }
         if let Ok(dir) = std::env::var("CREDENTIALS_DIRECTORY") {
             let path = Path::new(&dir).join(TOKEN_CREDENTIAL);
-            if let Some(t) = std::fs::read_to_string(&path)
+            if let Some(t) = file::read_text(&path, file::MAX_TOKEN_BYTES, "a token file")
                 .ok()
-                .as_deref()
-                .and_then(ApiToken::new)
+                .and_then(|(text, _)| ApiToken::new(&text))
             {
                 return Some((t, format!("systemd credential {TOKEN_CREDENTIAL}")));
             }
@@ -540,11 +542,14 @@ impl<'a> Checker<'a> {
         None
     }
 
-    fn warn_if_others_can_read(&mut self, path: &Path, span: Range<usize>) {
+    fn warn_if_others_can_read(
+        &mut self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        span: Range<usize>,
+    ) {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o004 != 0
-        {
+        if meta.permissions().mode() & 0o004 != 0 {
             self.warn(
                 span,
                 "api.token_file",
