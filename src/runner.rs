@@ -284,6 +284,11 @@ impl Runner {
                     o.snapshot.id,
                     o.deleted.len()
                 ),
+                // Stopping snaprotd is not a failure of the job.
+                Err(e @ RotationError::Interrupted(_)) => tracing::warn!(
+                    "rotation stopped after {:.2}s: {e}",
+                    started.elapsed().as_secs_f64()
+                ),
                 Err(e) => tracing::error!(
                     "rotation failed after {:.2}s: {e}",
                     started.elapsed().as_secs_f64()
