@@ -77,11 +77,15 @@ def run(n, tmp, args):
         state = json.load(urllib.request.urlopen(control + "/state"))
         reqs = [x for x in state["requests"] if not x["path"].startswith("/_sim")]
         n429 = sum(1 for x in reqs if x["status"] == 429)
+        per_server = sum(1 for x in reqs if x["method"] == "GET" and "server_id=" in x["path"])
+        account = sum(1 for x in reqs if x["method"] == "GET" and x["path"].startswith("/snapshots/")
+                      and "server_id=" not in x["path"])
         ideal = 2 * n / args.rate + CREATE
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         print(f"{n:>6} servers: {ok}/{n} ok, {n - ok} failed, {len(reqs) / n:.2f} requests/rotation ({len(reqs)} total), "
               f"wall {wall:.1f} s vs ideal {ideal:.1f} s ({wall / ideal:.2f}x), {n429} x 429, "
-              f"peak RSS {peak_kb / 1024:.1f} MB, CPU {cpu:.1f} s", flush=True)
+              f"peak RSS {peak_kb / 1024:.1f} MB, CPU {cpu:.1f} s; listings: {account} account-wide pages, "
+              f"{per_server} per-server", flush=True)
     finally:
         sim.terminate()
 

@@ -19,8 +19,10 @@ use tokio::time::Instant;
 const START_RATE: f64 = 10.0;
 /// The slowest pace a run of 429s can bring it to.
 const MIN_RATE: f64 = 0.05;
-/// How far back answered requests count for the rate the provider allows.
-const WINDOW: Duration = Duration::from_secs(5);
+/// How far back answered requests count for the rate the provider allows: the last
+/// second (when the pace was highest), or the last few requests at a slow pace.
+const WINDOW: Duration = Duration::from_secs(1);
+const WINDOW_REQUESTS: f64 = 5.0;
 /// How often the pace may grow.
 const RAISE_EVERY: Duration = Duration::from_secs(1);
 

@@ -180,6 +180,11 @@ impl Client {
         }
     }
 
+    /// The rate budget's pace now, in requests a second.
+    pub fn pace(&self) -> f64 {
+        self.budget.rate()
+    }
+
     /// How many HTTP requests this client (and its clones) has sent.
     pub fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

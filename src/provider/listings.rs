@@ -17,6 +17,8 @@ use super::{ApiError, Client, Listing};
 const GATHER: Duration = Duration::from_millis(5);
 /// Servers asked for at once before an account-wide listing is tried blind.
 const UNKNOWN_ACCOUNT_MIN_ASKS: usize = 50;
+/// The share of the rate budget that poll rounds may take.
+const POLL_SHARE: f64 = 0.1;
 /// The page size assumed until the provider shows its own.
 const ASSUMED_PAGE_SIZE: usize = 100;
 
@@ -91,11 +93,15 @@ impl Listings {
     /// Joins the planned round of `queue`, or plans one `delay` from now.
     async fn ask(&self, queue: Queue, server: u64, delay: Duration) -> Answer {
         let (tx, rx) = oneshot::channel();
-        let plan_round = {
+        let (plan_round, delay) = {
             let mut s = self.lock();
+            let delay = match queue {
+                Queue::First => delay,
+                Queue::Poll => delay.max(self.priced_interval(&s)),
+            };
             let (asks, planned) = s.queue(queue);
             asks.push((server, tx));
-            !std::mem::replace(planned, true)
+            (!std::mem::replace(planned, true), delay)
         };
         if plan_round {
             let me = self.clone();
@@ -111,6 +117,14 @@ impl Listings {
             });
         }
         Self::answer(rx).await
+    }
+
+    /// The shortest interval between poll rounds that keeps them within
+    /// [`POLL_SHARE`] of the rate budget, so creates and deletes are not starved by
+    /// listings: a round of many pages waits longer.
+    fn priced_interval(&self, s: &Shared) -> Duration {
+        let pages = Self::account_pages(s, s.poll_asks.len().max(1)).min(s.poll_asks.len().max(1));
+        Duration::from_secs_f64(pages as f64 / (POLL_SHARE * self.client.pace().max(0.01)))
     }
 
     async fn answer(rx: oneshot::Receiver<Answer>) -> Answer {
