@@ -160,10 +160,11 @@ impl RateBudget {
         let mut b = self.lock();
         let now = Instant::now();
         b.answered.push_back(now);
+        let window = WINDOW.max(Duration::from_secs_f64(WINDOW_REQUESTS / b.rate));
         while b
             .answered
             .front()
-            .is_some_and(|t| now.duration_since(*t) > WINDOW)
+            .is_some_and(|t| now.duration_since(*t) > window)
         {
             b.answered.pop_front();
         }
