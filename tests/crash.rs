@@ -386,16 +386,5 @@ snapshot_name = "{policy}-%Y%m%d-%H%M%S"
 }
 
 fn once_command(env: &Env) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"));
-    c.arg("-c")
-        .arg(&env.config)
-        .args(["once", "--policy", "cold"])
-        .env_remove("SNAPROTD_API_TOKEN")
-        .env_remove("SNAPROTD_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    c
+    env.command(&["once", "--policy", "cold"])
 }

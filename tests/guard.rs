@@ -469,19 +469,7 @@ async fn panic_in_a_job_is_a_failed_run_and_frees_the_server() {
 
 /// `once` with the given arguments, as a child process, its output collected.
 fn once(env: &Env, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"));
-    c.arg("-c")
-        .arg(&env.config)
-        .arg("once")
-        .args(args)
-        .env_remove("SNAPROTD_API_TOKEN")
-        .env_remove("SNAPROTD_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    c
+    env.command(&[&["once"], args].concat())
 }
 
 /// Ctrl-C past `shutdown_timeout`: the server is started while its snapshot is still

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
-use common::{Daemon, EVERY_2S, Env, Output, TOKEN, eventually};
+use common::{Daemon, EVERY_2S, Env, Output, eventually};
 use snaprotd::sim::SimState;
 
 /// A schedule that fires once, `secs` seconds from now (UTC, the default zone), and
@@ -49,35 +49,7 @@ fn request_log(st: &SimState) -> String {
 
 /// Runs `snaprotd -c CONFIG args…` as the harness does, killed if it outlives `secs`.
 async fn snaprotd(env: &Env, args: &[&str], secs: u64) -> Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-        .arg("-c")
-        .arg(&env.config)
-        .args(args)
-        .env_remove("SNAPROTD_API_TOKEN")
-        .env_remove("SNAPROTD_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("snaprotd runs");
-    let out = tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("snaprotd {args:?} did not exit within {secs}s"))
-        .expect("wait");
-    let o = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        !o.all().contains("panicked"),
-        "snaprotd panicked:\n{}",
-        o.all()
-    );
-    assert!(!o.all().contains(TOKEN), "the token appeared in the output");
-    o
+    env.snaprotd_within(args, secs).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

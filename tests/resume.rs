@@ -159,19 +159,7 @@ snapshot_name = "{policy}-%Y%m%d-%H%M%S"
             .replace("[daemon]", "[daemon]\nshutdown_timeout = \"10s\""),
     )
     .unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-        .arg("-c")
-        .arg(&env.config)
-        .args(["once", "--policy", "cold", "--server", "1"])
-        .env_remove("SNAPROTD_API_TOKEN")
-        .env_remove("SNAPROTD_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("once starts");
+    let child = once_child(&env, &["--policy", "cold", "--server", "1"]);
     let pid = child.id().expect("pid");
 
     let waiting = || {
@@ -424,18 +412,7 @@ async fn record_of_removed_policy_waits_for_its_snapshot() {
 // resumed by a daemon started meanwhile.
 
 fn once_child(env: &Env, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-        .arg("-c")
-        .arg(&env.config)
-        .arg("once")
-        .args(args)
-        .env_remove("SNAPROTD_API_TOKEN")
-        .env_remove("SNAPROTD_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+    env.command(&[&["once"], args].concat())
         .spawn()
         .expect("once starts")
 }

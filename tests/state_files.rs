@@ -8,10 +8,9 @@ mod common;
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{EVERY_2S, Env, Output, TOKEN, eventually};
+use common::{EVERY_2S, Env, Output, eventually};
 
 /// A `stop_server` policy on server 1 that neither fires during a test nor catches
 /// up: only a stopped-server record makes the daemon act on server 1.
@@ -56,32 +55,7 @@ fn assert_untouched(victim: &Path, what: &str, out: &str) {
 
 /// Runs `snaprotd -c CONFIG args…`, killed if it outlives `secs`.
 async fn snaprotd(env: &Env, args: &[&str], secs: u64) -> Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-        .arg("-c")
-        .arg(&env.config)
-        .args(args)
-        .env_remove("SNAPROTD_API_TOKEN")
-        .env_remove("SNAPROTD_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("snaprotd runs");
-    let out = tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("snaprotd {args:?} did not exit within {secs}s"))
-        .expect("wait");
-    let o = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!o.all().contains("panicked"), "panicked:\n{}", o.all());
-    assert!(!o.all().contains(TOKEN), "the token appeared:\n{}", o.all());
-    o
+    env.snaprotd_within(args, secs).await
 }
 
 async fn once(env: &Env) -> Output {

@@ -146,20 +146,8 @@ async fn a_snapshot_missing_from_one_listing_is_still_waited_for() {
     let env = Env::with_create_time(Duration::from_millis(1500)).await;
     env.sim.add_server(1, "db");
     env.write_config(&policy("1", 2, true));
-    let once = tokio::spawn({
-        let config = env.config.clone();
-        async move {
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-                .arg("-c")
-                .arg(config)
-                .arg("once")
-                .env_remove("SNAPROTD_API_TOKEN")
-                .env_remove("STATE_DIRECTORY")
-                .output()
-                .await
-                .expect("once runs")
-        }
-    });
+    let mut command = env.command(&["once"]);
+    let once = tokio::spawn(async move { command.output().await.expect("once runs") });
     // Once the snapshot is being made, the next listing leaves it out.
     assert!(
         eventually(10, || env

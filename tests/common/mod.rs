@@ -106,18 +106,37 @@ stop_timeout = "5s"
         std::fs::write(&self.config, format!("{}\n{policies}", self.header())).expect("config");
     }
 
-    pub async fn snaprotd(&self, args: &[&str]) -> Output {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-            .arg("-c")
+    /// `snaprotd -c CONFIG args…` as a child process, run as the harness runs it (no
+    /// token, configuration, credentials, state directory or notify socket from the
+    /// environment), its output piped, killed when dropped.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"));
+        c.arg("-c")
             .arg(&self.config)
             .args(args)
             .env_remove("SNAPROTD_API_TOKEN")
             .env_remove("SNAPROTD_CONFIG")
             .env_remove("CREDENTIALS_DIRECTORY")
             .env_remove("STATE_DIRECTORY")
-            .output()
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    pub async fn snaprotd(&self, args: &[&str]) -> Output {
+        self.snaprotd_within(args, 120).await
+    }
+
+    /// Runs `snaprotd args…` to its end, killed if it outlives `secs`; it must not panic
+    /// or show the token.
+    pub async fn snaprotd_within(&self, args: &[&str], secs: u64) -> Output {
+        let child = self.command(args).spawn().expect("snaprotd runs");
+        let out = tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output())
             .await
-            .expect("snaprotd runs");
+            .unwrap_or_else(|_| panic!("snaprotd {args:?} did not exit within {secs}s"))
+            .expect("wait");
         let o = Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
