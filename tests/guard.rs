@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
-use common::{Daemon, EVERY_2S, Env, eventually};
+use common::{Daemon, EVERY_2S, Env, eventually, request_log};
 use snaprotd::sim::{Fault, FaultAction, RequestRecord, SimState};
 
 /// A schedule that fires once, `secs` seconds from now (UTC, the default zone), and
@@ -65,22 +65,6 @@ fn first_start_sent(st: &SimState, server: u64) -> Option<RequestRecord> {
         .iter()
         .find(|r| r.method == "POST" && r.path == start_path(server))
         .cloned()
-}
-
-fn request_log(st: &SimState) -> String {
-    st.requests
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {} {}",
-                r.at.format("%H:%M:%S%.3f"),
-                r.method,
-                r.path,
-                r.status
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Checks that server 1's first accepted start came after snapshot `name` completed.

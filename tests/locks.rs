@@ -6,8 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
-use common::{Daemon, EVERY_2S, Env, Output, eventually};
-use snaprotd::sim::SimState;
+use common::{Daemon, EVERY_2S, Env, Output, eventually, request_log};
 
 /// A schedule that fires once, `secs` seconds from now (UTC, the default zone), and
 /// that fire's time.
@@ -28,23 +27,6 @@ fn names_number(text: &str, number: u32) -> bool {
         let after = text[i + n.len()..].chars().next();
         !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
     })
-}
-
-fn request_log(st: &SimState) -> String {
-    st.requests
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            format!(
-                "{i:3} {} {} {} {}",
-                r.at.format("%H:%M:%S%.3f"),
-                r.method,
-                r.path,
-                r.status
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Runs `snaprotd -c CONFIG args…` as the harness does, killed if it outlives `secs`.

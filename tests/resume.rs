@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{Daemon, Env, TOKEN, days_ago, eventually};
+use common::{Daemon, Env, TOKEN, days_ago, eventually, request_log};
 use snaprotd::sim::{Fault, SimState};
 
 /// A `stop_server` policy on server 1 that does not fire during a test and does not
@@ -86,14 +86,6 @@ fn starts(st: &SimState, server: u64) -> Vec<DateTime<Utc>> {
         .filter(|r| r.method == "POST" && r.path == path && (200..300).contains(&r.status))
         .map(|r| r.at)
         .collect()
-}
-
-fn request_log(st: &SimState) -> String {
-    st.requests
-        .iter()
-        .map(|r| format!("{} {} {} {}", r.at.to_rfc3339(), r.method, r.path, r.status))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn is_running(env: &Env, server: u64) -> bool {

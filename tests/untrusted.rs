@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Env, TOKEN, days_ago, eventually};
+use common::{Env, TOKEN, days_ago, eventually, request_log};
 use snaprotd::sim::{Fault, FaultAction, SimState};
 
 fn owned_name(days: i64) -> String {
@@ -26,22 +26,6 @@ stop_server = {stop}
 snapshot_name = "{{policy}}-%Y%m%d-%H%M%S"
 "#
     )
-}
-
-fn request_log(st: &SimState) -> String {
-    st.requests
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {} {}",
-                r.at.format("%H:%M:%S%.3f"),
-                r.method,
-                r.path,
-                r.status
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread")]

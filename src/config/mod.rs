@@ -87,6 +87,13 @@ pub struct Policy {
     pub catch_up: bool,
 }
 
+/// The policy of job `policy@server` among `policies`, when that job is configured.
+pub fn job_policy<'a>(policies: &'a [Policy], policy: &str, server: u64) -> Option<&'a Policy> {
+    policies
+        .iter()
+        .find(|p| p.name == policy && p.servers.contains(&server))
+}
+
 /// How long a job polls and waits: a policy's own, or `[defaults]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -127,7 +134,7 @@ impl Config {
 
     /// The policy of job `policy@server`, when that job is configured.
     pub fn job_policy(&self, policy: &str, server: u64) -> Option<&Policy> {
-        self.policy(policy).filter(|p| p.servers.contains(&server))
+        job_policy(&self.policies, policy, server)
     }
 
     /// Reads and validates the file at `path`: a regular file of at most 1 MiB, opened

@@ -528,9 +528,7 @@ impl Rotation<'_> {
                     r.stopped_at.to_rfc3339(),
                     r.snapshot_name
                 );
-                self.policies
-                    .iter()
-                    .find(|p| p.name == r.policy && p.servers.contains(&r.server))
+                crate::config::job_policy(self.policies, &r.policy, r.server)
                     .map_or(self.defaults, Policy::timing)
             }
             StoppedEntry::Corrupt { .. } => self.defaults,

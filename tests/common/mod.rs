@@ -166,6 +166,23 @@ stop_timeout = "5s"
     }
 }
 
+/// Every request the simulator saw, one a line: time, method, path, status.
+pub fn request_log(st: &snaprotd::sim::SimState) -> String {
+    st.requests
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r.at.format("%H:%M:%S%.3f"),
+                r.method,
+                r.path,
+                r.status
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A time `days` days ago.
 pub fn days_ago(days: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() - chrono::Duration::days(days)
