@@ -86,8 +86,27 @@ def run(n, tmp, args):
               f"wall {wall:.1f} s vs ideal {ideal:.1f} s ({wall / ideal:.2f}x), {n429} x 429, "
               f"peak RSS {peak_kb / 1024:.1f} MB, CPU {cpu:.1f} s; listings: {account} account-wide pages, "
               f"{per_server} per-server", flush=True)
+        if args.timeline:
+            timeline(reqs)
     finally:
         sim.terminate()
+
+
+def timeline(reqs):
+    """Prints the requests of each second: creates, deletes, listing pages, 429s."""
+    from datetime import datetime
+    def at(x):
+        return datetime.fromisoformat(x["at"].replace("Z", "+00:00")).timestamp()
+    t0 = min(at(x) for x in reqs)
+    rows = {}
+    for x in reqs:
+        kind = "429" if x["status"] == 429 else {"POST": "create", "DELETE": "delete"}.get(
+            x["method"], "list" if "server_id=" not in x["path"] else "list1")
+        row = rows.setdefault(int(at(x) - t0), {})
+        row[kind] = row.get(kind, 0) + 1
+    for sec in range(max(rows) + 1):
+        row = rows.get(sec, {})
+        print(f"  {sec:>4}s " + " ".join(f"{k}={row[k]}" for k in sorted(row)), flush=True)
 
 
 def main():
@@ -96,6 +115,7 @@ def main():
     parser.add_argument("--burst", type=float, help="the provider's bucket (default: a second's worth)")
     parser.add_argument("--ceiling", type=int, help="[api] max_requests_per_second (default unset)")
     parser.add_argument("--old", action="store_true", help="one old snapshot per server, keep = 1")
+    parser.add_argument("--timeline", action="store_true", help="print the requests of each second")
     parser.add_argument("sizes", type=int, nargs="*", default=[100, 1000, 10000])
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "--locked", "-q"], cwd=ROOT, check=True)

@@ -9,10 +9,11 @@
 //! pace grows back quickly to just under that rate, then by a hundredth a second. Requests
 //! that start a server snaprotd stopped go ahead of all others and through a pause.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 /// The pace before anything is known, when no ceiling is set.
@@ -26,8 +27,31 @@ const WINDOW_REQUESTS: f64 = 5.0;
 /// How often the pace may grow.
 const RAISE_EVERY: Duration = Duration::from_secs(1);
 
+/// Which requests go first when several wait for the budget. Within a class, the
+/// request that first asked goes first, also when it is sent again after a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// Starting a server snaprotd stopped (and reading its status): ahead of all
+    /// others, and through a 429's pause.
+    Priority,
+    /// Everything a rotation still waits on: listings, stops, creates, polls.
+    Normal,
+    /// Deletes: nothing waits on them, so they go when nothing else waits (a fleet
+    /// firing together makes every snapshot first, and prunes while they complete).
+    Last,
+}
+
+/// A request's place in the budget's line, kept across its retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Place {
+    class: Class,
+    seq: u64,
+}
+
 pub struct RateBudget {
-    bucket: Mutex<Bucket>,
+    bucket: Arc<Mutex<Bucket>>,
+    /// Wakes the line's driver when a request joins it.
+    joined: Arc<Notify>,
 }
 
 struct Bucket {
@@ -39,8 +63,11 @@ struct Bucket {
     tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
-    /// Priority requests waiting for a token: the others wait behind them.
-    priority_waiting: usize,
+    /// The requests waiting for a token, in the order they go.
+    line: BTreeMap<Place, oneshot::Sender<()>>,
+    next_seq: u64,
+    /// A task hands out tokens to the line while it is not empty.
+    driving: bool,
     /// When answers (other than 429) came, over the last `WINDOW`.
     answered: VecDeque<Instant>,
     /// Doubling until the first 429.
@@ -68,10 +95,17 @@ impl Bucket {
         self.ceiling.map_or(rate, |c| rate.min(c))
     }
 
-    /// The wait for the next token at the current pace.
-    fn wait_for_token(&mut self) -> Duration {
-        self.held_back = true;
-        Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.rate)
+    /// How long a request of `class` must wait before it may be sent (zero: now).
+    fn wait(&mut self, class: Class, now: Instant) -> Duration {
+        match self.paused_until {
+            Some(until) if until > now && class != Class::Priority => until - now,
+            _ if self.tokens >= 1.0 => Duration::ZERO,
+            _ => {
+                self.held_back = true;
+                Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.rate)
+                    .max(Duration::from_millis(1))
+            }
+        }
     }
 }
 
@@ -81,19 +115,22 @@ impl RateBudget {
     pub fn new(ceiling: Option<f64>) -> RateBudget {
         let now = Instant::now();
         RateBudget {
-            bucket: Mutex::new(Bucket {
+            bucket: Arc::new(Mutex::new(Bucket {
                 rate: ceiling.unwrap_or(START_RATE).max(MIN_RATE),
                 ceiling,
                 tokens: 1.0,
                 last: now,
                 paused_until: None,
-                priority_waiting: 0,
+                line: BTreeMap::new(),
+                next_seq: 0,
+                driving: false,
                 answered: VecDeque::new(),
                 slow_start: true,
                 known_limit: None,
                 held_back: false,
                 last_raise: now,
-            }),
+            })),
+            joined: Arc::new(Notify::new()),
         }
     }
 
@@ -109,50 +146,46 @@ impl RateBudget {
         self.lock().rate
     }
 
-    /// Waits until a request may be sent.
-    pub async fn acquire(&self) {
-        loop {
-            let wait = {
-                let mut b = self.lock();
-                let now = b.refill();
-                match b.paused_until {
-                    Some(until) if until > now => until - now,
-                    _ if b.tokens >= 1.0 && b.priority_waiting == 0 => {
-                        b.tokens -= 1.0;
-                        return;
-                    }
-                    _ => b.wait_for_token().max(Duration::from_millis(1)),
-                }
-            };
-            tokio::time::sleep(wait).await;
+    /// A place in the line for a new request of `class`, behind every request of its
+    /// class that asked before.
+    pub fn place(&self, class: Class) -> Place {
+        let mut b = self.lock();
+        b.next_seq += 1;
+        Place {
+            class,
+            seq: b.next_seq,
         }
     }
 
-    /// Waits for a token ahead of every other waiting request, and through a 429's
-    /// pause: for starting a server that snaprotd stopped (and reading its status),
-    /// which must never wait behind other work. It still keeps to the pace.
-    pub async fn acquire_priority(&self) {
-        /// Counts this request as waiting, also when its future is dropped early.
-        struct Waiting<'a>(&'a RateBudget);
-        impl Drop for Waiting<'_> {
+    /// Waits until the request at `place` may be sent: requests go one by one at the
+    /// pace, in the order of their places; only the line's first one is ever woken.
+    pub async fn acquire(&self, place: Place) {
+        let granted = {
+            let mut b = self.lock();
+            let now = b.refill();
+            let first = b.line.first_key_value().is_none_or(|(p, _)| place < *p);
+            if first && b.wait(place.class, now).is_zero() {
+                b.tokens -= 1.0;
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            b.line.insert(place, tx);
+            if !std::mem::replace(&mut b.driving, true) {
+                tokio::spawn(drive(self.bucket.clone(), self.joined.clone()));
+            }
+            rx
+        };
+        self.joined.notify_one();
+        /// Leaves the line when the request is given up before its turn.
+        struct Leave<'a>(&'a RateBudget, Place);
+        impl Drop for Leave<'_> {
             fn drop(&mut self) {
-                self.0.lock().priority_waiting -= 1;
+                self.0.lock().line.remove(&self.1);
             }
         }
-        self.lock().priority_waiting += 1;
-        let _waiting = Waiting(self);
-        loop {
-            let wait = {
-                let mut b = self.lock();
-                b.refill();
-                if b.tokens >= 1.0 {
-                    b.tokens -= 1.0;
-                    return;
-                }
-                b.wait_for_token()
-            };
-            tokio::time::sleep(wait).await;
-        }
+        let _leave = Leave(self, place);
+        // The sender is dropped without a token only when the runtime shuts down.
+        let _ = granted.await;
     }
 
     /// An answer other than 429 came: the pace may grow if requests are held back by it.
@@ -209,7 +242,41 @@ impl RateBudget {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
-        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.bucket)
+    }
+}
+
+fn lock(bucket: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
+    bucket.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Hands out tokens to the line, first place first, until the line is empty.
+async fn drive(bucket: Arc<Mutex<Bucket>>, joined: Arc<Notify>) {
+    loop {
+        let wait = {
+            let mut b = lock(&bucket);
+            let now = b.refill();
+            let Some(first) = b.line.first_key_value().map(|(p, _)| *p) else {
+                b.driving = false;
+                return;
+            };
+            let wait = b.wait(first.class, now);
+            if wait.is_zero() {
+                let waiter = b.line.remove(&first);
+                // A request given up since it joined takes no token.
+                if waiter.is_some_and(|tx| tx.send(()).is_ok()) {
+                    b.tokens -= 1.0;
+                }
+                continue;
+            }
+            wait
+        };
+        // A request that joins may go before the one waited for (a priority one
+        // through a pause): look again when one does.
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = joined.notified() => {}
+        }
     }
 }
 
@@ -222,7 +289,7 @@ mod tests {
         let budget = RateBudget::new(Some(20.0));
         let started = Instant::now();
         for _ in 0..21 {
-            budget.acquire().await;
+            budget.acquire(budget.place(Class::Normal)).await;
         }
         // The first at once, then one every 50 ms: no burst.
         assert_eq!(started.elapsed(), Duration::from_secs(1));
@@ -234,7 +301,7 @@ mod tests {
         assert_eq!(budget.rate(), START_RATE);
         // A provider that answers everything: the pace doubles each second.
         for _ in 0..40 {
-            budget.acquire().await;
+            budget.acquire(budget.place(Class::Normal)).await;
             budget.answered();
         }
         assert!(budget.rate() >= 2.0 * START_RATE, "{}", budget.rate());
@@ -249,9 +316,9 @@ mod tests {
         assert!((18.0..=24.0).contains(&rate), "{rate}");
         // Every request waits the Retry-After, and then they go one by one.
         let paused = Instant::now();
-        budget.acquire().await;
+        budget.acquire(budget.place(Class::Normal)).await;
         let first = paused.elapsed();
-        budget.acquire().await;
+        budget.acquire(budget.place(Class::Normal)).await;
         assert!(first >= Duration::from_secs(3), "{first:?}");
         assert!(
             paused.elapsed()
@@ -264,7 +331,7 @@ mod tests {
         let budget = RateBudget::new(None);
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            budget.acquire().await;
+            budget.acquire(budget.place(Class::Normal)).await;
             budget.answered();
         }
         assert_eq!(budget.rate(), START_RATE);
@@ -274,7 +341,7 @@ mod tests {
     async fn the_ceiling_bounds_the_pace() {
         let budget = RateBudget::new(Some(12.0));
         for _ in 0..60 {
-            budget.acquire().await;
+            budget.acquire(budget.place(Class::Normal)).await;
             budget.answered();
         }
         assert_eq!(budget.rate(), 12.0);
@@ -285,18 +352,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn priority_requests_pass_a_pause_and_the_queue_but_keep_the_pace() {
         let budget = std::sync::Arc::new(RateBudget::new(Some(2.0)));
-        budget.acquire().await;
+        budget.acquire(budget.place(Class::Normal)).await;
         budget.rate_limited(Duration::from_secs(300));
         let normal = {
             let b = budget.clone();
             tokio::spawn(async move {
-                b.acquire().await;
+                b.acquire(b.place(Class::Normal)).await;
                 Instant::now()
             })
         };
         let started = Instant::now();
         for _ in 0..4 {
-            budget.acquire_priority().await;
+            budget.acquire(budget.place(Class::Priority)).await;
         }
         // Four at the pace (halved by the 429) from an empty bucket, not after 300 s.
         let took = started.elapsed();
@@ -307,11 +374,72 @@ mod tests {
         );
         assert!(!normal.is_finished(), "a normal request passed the pause");
         // A priority request given up does not hold the others back for good.
-        let dropped =
-            tokio::time::timeout(Duration::from_millis(1), budget.acquire_priority()).await;
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(1),
+            budget.acquire(budget.place(Class::Priority)),
+        )
+        .await;
         assert!(dropped.is_err());
-        assert_eq!(budget.lock().priority_waiting, 0);
+        assert!(
+            budget.lock().line.len() <= 1,
+            "a given-up request stays in line"
+        );
         let at = normal.await.unwrap();
         assert!(at >= started + Duration::from_secs(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_line_goes_by_class_then_by_first_ask() {
+        let budget = std::sync::Arc::new(RateBudget::new(Some(10.0)));
+        budget.acquire(budget.place(Class::Normal)).await;
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Asked in this order while the bucket is empty: a delete, two creates, a start.
+        for (name, class) in [
+            ("delete", Class::Last),
+            ("create 1", Class::Normal),
+            ("create 2", Class::Normal),
+            ("start", Class::Priority),
+        ] {
+            let place = budget.place(class);
+            let (b, order) = (budget.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                b.acquire(place).await;
+                order.lock().unwrap().push((name, Instant::now()));
+            }));
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let names: Vec<_> = order.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["start", "create 1", "create 2", "delete"]);
+        // Still one by one at the pace.
+        for pair in order.windows(2) {
+            assert!(
+                pair[1].1 - pair[0].1 >= Duration::from_millis(99),
+                "{order:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_sent_again_after_a_429_keeps_its_place() {
+        let budget = std::sync::Arc::new(RateBudget::new(Some(10.0)));
+        let retried = budget.place(Class::Normal);
+        budget.acquire(retried).await;
+        // Its 429: the others asked meanwhile; the retry still goes first.
+        budget.rate_limited(Duration::from_secs(2));
+        let later = budget.place(Class::Normal);
+        let b = budget.clone();
+        let other = tokio::spawn(async move {
+            b.acquire(later).await;
+            Instant::now()
+        });
+        tokio::task::yield_now().await;
+        budget.acquire(retried).await;
+        let retried_at = Instant::now();
+        assert!(other.await.unwrap() > retried_at);
     }
 }

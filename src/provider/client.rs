@@ -19,7 +19,7 @@ use super::ApiToken;
 use super::assumptions::{
     self, MAX_BODY, MAX_ERROR_TEXT, MAX_LISTING_TIME, MAX_PAGES, MAX_RETRY_AFTER,
 };
-use super::budget::RateBudget;
+use super::budget::{Class, Place, RateBudget};
 use super::listing::Listing;
 use super::types::{RestoreAnswer, Server, Snapshot, SnapshotPage};
 use crate::config::ApiConfig;
@@ -180,6 +180,19 @@ impl Client {
         }
     }
 
+    /// A new request's place in the rate budget's line: a priority client's first,
+    /// deletes last (nothing waits on them), the rest in the order they ask.
+    fn place(&self, method: &Method) -> Place {
+        let class = if self.priority {
+            Class::Priority
+        } else if method == Method::DELETE {
+            Class::Last
+        } else {
+            Class::Normal
+        };
+        self.budget.place(class)
+    }
+
     /// The rate budget's pace now, in requests a second.
     pub fn pace(&self) -> f64 {
         self.budget.rate()
@@ -306,10 +319,14 @@ impl Client {
             description,
         };
         let deadline = rate_limit_deadline();
+        let place = self.place(&Method::POST);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let lost = match self.attempt(Method::POST, url.clone(), Some(&body)).await {
+            let lost = match self
+                .attempt(place, Method::POST, url.clone(), Some(&body))
+                .await
+            {
                 Attempt::Answer(a) if a.status.is_success() => {
                     match serde_json::from_slice::<Snapshot>(&a.body) {
                         Ok(snapshot) if snapshot.name == name && snapshot.server.id == server => {
@@ -396,7 +413,10 @@ impl Client {
         let url = self.url(&format!("snapshots/{id}/restore/"))?;
         let call = format!("POST /snapshots/{id}/restore/");
         // A restore overwrites the server: never sent twice on a lost answer.
-        match self.attempt(Method::POST, url, None::<&()>).await {
+        match self
+            .attempt(self.place(&Method::POST), Method::POST, url, None::<&()>)
+            .await
+        {
             Attempt::Answer(a) if a.status.is_success() => {
                 serde_json::from_slice(&a.body).map_err(|e| ApiError::Malformed {
                     call,
@@ -468,35 +488,37 @@ impl Client {
         call: &str,
     ) -> Result<Vec<u8>, ApiError> {
         let deadline = rate_limit_deadline();
+        let place = self.place(&method);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (retry_after, error) = match self.attempt(method.clone(), url.clone(), body).await {
-                Attempt::Answer(a) if a.status.is_success() => return Ok(a.body),
-                // Held back by the provider's rate, not failed: the budget's pause
-                // holds the next try, which does not count as an attempt.
-                Attempt::Answer(a)
-                    if a.status == StatusCode::TOO_MANY_REQUESTS && !past(deadline) =>
-                {
-                    attempt -= 1;
-                    continue;
-                }
-                Attempt::Answer(a) => {
-                    let error = self.status_error(call, &a, attempt);
-                    if !assumptions::is_retryable(a.status.as_u16()) {
-                        return Err(error);
+            let (retry_after, error) =
+                match self.attempt(place, method.clone(), url.clone(), body).await {
+                    Attempt::Answer(a) if a.status.is_success() => return Ok(a.body),
+                    // Held back by the provider's rate, not failed: the budget's pause
+                    // holds the next try, which does not count as an attempt.
+                    Attempt::Answer(a)
+                        if a.status == StatusCode::TOO_MANY_REQUESTS && !past(deadline) =>
+                    {
+                        attempt -= 1;
+                        continue;
                     }
-                    (a.retry_after, error)
-                }
-                Attempt::NotSent(message) | Attempt::Lost(message) => (
-                    None,
-                    ApiError::Network {
-                        call: call.to_string(),
-                        message,
-                        attempts: attempt,
-                    },
-                ),
-            };
+                    Attempt::Answer(a) => {
+                        let error = self.status_error(call, &a, attempt);
+                        if !assumptions::is_retryable(a.status.as_u16()) {
+                            return Err(error);
+                        }
+                        (a.retry_after, error)
+                    }
+                    Attempt::NotSent(message) | Attempt::Lost(message) => (
+                        None,
+                        ApiError::Network {
+                            call: call.to_string(),
+                            message,
+                            attempts: attempt,
+                        },
+                    ),
+                };
             if attempt >= self.max_attempts {
                 return Err(error);
             }
@@ -508,11 +530,12 @@ impl Client {
     /// One HTTP exchange.
     async fn attempt<B: Serialize + ?Sized>(
         &self,
+        place: Place,
         method: Method,
         url: Url,
         body: Option<&B>,
     ) -> Attempt {
-        let attempt = self.attempt_once(method, url, body).await;
+        let attempt = self.attempt_once(place, method, url, body).await;
         match &attempt {
             Attempt::Answer(a) if a.status == StatusCode::TOO_MANY_REQUESTS => {
                 self.stats.add("error", "http_429");
@@ -536,15 +559,12 @@ impl Client {
 
     async fn attempt_once<B: Serialize + ?Sized>(
         &self,
+        place: Place,
         method: Method,
         url: Url,
         body: Option<&B>,
     ) -> Attempt {
-        if self.priority {
-            self.budget.acquire_priority().await;
-        } else {
-            self.budget.acquire().await;
-        }
+        self.budget.acquire(place).await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.stats.add("request", method.as_str());
         let mut request = self

@@ -9,12 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::{ApiError, Client, Listing};
 
 /// How long first-listing asks are gathered before a round answers them: jobs that
-/// fire together ask within a few milliseconds of each other.
+/// fire together ask within a few milliseconds of each other, so the round waits until
+/// no ask has come for `GATHER`, and at most `MAX_GATHER`.
 const GATHER: Duration = Duration::from_millis(5);
+const MAX_GATHER: Duration = Duration::from_millis(200);
 /// Servers asked for at once before an account-wide listing is tried blind.
 const UNKNOWN_ACCOUNT_MIN_ASKS: usize = 50;
 /// The share of the rate budget that poll rounds may take.
@@ -48,6 +51,8 @@ struct Shared {
     /// interval, shared by every waiting job.
     poll_asks: Asks,
     poll_round_planned: bool,
+    /// When the last ask of each queue came.
+    last_ask: [Option<Instant>; 2],
     /// What account-wide listings showed: total snapshots, and the page size.
     account_count: Option<u64>,
     page_size: Option<usize>,
@@ -62,6 +67,21 @@ impl Shared {
             Queue::First => (&mut self.asks, &mut self.round_planned),
             Queue::Poll => (&mut self.poll_asks, &mut self.poll_round_planned),
         }
+    }
+
+    /// How long a round planned at `planned` should still wait for more asks: until
+    /// the queue has been quiet for `quiet`, at most `at_most` from `planned`.
+    fn still_gathering(
+        &self,
+        queue: Queue,
+        planned: Instant,
+        quiet: Duration,
+        at_most: Duration,
+    ) -> Option<Duration> {
+        let now = Instant::now();
+        let last = self.last_ask[queue as usize]?;
+        let until = (last + quiet).min(planned + at_most);
+        (until > now).then(|| until - now)
     }
 }
 
@@ -99,6 +119,7 @@ impl Listings {
                 Queue::First => delay,
                 Queue::Poll => delay.max(self.priced_interval(&s)),
             };
+            s.last_ask[queue as usize] = Some(Instant::now());
             let (asks, planned) = s.queue(queue);
             asks.push((server, tx));
             (!std::mem::replace(planned, true), delay)
@@ -106,7 +127,15 @@ impl Listings {
         if plan_round {
             let me = self.clone();
             tokio::spawn(async move {
+                let planned = Instant::now();
                 tokio::time::sleep(delay).await;
+                if let Queue::First = queue {
+                    loop {
+                        let more = me.lock().still_gathering(queue, planned, delay, MAX_GATHER);
+                        let Some(more) = more else { break };
+                        tokio::time::sleep(more).await;
+                    }
+                }
                 let asks = {
                     let mut s = me.lock();
                     let (asks, planned) = s.queue(queue);
