@@ -34,7 +34,11 @@ pub enum Class {
     /// Starting a server snaprotd stopped (and reading its status): ahead of all
     /// others, and through a 429's pause.
     Priority,
-    /// Everything a rotation still waits on: listings, stops, creates, polls.
+    /// Listings, which many jobs share (a job's first listing and the poll rounds):
+    /// rounds are priced to a small share of the budget, and are never starved by a
+    /// crowd of creates.
+    Listing,
+    /// What a rotation waits on: stops, creates, status reads.
     Normal,
     /// Deletes: nothing waits on them, so they go when nothing else waits (a fleet
     /// firing together makes every snapshot first, and prunes while they complete).
@@ -394,11 +398,12 @@ mod tests {
         budget.acquire(budget.place(Class::Normal)).await;
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        // Asked in this order while the bucket is empty: a delete, two creates, a start.
+        // Asked in this order while the bucket is empty.
         for (name, class) in [
             ("delete", Class::Last),
             ("create 1", Class::Normal),
             ("create 2", Class::Normal),
+            ("poll round", Class::Listing),
             ("start", Class::Priority),
         ] {
             let place = budget.place(class);
@@ -414,7 +419,10 @@ mod tests {
         }
         let order = order.lock().unwrap().clone();
         let names: Vec<_> = order.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["start", "create 1", "create 2", "delete"]);
+        assert_eq!(
+            names,
+            ["start", "poll round", "create 1", "create 2", "delete"]
+        );
         // Still one by one at the pace.
         for pair in order.windows(2) {
             assert!(

@@ -181,16 +181,13 @@ impl Client {
     }
 
     /// A new request's place in the rate budget's line: a priority client's first,
-    /// deletes last (nothing waits on them), the rest in the order they ask.
-    fn place(&self, method: &Method) -> Place {
-        let class = if self.priority {
+    /// then by `class` in the order they ask.
+    fn place(&self, class: Class) -> Place {
+        self.budget.place(if self.priority {
             Class::Priority
-        } else if method == Method::DELETE {
-            Class::Last
         } else {
-            Class::Normal
-        };
-        self.budget.place(class)
+            class
+        })
     }
 
     /// The rate budget's pace now, in requests a second.
@@ -253,13 +250,15 @@ impl Client {
             url.query_pairs_mut()
                 .append_pair("server_id", &id.to_string());
         }
+        // One listing, one place in the budget's line, for all its pages.
+        let place = self.place(Class::Listing);
         let mut all = Vec::new();
         let mut info = ListingInfo::default();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
             let call = format!("GET {}", display_path(&url));
             let page: SnapshotPage = self
-                .call_json(Method::GET, url.clone(), None::<&()>, &call)
+                .call_json(place, Method::GET, url.clone(), None::<&()>, &call)
                 .await?;
             info.count = info.count.or(page.count);
             info.pages += 1;
@@ -319,7 +318,7 @@ impl Client {
             description,
         };
         let deadline = rate_limit_deadline();
-        let place = self.place(&Method::POST);
+        let place = self.place(Class::Normal);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -404,9 +403,15 @@ impl Client {
     pub async fn delete_snapshot(&self, id: u64) -> Result<(), ApiError> {
         let url = self.url(&format!("snapshots/{id}/"))?;
         let call = format!("DELETE /snapshots/{id}/");
-        self.call(Method::DELETE, url, None::<&()>, &call)
-            .await
-            .map(|_| ())
+        self.call(
+            self.place(Class::Last),
+            Method::DELETE,
+            url,
+            None::<&()>,
+            &call,
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn restore_snapshot(&self, id: u64) -> Result<RestoreAnswer, ApiError> {
@@ -414,7 +419,7 @@ impl Client {
         let call = format!("POST /snapshots/{id}/restore/");
         // A restore overwrites the server: never sent twice on a lost answer.
         match self
-            .attempt(self.place(&Method::POST), Method::POST, url, None::<&()>)
+            .attempt(self.place(Class::Normal), Method::POST, url, None::<&()>)
             .await
         {
             Attempt::Answer(a) if a.status.is_success() => {
@@ -435,25 +440,44 @@ impl Client {
     pub async fn server(&self, id: u64) -> Result<Server, ApiError> {
         let url = self.url(&format!("servers/{id}/"))?;
         let call = format!("GET /servers/{id}/");
-        self.call_json(Method::GET, url, None::<&()>, &call).await
+        self.call_json(
+            self.place(Class::Normal),
+            Method::GET,
+            url,
+            None::<&()>,
+            &call,
+        )
+        .await
     }
 
     /// Asks the provider to stop the server (repeating it is harmless).
     pub async fn stop_server(&self, id: u64) -> Result<(), ApiError> {
         let url = self.url(&format!("servers/{id}/stop/"))?;
         let call = format!("POST /servers/{id}/stop/");
-        self.call(Method::POST, url, None::<&()>, &call)
-            .await
-            .map(|_| ())
+        self.call(
+            self.place(Class::Normal),
+            Method::POST,
+            url,
+            None::<&()>,
+            &call,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Asks the provider to start the server (repeating it is harmless).
     pub async fn start_server(&self, id: u64) -> Result<(), ApiError> {
         let url = self.url(&format!("servers/{id}/start/"))?;
         let call = format!("POST /servers/{id}/start/");
-        self.call(Method::POST, url, None::<&()>, &call)
-            .await
-            .map(|_| ())
+        self.call(
+            self.place(Class::Normal),
+            Method::POST,
+            url,
+            None::<&()>,
+            &call,
+        )
+        .await
+        .map(|_| ())
     }
 
     fn url(&self, path: &str) -> Result<Url, ApiError> {
@@ -464,12 +488,13 @@ impl Client {
 
     async fn call_json<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
+        place: Place,
         method: Method,
         url: Url,
         body: Option<&B>,
         call: &str,
     ) -> Result<T, ApiError> {
-        let bytes = self.call(method, url, body, call).await?;
+        let bytes = self.call(place, method, url, body, call).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             self.stats.add("error", "decode");
             ApiError::Malformed {
@@ -482,13 +507,13 @@ impl Client {
     /// A request that is safe to repeat: retried on 429, 5xx and network errors.
     async fn call<B: Serialize + ?Sized>(
         &self,
+        place: Place,
         method: Method,
         url: Url,
         body: Option<&B>,
         call: &str,
     ) -> Result<Vec<u8>, ApiError> {
         let deadline = rate_limit_deadline();
-        let place = self.place(&method);
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -46,13 +46,16 @@ type Asks = Vec<(u64, oneshot::Sender<Answer>)>;
 struct Shared {
     /// Asks for a listing now (a job's first step).
     asks: Asks,
-    round_planned: bool,
+    /// A task runs rounds of first listings.
+    rounds_running: bool,
     /// Asks from jobs waiting for a snapshot: answered by poll rounds, one per poll
     /// interval, shared by every waiting job.
     poll_asks: Asks,
-    poll_round_planned: bool,
+    poll_rounds_running: bool,
     /// When the last ask of each queue came.
     last_ask: [Option<Instant>; 2],
+    /// The shortest delay the asks waiting in each queue asked for.
+    delay: [Option<Duration>; 2],
     /// What account-wide listings showed: total snapshots, and the page size.
     account_count: Option<u64>,
     page_size: Option<usize>,
@@ -64,8 +67,8 @@ struct Shared {
 impl Shared {
     fn queue(&mut self, queue: Queue) -> (&mut Asks, &mut bool) {
         match queue {
-            Queue::First => (&mut self.asks, &mut self.round_planned),
-            Queue::Poll => (&mut self.poll_asks, &mut self.poll_round_planned),
+            Queue::First => (&mut self.asks, &mut self.rounds_running),
+            Queue::Poll => (&mut self.poll_asks, &mut self.poll_rounds_running),
         }
     }
 
@@ -110,50 +113,72 @@ impl Listings {
         self.ask(Queue::Poll, server, interval).await
     }
 
-    /// Joins the planned round of `queue`, or plans one `delay` from now.
+    /// Joins the next round of `queue`, starting a task that runs its rounds when none
+    /// runs. Rounds of a queue run one after the other, never side by side: asks that
+    /// come while a round is under way are answered by the next one, `delay` after it
+    /// (for first listings: once asks stop coming; for polls: the poll interval, or
+    /// longer when the round is costly), which then knows the account's size.
     async fn ask(&self, queue: Queue, server: u64, delay: Duration) -> Answer {
         let (tx, rx) = oneshot::channel();
-        let (plan_round, delay) = {
+        let start_rounds = {
             let mut s = self.lock();
-            let delay = match queue {
-                Queue::First => delay,
-                Queue::Poll => delay.max(self.priced_interval(&s)),
-            };
             s.last_ask[queue as usize] = Some(Instant::now());
-            let (asks, planned) = s.queue(queue);
+            let wanted = &mut s.delay[queue as usize];
+            *wanted = Some(wanted.map_or(delay, |d| d.min(delay)));
+            let (asks, running) = s.queue(queue);
             asks.push((server, tx));
-            (!std::mem::replace(planned, true), delay)
+            !std::mem::replace(running, true)
         };
-        if plan_round {
+        if start_rounds {
             let me = self.clone();
-            tokio::spawn(async move {
-                let planned = Instant::now();
-                tokio::time::sleep(delay).await;
-                if let Queue::First = queue {
-                    loop {
-                        let more = me.lock().still_gathering(queue, planned, delay, MAX_GATHER);
-                        let Some(more) = more else { break };
-                        tokio::time::sleep(more).await;
-                    }
-                }
-                let asks = {
-                    let mut s = me.lock();
-                    let (asks, planned) = s.queue(queue);
-                    *planned = false;
-                    std::mem::take(asks)
-                };
-                me.round(asks).await;
-            });
+            tokio::spawn(async move { me.rounds(queue).await });
         }
         Self::answer(rx).await
     }
 
-    /// The shortest interval between poll rounds that keeps them within
-    /// [`POLL_SHARE`] of the rate budget, so creates and deletes are not starved by
-    /// listings: a round of many pages waits longer.
-    fn priced_interval(&self, s: &Shared) -> Duration {
-        let pages = Self::account_pages(s, s.poll_asks.len().max(1)).min(s.poll_asks.len().max(1));
-        Duration::from_secs_f64(pages as f64 / (POLL_SHARE * self.client.pace().max(0.01)))
+    /// Runs rounds of `queue` until no ask is left.
+    async fn rounds(&self, queue: Queue) {
+        let mut last_cost = 0;
+        loop {
+            let started = Instant::now();
+            let delay = {
+                let s = self.lock();
+                let delay = s.delay[queue as usize].unwrap_or(GATHER);
+                match queue {
+                    Queue::First => delay,
+                    Queue::Poll => delay.max(self.priced_interval(last_cost)),
+                }
+            };
+            tokio::time::sleep(delay).await;
+            if let Queue::First = queue {
+                loop {
+                    let more = self
+                        .lock()
+                        .still_gathering(queue, started, delay, MAX_GATHER);
+                    let Some(more) = more else { break };
+                    tokio::time::sleep(more).await;
+                }
+            }
+            let asks = {
+                let mut s = self.lock();
+                s.delay[queue as usize] = None;
+                std::mem::take(s.queue(queue).0)
+            };
+            last_cost = self.round(asks).await;
+            let mut s = self.lock();
+            let (asks, running) = s.queue(queue);
+            if asks.is_empty() {
+                *running = false;
+                return;
+            }
+        }
+    }
+
+    /// The shortest interval after a poll round that took `cost` requests which keeps
+    /// poll rounds within [`POLL_SHARE`] of the rate budget, so creates and deletes are
+    /// not starved by listings: a round of many pages is followed by a longer wait.
+    fn priced_interval(&self, cost: usize) -> Duration {
+        Duration::from_secs_f64(cost as f64 / (POLL_SHARE * self.client.pace().max(0.01)))
     }
 
     async fn answer(rx: oneshot::Receiver<Answer>) -> Answer {
@@ -179,7 +204,9 @@ impl Listings {
         total.div_ceil(page).max(1) as usize
     }
 
-    async fn round(&self, asks: Asks) {
+    /// Answers `asks` with one round of listings; returns the requests it took.
+    async fn round(&self, asks: Asks) -> usize {
+        let mut cost = 0;
         let account_wide = {
             let s = self.lock();
             let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
@@ -194,6 +221,7 @@ impl Listings {
         if account_wide {
             match self.client.list_snapshots_with_info(None).await {
                 Ok((all, info)) => {
+                    cost += info.pages;
                     {
                         let mut s = self.lock();
                         s.account_count = info.count.or(Some(all.len() as u64));
@@ -214,6 +242,7 @@ impl Listings {
                     }
                 }
                 Err(e) => {
+                    cost += 1;
                     for id in &servers {
                         answers.insert(*id, Err(e.clone()));
                     }
@@ -226,9 +255,11 @@ impl Listings {
                 async move { (id, client.list_snapshots_with_info(Some(id)).await) }
             });
             for (id, result) in futures_join_all(lists).await {
+                cost += usize::from(result.is_err());
                 answers.insert(
                     id,
                     result.map(|(list, info)| {
+                        cost += info.pages;
                         let mut s = self.lock();
                         s.seen_servers += 1;
                         s.seen_snapshots += list.len() as u64;
@@ -243,6 +274,7 @@ impl Listings {
                 let _ = tx.send(answer.clone());
             }
         }
+        cost
     }
 }
 
