@@ -706,7 +706,7 @@ impl<'a> Checker<'a> {
         let schedule = match Schedule::parse(p.schedule.get_ref()) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.error(p.schedule.span(), &key("schedule"), e);
+                self.error(p.schedule.span(), &key("schedule"), e.to_string());
                 None
             }
         };
@@ -748,7 +748,7 @@ impl<'a> Checker<'a> {
                 match NameTemplate::parse(t.value) {
                     Ok(tpl) => Some((tpl, span, k)),
                     Err(e) => {
-                        self.error(span, &k, e);
+                        self.error(span, &k, e.to_string());
                         None
                     }
                 }
