@@ -260,13 +260,8 @@ fn policy(
     });
     let snapshot_name = snapshot_name(p, d, found);
     if let (Some(template), Some(schedule), Some(servers)) = (&snapshot_name, &schedule, &servers) {
-        let at = At {
-            value: &template.value,
-            span: template.span.clone(),
-            key: template.key.clone(),
-        };
-        found.take(checks::name_fine_enough(&at, schedule));
-        found.take(checks::name_short_enough(&at, name, servers));
+        found.take(checks::name_fine_enough(template, schedule));
+        found.take(checks::name_short_enough(template, name, servers));
     }
     let description = match &p.description {
         None => Some(None),

@@ -173,7 +173,7 @@ pub(super) fn snapshot_name(v: &At<String>) -> Result<NameTemplate, Problem> {
 /// Two fires of the schedule never render the same name: the template has a year and
 /// tells apart the schedule's resolution.
 pub(super) fn name_fine_enough(
-    name: &At<&NameTemplate>,
+    name: &At<NameTemplate>,
     schedule: &Schedule,
 ) -> Result<(), Problem> {
     let needed = schedule.resolution();
@@ -195,7 +195,7 @@ pub(super) fn name_fine_enough(
 
 /// Every name the template renders for the policy's servers is short enough.
 pub(super) fn name_short_enough(
-    name: &At<&NameTemplate>,
+    name: &At<NameTemplate>,
     policy: &str,
     servers: &[u64],
 ) -> Result<(), Problem> {

@@ -188,7 +188,7 @@ fn a_snapshot_name_template_parses() {
 fn a_name_tells_apart_every_two_fires_of_its_schedule() {
     let fine = |template: &str, cron: &str| {
         let t = NameTemplate::parse(template).unwrap();
-        name_fine_enough(&at(&t), &Schedule::parse(cron).unwrap())
+        name_fine_enough(&at(t), &Schedule::parse(cron).unwrap())
     };
     assert_eq!(fine("a-%Y%m%d", "@daily"), Ok(()));
     assert_eq!(fine("a-%Y%j-%H", "0 */6 * * *"), Ok(()));
@@ -209,9 +209,9 @@ fn a_name_is_short_enough_on_every_server() {
     // "{policy}-" is 2 characters for "p", "%Y%m%d" 8, "{server}" the id's digits.
     let t =
         NameTemplate::parse(&format!("{{policy}}-{}-%Y%m%d{{server}}", "x".repeat(49))).unwrap();
-    assert_eq!(name_short_enough(&at(&t), "p", &[1234]), Ok(()));
+    assert_eq!(name_short_enough(&at(t.clone()), "p", &[1234]), Ok(()));
     assert_eq!(
-        refused(name_short_enough(&at(&t), "p", &[1, 12345])),
+        refused(name_short_enough(&at(t.clone()), "p", &[1, 12345])),
         "renders names of 65 characters; at most 64 are allowed"
     );
 }
