@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod failpoint;
 pub mod interrupt;
 pub mod metrics;
+pub mod names;
 pub mod provider;
 pub mod rotation;
 pub mod runner;

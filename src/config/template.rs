@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, TimeZone};
 
+use crate::names::is_name_char;
 use crate::schedule::Resolution;
 
 /// The longest snapshot name the product creates.
@@ -69,12 +70,25 @@ enum Class {
     Digit,
 }
 
-fn allowed_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+/// Why a `snapshot_name` template was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unsupported field %{0} (use %Y %m %d %H %M %S %j)")]
+    UnsupportedField(char),
+    #[error("a lone % at the end")]
+    LonePercent,
+    #[error("unknown placeholder {{{0}}} (use {{policy}} or {{server}})")]
+    UnknownPlaceholder(String),
+    #[error("placeholder {{{0} is not closed with }}")]
+    UnclosedPlaceholder(String),
+    #[error("character {0:?} is not allowed in a snapshot name (letters, digits, - and _ only)")]
+    NotAllowed(char),
+    #[error("the template is empty")]
+    Empty,
 }
 
 impl NameTemplate {
-    pub fn parse(source: &str) -> Result<NameTemplate, String> {
+    pub fn parse(source: &str) -> Result<NameTemplate, TemplateError> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut chars = source.chars().peekable();
@@ -89,36 +103,33 @@ impl NameTemplate {
                         Some('M') => Field::Minute,
                         Some('S') => Field::Second,
                         Some('j') => Field::DayOfYear,
-                        Some(other) => {
-                            return Err(format!(
-                                "unsupported field %{other} (use %Y %m %d %H %M %S %j)"
-                            ));
-                        }
-                        None => return Err("a lone % at the end".into()),
+                        Some(other) => return Err(TemplateError::UnsupportedField(other)),
+                        None => return Err(TemplateError::LonePercent),
                     };
                     Part::Time(field)
                 }
                 '{' => {
-                    let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                    let mut name = String::new();
+                    let mut closed = false;
+                    for c in chars.by_ref() {
+                        if c == '}' {
+                            closed = true;
+                            break;
+                        }
+                        name.push(c);
+                    }
                     match name.as_str() {
+                        _ if !closed => return Err(TemplateError::UnclosedPlaceholder(name)),
                         "policy" => Part::Policy,
                         "server" => Part::Server,
-                        other => {
-                            return Err(format!(
-                                "unknown placeholder {{{other}}} (use {{policy}} or {{server}})"
-                            ));
-                        }
+                        _ => return Err(TemplateError::UnknownPlaceholder(name)),
                     }
                 }
-                c if allowed_char(c) => {
+                c if is_name_char(c) => {
                     literal.push(c);
                     continue;
                 }
-                c => {
-                    return Err(format!(
-                        "character {c:?} is not allowed in a snapshot name (letters, digits, - and _ only)"
-                    ));
-                }
+                c => return Err(TemplateError::NotAllowed(c)),
             };
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
@@ -129,7 +140,7 @@ impl NameTemplate {
             parts.push(Part::Literal(literal));
         }
         if parts.is_empty() {
-            return Err("the template is empty".into());
+            return Err(TemplateError::Empty);
         }
         Ok(NameTemplate {
             source: source.to_string(),
@@ -257,11 +268,82 @@ mod tests {
     }
 
     #[test]
-    fn bad_templates_are_refused() {
-        assert!(NameTemplate::parse("x %Y").is_err());
-        assert!(NameTemplate::parse("x-%F").is_err());
-        assert!(NameTemplate::parse("{host}-%Y").is_err());
-        assert!(NameTemplate::parse("").is_err());
+    fn bad_templates_are_refused_saying_why() {
+        let e = |s: &str| NameTemplate::parse(s).unwrap_err();
+        assert_eq!(e("x %Y"), TemplateError::NotAllowed(' '));
+        assert_eq!(e("x-%F"), TemplateError::UnsupportedField('F'));
+        assert_eq!(e("x-%"), TemplateError::LonePercent);
+        assert_eq!(
+            e("{host}-%Y"),
+            TemplateError::UnknownPlaceholder("host".into())
+        );
+        assert_eq!(e(""), TemplateError::Empty);
+        assert_eq!(
+            e("x.%Y").to_string(),
+            "character '.' is not allowed in a snapshot name (letters, digits, - and _ only)"
+        );
+        assert_eq!(
+            e("{host}").to_string(),
+            "unknown placeholder {host} (use {policy} or {server})"
+        );
+    }
+
+    #[test]
+    fn a_placeholder_left_open_is_refused() {
+        let e = NameTemplate::parse("{policy-%Y%m%d").unwrap_err();
+        assert_eq!(
+            e,
+            TemplateError::UnclosedPlaceholder("policy-%Y%m%d".into())
+        );
+        assert_eq!(
+            NameTemplate::parse("%Y{policy").unwrap_err().to_string(),
+            "placeholder {policy is not closed with }"
+        );
+    }
+
+    #[test]
+    fn renders_every_field_at_its_fixed_width() {
+        let t = NameTemplate::parse("{server}_{policy}-%Y-%m-%d-%H-%M-%S-%j").unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 2, 3, 4, 5, 6).unwrap();
+        let name = t.render("p", 42, &at);
+        assert_eq!(name, "42_p-2026-02-03-04-05-06-034");
+        assert_eq!(t.rendered_len("p", 42), name.len());
+        assert!(t.matches("p", 42, &name));
+        assert!(!t.matches("p", 43, &name));
+    }
+
+    #[test]
+    fn renders_the_wall_clock_of_the_policys_zone() {
+        let t = NameTemplate::parse("{policy}-%Y%m%d-%H%M").unwrap();
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let at = Utc
+            .with_ymd_and_hms(2026, 12, 31, 23, 30, 0)
+            .unwrap()
+            .with_timezone(&berlin);
+        assert_eq!(t.render("n", 1, &at), "n-20270101-0030");
+    }
+
+    #[test]
+    fn matching_wants_digits_where_fields_stand_and_the_literal_text_elsewhere() {
+        let t = NameTemplate::parse("snap-%Y").unwrap();
+        assert!(t.matches("any", 1, "snap-0000"));
+        assert!(!t.matches("any", 1, "snap-20a6"));
+        assert!(!t.matches("any", 1, "Snap-2026"));
+        assert!(!t.matches("any", 1, "snap-２０２６"));
+        assert!(!t.matches("any", 1, ""));
+    }
+
+    #[test]
+    fn templates_of_different_lengths_or_literals_never_overlap() {
+        let a = NameTemplate::parse("snap-%Y%m%d").unwrap();
+        let b = NameTemplate::parse("snap-%Y%m%d%H").unwrap();
+        assert!(!a.overlaps("p", &b, "q", 1));
+        let c = NameTemplate::parse("snip-%Y%m%d").unwrap();
+        assert!(!a.overlaps("p", &c, "q", 1));
+        // {server} renders the server's digits, which a date field can match.
+        let d = NameTemplate::parse("snap-{server}%m%d").unwrap();
+        assert!(a.overlaps("p", &d, "q", 2026));
+        assert!(!a.overlaps("p", &d, "q", 7));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use uuid::Uuid;
 
 /// How much earlier than the fire the crate's job is set.
@@ -26,6 +26,15 @@ const LEAD: Duration = Duration::from_secs(1);
 
 /// The longest last stretch the callback sleeps: the lead plus the crate's lateness.
 const LAST_STRETCH: Duration = Duration::from_secs(3);
+
+/// Why the alarm could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmError {
+    #[error("cannot create the scheduler: {0}")]
+    Create(#[source] JobSchedulerError),
+    #[error("cannot start the scheduler: {0}")]
+    Start(#[source] JobSchedulerError),
+}
 
 pub struct Alarm {
     scheduler: JobScheduler,
@@ -35,14 +44,9 @@ pub struct Alarm {
 
 impl Alarm {
     /// An alarm that sends the fire time on `fired` when it goes off.
-    pub async fn new(fired: mpsc::UnboundedSender<DateTime<Utc>>) -> Result<Alarm, String> {
-        let scheduler = JobScheduler::new()
-            .await
-            .map_err(|e| format!("cannot create the scheduler: {e}"))?;
-        scheduler
-            .start()
-            .await
-            .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+    pub async fn new(fired: mpsc::UnboundedSender<DateTime<Utc>>) -> Result<Alarm, AlarmError> {
+        let scheduler = JobScheduler::new().await.map_err(AlarmError::Create)?;
+        scheduler.start().await.map_err(AlarmError::Start)?;
         Ok(Alarm {
             scheduler,
             current: None,

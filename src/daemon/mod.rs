@@ -100,7 +100,8 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
             "cannot watch for clock changes ({e}); a clock set is noticed at the next watchdog check or fire"
         );
     }
-    let alarm = Alarm::new(fired_tx).await.map_err(CliError::Failed)?;
+    let alarm = Alarm::new(fired_tx).await;
+    let alarm = alarm.map_err(|e| CliError::Failed(e.to_string()))?;
     let runner_for_metrics = runner.clone();
     let mut daemon = Daemon {
         path: path.to_path_buf(),

@@ -280,12 +280,7 @@ async fn create_snapshot(State(shared): S, request: Request) -> Response {
             "Invalid parameters: server_id and name are required.",
         );
     };
-    if body.name.is_empty()
-        || !body
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if !crate::names::is_plain_name(&body.name) {
         return error(
             StatusCode::BAD_REQUEST,
             "Invalid name: use letters, digits, hyphens and underscores.",

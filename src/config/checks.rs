@@ -1,0 +1,306 @@
+//! The rules a configuration must follow, one function each, pure: a value with where
+//! it was written goes in, the typed value or the problem comes out. `build.rs` applies
+//! them to the file; the token and environment are read in `sources.rs`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::{Range, RangeInclusive};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use toml::Spanned;
+use url::{Host, Url};
+
+use super::errors::Problem;
+use super::schema::Policy;
+use super::template::{self, NameTemplate};
+use crate::names::is_plain_name;
+use crate::schedule::{Resolution, Schedule};
+
+pub(super) const MAX_ATTEMPTS: RangeInclusive<i64> = 1..=20;
+pub(super) const SNAPSHOT_CAP: RangeInclusive<i64> = 1..=1000;
+pub(super) const MAX_REQUESTS_PER_SECOND: RangeInclusive<i64> = 1..=10_000;
+pub(super) const MAX_CONCURRENT_JOBS: RangeInclusive<i64> = 1..=100_000;
+/// The longest policy description, in characters.
+pub(super) const MAX_DESCRIPTION: usize = 200;
+
+/// A value of the file, where it was written, and the key that names it.
+#[derive(Debug, Clone)]
+pub(super) struct At<T> {
+    pub value: T,
+    pub span: Range<usize>,
+    pub key: String,
+}
+
+impl<T> At<T> {
+    pub fn of(v: &Spanned<T>, key: impl Into<String>) -> At<T>
+    where
+        T: Clone,
+    {
+        At {
+            value: v.get_ref().clone(),
+            span: v.span(),
+            key: key.into(),
+        }
+    }
+
+    pub fn problem(&self, message: impl fmt::Display) -> Problem {
+        Problem::new(self.span.clone(), self.key.clone(), message)
+    }
+}
+
+/// A duration longer than zero, written as humantime reads it ("30s", "10m").
+pub(super) fn duration(v: &At<String>) -> Result<Duration, Problem> {
+    match humantime::parse_duration(&v.value) {
+        Ok(d) if d.is_zero() => Err(v.problem("must be longer than zero")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(v.problem(format!(
+            "{:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"1h\"",
+            v.value
+        ))),
+    }
+}
+
+/// A whole number within `range`.
+pub(super) fn int_in(v: &At<i64>, range: RangeInclusive<i64>) -> Result<i64, Problem> {
+    if range.contains(&v.value) {
+        Ok(v.value)
+    } else {
+        Err(v.problem(format!(
+            "{} is out of range: must be {} to {}",
+            v.value,
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+/// The provider's URL: https, or http to loopback only; no credentials in it.
+pub(super) fn base_url(v: &At<String>) -> Result<Url, Problem> {
+    let url = Url::parse(v.value.trim_end_matches('/'))
+        .map_err(|e| v.problem(format!("{:?} is not a URL: {e}", v.value)))?;
+    let loopback = match url.host() {
+        Some(Host::Domain(d)) => d == "localhost",
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(v.problem(
+                "http:// is allowed only for loopback (127.0.0.0/8, ::1, localhost); use https://",
+            ));
+        }
+        other => {
+            return Err(v.problem(format!("scheme {other}:// is not supported; use https://")));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(v.problem("must not carry credentials; the token goes in token_file"));
+    }
+    Ok(url)
+}
+
+/// A policy name holds letters, digits, `-` and `_` only.
+pub(super) fn plain_policy_name(v: &At<String>) -> Result<(), Problem> {
+    if is_plain_name(&v.value) {
+        Ok(())
+    } else {
+        Err(v.problem(format!("{:?}: use letters, digits, - and _ only", v.value)))
+    }
+}
+
+/// No two policies share a name.
+pub(super) fn unique_policy_name(v: &At<String>, taken: &HashSet<String>) -> Result<(), Problem> {
+    if taken.contains(&v.value) {
+        Err(v.problem(format!("a policy named {:?} is already defined", v.value)))
+    } else {
+        Ok(())
+    }
+}
+
+/// A policy lists at least one server, each a positive id, none twice.
+pub(super) fn server_ids(v: &At<Vec<Spanned<i64>>>) -> Result<Vec<u64>, Vec<Problem>> {
+    if v.value.is_empty() {
+        return Err(vec![v.problem("lists no server")]);
+    }
+    let mut ids = Vec::new();
+    let mut problems = Vec::new();
+    for s in &v.value {
+        let id = *s.get_ref();
+        let problem = |message: String| Problem::new(s.span(), v.key.clone(), message);
+        match u64::try_from(id) {
+            Ok(id) if id > 0 && !ids.contains(&id) => ids.push(id),
+            Ok(id) if id > 0 => problems.push(problem(format!("server {id} is listed twice"))),
+            _ => problems.push(problem(format!("{id} is not a server id"))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(ids)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A cron expression that fires.
+pub(super) fn schedule(v: &At<String>) -> Result<Schedule, Problem> {
+    Schedule::parse(&v.value).map_err(|e| v.problem(e))
+}
+
+/// An IANA time zone.
+pub(super) fn timezone(v: &At<String>) -> Result<Tz, Problem> {
+    v.value.parse::<Tz>().map_err(|_| {
+        v.problem(format!(
+            "{:?} is not an IANA time zone (e.g. \"Europe/Berlin\")",
+            v.value
+        ))
+    })
+}
+
+/// A policy keeps at least one snapshot, and no more than the provider allows.
+pub(super) fn keep(v: &At<i64>, cap: usize) -> Result<usize, Problem> {
+    let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+    int_in(v, 1..=cap).map(|n| n as usize)
+}
+
+/// A snapshot name template.
+pub(super) fn snapshot_name(v: &At<String>) -> Result<NameTemplate, Problem> {
+    NameTemplate::parse(&v.value).map_err(|e| v.problem(e))
+}
+
+/// Two fires of the schedule never render the same name: the template has a year and
+/// tells apart the schedule's resolution.
+pub(super) fn name_fine_enough(
+    name: &At<NameTemplate>,
+    schedule: &Schedule,
+) -> Result<(), Problem> {
+    let needed = schedule.resolution();
+    match name.value.resolution() {
+        None => Err(name.problem(format!(
+            "{:?} has no %Y: names would repeat every year",
+            name.value.source()
+        ))),
+        Some(have) if have > needed => Err(name.problem(format!(
+            "{:?} is too coarse for schedule {:?}: two fires in one {} would get the same name; add {}",
+            name.value.source(),
+            schedule.expr(),
+            resolution_word(have),
+            needed_fields(needed)
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Every name the template renders for the policy's servers is short enough.
+pub(super) fn name_short_enough(
+    name: &At<NameTemplate>,
+    policy: &str,
+    servers: &[u64],
+) -> Result<(), Problem> {
+    let longest = servers
+        .iter()
+        .map(|s| name.value.rendered_len(policy, *s))
+        .max();
+    match longest {
+        Some(longest) if longest > template::MAX_NAME_LEN => Err(name.problem(format!(
+            "renders names of {longest} characters; at most {} are allowed",
+            template::MAX_NAME_LEN
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A description of at most [`MAX_DESCRIPTION`] characters.
+pub(super) fn description(v: &At<String>) -> Result<String, Problem> {
+    if v.value.chars().count() > MAX_DESCRIPTION {
+        Err(v.problem(format!("is longer than {MAX_DESCRIPTION} characters")))
+    } else {
+        Ok(v.value.clone())
+    }
+}
+
+/// The policies of one server keep no more than the cap in all; exactly the cap works
+/// but earns a warning (`Ok(Some(_))`). `last` is the name of the last of `policies`,
+/// where the problem is reported.
+pub(super) fn keep_within_cap(
+    server: u64,
+    policies: &[&Policy],
+    cap: usize,
+    last: Range<usize>,
+) -> Result<Option<Problem>, Problem> {
+    let total: usize = policies.iter().map(|p| p.keep).sum();
+    let names = policies
+        .iter()
+        .map(|p| format!("{} keeps {}", p.name, p.keep))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let last_name = policies.last().map_or("", |p| p.name.as_str());
+    let key = format!("policy[{last_name}].keep");
+    if total > cap {
+        Err(Problem::new(
+            last,
+            key,
+            format!(
+                "server {server} would need {total} snapshots ({names}) but the provider allows {cap}; lower keep"
+            ),
+        ))
+    } else if total == cap {
+        Ok(Some(Problem::new(
+            last,
+            key,
+            format!(
+                "server {server}: keep adds up to the cap of {cap} ({names}); every run must delete before it creates and a manual snapshot will block it"
+            ),
+        )))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Two policies on one server cannot claim the same snapshot name; reported at `b`'s
+/// name (`at`).
+pub(super) fn names_apart(
+    server: u64,
+    a: &Policy,
+    b: &Policy,
+    at: Range<usize>,
+) -> Result<(), Problem> {
+    if a.snapshot_name
+        .overlaps(&a.name, &b.snapshot_name, &b.name, server)
+    {
+        Err(Problem::new(
+            at,
+            format!("policy[{}].snapshot_name", b.name),
+            format!(
+                "on server {server}, names of policy {} and policy {} can look the same; put {{policy}} in snapshot_name",
+                a.name, b.name
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn resolution_word(r: Resolution) -> &'static str {
+    match r {
+        Resolution::Second => "second",
+        Resolution::Minute => "minute",
+        Resolution::Hour => "hour",
+        Resolution::Day => "day",
+        Resolution::Year => "year",
+    }
+}
+
+fn needed_fields(r: Resolution) -> &'static str {
+    match r {
+        Resolution::Second => "%m%d %H%M%S",
+        Resolution::Minute => "%m%d %H%M",
+        Resolution::Hour => "%m%d %H",
+        Resolution::Day | Resolution::Year => "%m%d",
+    }
+}
+
+#[cfg(test)]
+mod tests;

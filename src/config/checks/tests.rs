@@ -1,0 +1,262 @@
+//! One small table per rule of `checks.rs`: what passes, what is refused, and the
+//! words the operator reads.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::*;
+
+fn at<T>(value: T) -> At<T> {
+    At {
+        value,
+        span: 3..5,
+        key: "k".into(),
+    }
+}
+
+fn text(s: &str) -> At<String> {
+    at(s.to_string())
+}
+
+/// The message of a refused value (its span and key checked on the way).
+fn refused<T: fmt::Debug>(checked: Result<T, Problem>) -> String {
+    let p = checked.unwrap_err();
+    assert_eq!((p.span.clone(), p.key.as_str()), (Some(3..5), "k"));
+    p.message
+}
+
+fn policy(name: &str, keep: usize, template: &str) -> Policy {
+    Policy {
+        name: name.into(),
+        servers: vec![1],
+        schedule: Schedule::parse("@daily").unwrap(),
+        timezone: Tz::UTC,
+        keep,
+        stop_server: false,
+        snapshot_name: NameTemplate::parse(template).unwrap(),
+        description: None,
+        poll_interval: Duration::from_secs(1),
+        wait_timeout: Duration::from_secs(1),
+        stop_timeout: Duration::from_secs(1),
+        catch_up: true,
+    }
+}
+
+#[test]
+fn durations_are_humantime_and_longer_than_zero() {
+    assert_eq!(duration(&text("90s")), Ok(Duration::from_secs(90)));
+    assert_eq!(duration(&text("1h 30m")), Ok(Duration::from_secs(5400)));
+    assert_eq!(refused(duration(&text("0s"))), "must be longer than zero");
+    assert!(refused(duration(&text("soon"))).starts_with("\"soon\" is not a duration ("));
+    assert!(refused(duration(&text("30"))).ends_with("write e.g. \"30s\", \"10m\", \"1h\""));
+}
+
+#[test]
+fn numbers_stay_within_their_range() {
+    assert_eq!(int_in(&at(20), MAX_ATTEMPTS), Ok(20));
+    assert_eq!(int_in(&at(1), MAX_ATTEMPTS), Ok(1));
+    assert_eq!(
+        refused(int_in(&at(21), MAX_ATTEMPTS)),
+        "21 is out of range: must be 1 to 20"
+    );
+    assert_eq!(
+        refused(int_in(&at(-1), MAX_CONCURRENT_JOBS)),
+        "-1 is out of range: must be 1 to 100000"
+    );
+}
+
+#[test]
+fn the_base_url_is_https_or_loopback_http_without_credentials() {
+    let ok = |s: &str| base_url(&text(s)).unwrap().to_string();
+    assert_eq!(ok("https://api.example/v1/"), "https://api.example/v1");
+    assert_eq!(ok("http://127.0.0.1:8080/api"), "http://127.0.0.1:8080/api");
+    assert_eq!(ok("http://[::1]/api"), "http://[::1]/api");
+    assert_eq!(ok("http://localhost/api"), "http://localhost/api");
+    assert!(
+        refused(base_url(&text("http://example.org")))
+            .starts_with("http:// is allowed only for loopback")
+    );
+    assert_eq!(
+        refused(base_url(&text("ftp://example.org"))),
+        "scheme ftp:// is not supported; use https://"
+    );
+    assert_eq!(
+        refused(base_url(&text("https://u:p@example.org"))),
+        "must not carry credentials; the token goes in token_file"
+    );
+    assert!(refused(base_url(&text("not a url"))).starts_with("\"not a url\" is not a URL: "));
+}
+
+#[test]
+fn a_policy_name_is_plain() {
+    assert_eq!(plain_policy_name(&text("night-ly_2")), Ok(()));
+    assert_eq!(
+        refused(plain_policy_name(&text("night ly"))),
+        "\"night ly\": use letters, digits, - and _ only"
+    );
+    assert!(refused(plain_policy_name(&text(""))).ends_with("use letters, digits, - and _ only"));
+}
+
+#[test]
+fn a_policy_name_is_used_once() {
+    let taken: HashSet<String> = ["a".to_string()].into();
+    assert_eq!(unique_policy_name(&text("b"), &taken), Ok(()));
+    assert_eq!(
+        refused(unique_policy_name(&text("a"), &taken)),
+        "a policy named \"a\" is already defined"
+    );
+}
+
+#[test]
+fn servers_are_listed_once_each_by_a_positive_id() {
+    let list = |ids: &[i64]| {
+        let spanned = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Spanned::new(10 + i..11 + i, *id))
+            .collect();
+        server_ids(&at(spanned))
+    };
+    assert_eq!(list(&[3, 1, 2]), Ok(vec![3, 1, 2]));
+    let messages = |r: Result<Vec<u64>, Vec<Problem>>| {
+        r.unwrap_err()
+            .into_iter()
+            .map(|p| (p.span.unwrap().start, p.message))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        messages(list(&[])),
+        vec![(3, "lists no server".to_string())]
+    );
+    assert_eq!(
+        messages(list(&[1, 0, -4, 1])),
+        vec![
+            (11, "0 is not a server id".to_string()),
+            (12, "-4 is not a server id".to_string()),
+            (13, "server 1 is listed twice".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_schedule_is_a_cron_expression_that_fires() {
+    assert_eq!(schedule(&text("30 2 * * *")).unwrap().expr(), "30 2 * * *");
+    assert_eq!(
+        refused(schedule(&text("0 0 30 2 *"))),
+        "cron expression \"0 0 30 2 *\" never fires"
+    );
+}
+
+#[test]
+fn a_time_zone_is_an_iana_name() {
+    assert_eq!(
+        timezone(&text("Europe/Berlin")),
+        Ok(chrono_tz::Europe::Berlin)
+    );
+    assert_eq!(
+        refused(timezone(&text("CEST+2"))),
+        "\"CEST+2\" is not an IANA time zone (e.g. \"Europe/Berlin\")"
+    );
+}
+
+#[test]
+fn keep_is_at_least_one_and_at_most_the_cap() {
+    assert_eq!(keep(&at(4), 4), Ok(4));
+    assert_eq!(
+        refused(keep(&at(5), 4)),
+        "5 is out of range: must be 1 to 4"
+    );
+    assert_eq!(
+        refused(keep(&at(0), 4)),
+        "0 is out of range: must be 1 to 4"
+    );
+}
+
+#[test]
+fn a_snapshot_name_template_parses() {
+    assert_eq!(
+        snapshot_name(&text("{policy}-%Y")).unwrap().source(),
+        "{policy}-%Y"
+    );
+    assert_eq!(
+        refused(snapshot_name(&text("a-%F"))),
+        "unsupported field %F (use %Y %m %d %H %M %S %j)"
+    );
+}
+
+#[test]
+fn a_name_tells_apart_every_two_fires_of_its_schedule() {
+    let fine = |template: &str, cron: &str| {
+        let t = NameTemplate::parse(template).unwrap();
+        name_fine_enough(&at(t), &Schedule::parse(cron).unwrap())
+    };
+    assert_eq!(fine("a-%Y%m%d", "@daily"), Ok(()));
+    assert_eq!(fine("a-%Y%j-%H", "0 */6 * * *"), Ok(()));
+    assert_eq!(fine("a-%Y", "@yearly"), Ok(()));
+    assert_eq!(
+        refused(fine("a-%m%d", "@daily")),
+        "\"a-%m%d\" has no %Y: names would repeat every year"
+    );
+    assert_eq!(
+        refused(fine("a-%Y%m%d", "0 */6 * * *")),
+        "\"a-%Y%m%d\" is too coarse for schedule \"0 */6 * * *\": two fires in one day would get the same name; add %m%d %H"
+    );
+    assert!(refused(fine("a-%Y%m%d%H%M", "*/10 * * * * *")).ends_with("add %m%d %H%M%S"));
+}
+
+#[test]
+fn a_name_is_short_enough_on_every_server() {
+    // "{policy}-" is 2 characters for "p", "%Y%m%d" 8, "{server}" the id's digits.
+    let t =
+        NameTemplate::parse(&format!("{{policy}}-{}-%Y%m%d{{server}}", "x".repeat(49))).unwrap();
+    assert_eq!(name_short_enough(&at(t.clone()), "p", &[1234]), Ok(()));
+    assert_eq!(
+        refused(name_short_enough(&at(t.clone()), "p", &[1, 12345])),
+        "renders names of 65 characters; at most 64 are allowed"
+    );
+}
+
+#[test]
+fn a_description_is_at_most_200_characters() {
+    let long = "é".repeat(200);
+    assert_eq!(description(&at(long.clone())), Ok(long.clone()));
+    assert_eq!(
+        refused(description(&at(format!("{long}x")))),
+        "is longer than 200 characters"
+    );
+}
+
+#[test]
+fn the_policies_of_a_server_keep_no_more_than_the_cap() {
+    let (a, b) = (policy("a", 2, "a-%Y%m%d"), policy("b", 3, "b-%Y%m%d"));
+    assert_eq!(keep_within_cap(7, &[&a, &b], 6, 9..10), Ok(None));
+    let warning = keep_within_cap(7, &[&a, &b], 5, 9..10).unwrap().unwrap();
+    assert_eq!(warning.key, "policy[b].keep");
+    assert!(
+        warning
+            .message
+            .starts_with("server 7: keep adds up to the cap of 5 (a keeps 2, b keeps 3)")
+    );
+    let error = keep_within_cap(7, &[&a, &b], 4, 9..10).unwrap_err();
+    assert_eq!(error.span, Some(9..10));
+    assert_eq!(
+        error.message,
+        "server 7 would need 5 snapshots (a keeps 2, b keeps 3) but the provider allows 4; lower keep"
+    );
+}
+
+#[test]
+fn two_policies_on_a_server_never_claim_the_same_name() {
+    let (a, b) = (policy("a", 1, "snap-%Y%m%d"), policy("b", 1, "snap-%Y%m%d"));
+    let error = names_apart(7, &a, &b, 9..10).unwrap_err();
+    assert_eq!(error.key, "policy[b].snapshot_name");
+    assert_eq!(
+        error.message,
+        "on server 7, names of policy a and policy b can look the same; put {policy} in snapshot_name"
+    );
+    let (a, b) = (
+        policy("a", 1, "{policy}-%Y%m%d"),
+        policy("b", 1, "{policy}-%Y%m%d"),
+    );
+    assert_eq!(names_apart(7, &a, &b, 9..10), Ok(()));
+}

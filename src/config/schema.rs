@@ -1,0 +1,114 @@
+//! The configuration as the rest of snaprotd sees it: checked, typed, with every
+//! default filled in. Built from the file by `build.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use url::Url;
+
+use super::template::NameTemplate;
+use crate::provider::ApiToken;
+use crate::schedule::Schedule;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub api: ApiConfig,
+    pub daemon: DaemonConfig,
+    pub policies: Vec<Policy>,
+    /// The `[defaults]` timings, for a stopped server whose policy is no longer configured.
+    pub defaults: Timing,
+    /// Problems that do not stop the configuration from working.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub base_url: Url,
+    pub token: ApiToken,
+    /// Where the token came from, for `check` (never the token itself).
+    pub token_source: String,
+    pub request_timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+    pub snapshot_cap: usize,
+    /// The ceiling of the process-wide request budget (unset: found from the provider).
+    pub max_requests_per_second: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub max_concurrent_jobs: usize,
+    pub shutdown_timeout: Duration,
+    /// Prometheus text file rewritten after every job (node_exporter's textfile collector).
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub servers: Vec<u64>,
+    pub schedule: Schedule,
+    pub timezone: Tz,
+    pub keep: usize,
+    pub stop_server: bool,
+    pub snapshot_name: NameTemplate,
+    pub description: Option<String>,
+    pub poll_interval: Duration,
+    pub wait_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub catch_up: bool,
+}
+
+/// How long a job polls and waits: a policy's own, or `[defaults]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub poll_interval: Duration,
+    /// For a snapshot to complete.
+    pub wait_timeout: Duration,
+    /// For a server to stop or to run again.
+    pub stop_timeout: Duration,
+}
+
+/// The policy of job `policy@server` among `policies`, when that job is configured.
+pub fn job_policy<'a>(policies: &'a [Policy], policy: &str, server: u64) -> Option<&'a Policy> {
+    policies
+        .iter()
+        .find(|p| p.name == policy && p.servers.contains(&server))
+}
+
+impl Policy {
+    pub fn timing(&self) -> Timing {
+        Timing {
+            poll_interval: self.poll_interval,
+            wait_timeout: self.wait_timeout,
+            stop_timeout: self.stop_timeout,
+        }
+    }
+
+    /// Whether `name` on `server` was made by this policy.
+    pub fn owns(&self, server: u64, name: &str) -> bool {
+        self.snapshot_name.matches(&self.name, server, name)
+    }
+
+    /// The description given to every snapshot this policy creates.
+    pub fn snapshot_description(&self) -> String {
+        match &self.description {
+            Some(d) => format!("{d} (snaprotd policy {})", self.name),
+            None => format!("snaprotd policy {}", self.name),
+        }
+    }
+}
+
+impl Config {
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// The policy of job `policy@server`, when that job is configured.
+    pub fn job_policy(&self, policy: &str, server: u64) -> Option<&Policy> {
+        job_policy(&self.policies, policy, server)
+    }
+}
