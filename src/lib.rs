@@ -9,6 +9,7 @@
 // `println!` would panic.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod bucket;
 pub mod cli;
 pub mod config;
 pub mod daemon;

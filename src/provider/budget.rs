@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use crate::bucket::TokenBucket;
+
 /// The pace before anything is known, when no ceiling is set.
 const START_RATE: f64 = 10.0;
 /// The slowest pace a run of 429s can bring it to.
@@ -59,13 +61,10 @@ pub struct RateBudget {
 }
 
 struct Bucket {
-    /// Requests a second now.
-    rate: f64,
+    /// The pace: requests a second now, at most one token held (no bursts).
+    pace: TokenBucket,
     /// The operator's `max_requests_per_second`, if set.
     ceiling: Option<f64>,
-    /// At most one: requests are paced, never sent in a burst.
-    tokens: f64,
-    last: Instant,
     paused_until: Option<Instant>,
     /// The requests waiting for a token, in the order they go.
     line: BTreeMap<Place, oneshot::Sender<()>>,
@@ -85,13 +84,8 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Adds the tokens earned since the last look; returns now.
-    fn refill(&mut self) -> Instant {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(1.0);
-        self.last = now;
-        now
+    fn rate(&self) -> f64 {
+        self.pace.rate()
     }
 
     fn cap(&self, rate: f64) -> f64 {
@@ -103,12 +97,13 @@ impl Bucket {
     fn wait(&mut self, class: Class, now: Instant) -> Duration {
         match self.paused_until {
             Some(until) if until > now && class != Class::Priority => until - now,
-            _ if self.tokens >= 1.0 => Duration::ZERO,
-            _ => {
-                self.held_back = true;
-                Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.rate)
-                    .max(Duration::from_millis(1))
-            }
+            _ => match self.pace.wait() {
+                wait if wait.is_zero() => wait,
+                wait => {
+                    self.held_back = true;
+                    wait.max(Duration::from_millis(1))
+                }
+            },
         }
     }
 }
@@ -120,10 +115,8 @@ impl RateBudget {
         let now = Instant::now();
         RateBudget {
             bucket: Arc::new(Mutex::new(Bucket {
-                rate: ceiling.unwrap_or(START_RATE).max(MIN_RATE),
+                pace: TokenBucket::new(ceiling.unwrap_or(START_RATE).max(MIN_RATE), 1.0),
                 ceiling,
-                tokens: 1.0,
-                last: now,
                 paused_until: None,
                 line: BTreeMap::new(),
                 next_seq: 0,
@@ -142,12 +135,13 @@ impl RateBudget {
     pub fn set_ceiling(&self, ceiling: Option<f64>) {
         let mut b = self.lock();
         b.ceiling = ceiling;
-        b.rate = b.cap(b.rate);
+        let rate = b.cap(b.rate());
+        b.pace.set_rate(rate);
     }
 
     /// The pace now, in requests a second.
     pub fn rate(&self) -> f64 {
-        self.lock().rate
+        self.lock().rate()
     }
 
     /// A place in the line for a new request of `class`, behind every request of its
@@ -166,10 +160,9 @@ impl RateBudget {
     pub async fn acquire(&self, place: Place) {
         let granted = {
             let mut b = self.lock();
-            let now = b.refill();
+            let now = Instant::now();
             let first = b.line.first_key_value().is_none_or(|(p, _)| place < *p);
-            if first && b.wait(place.class, now).is_zero() {
-                b.tokens -= 1.0;
+            if first && b.wait(place.class, now).is_zero() && b.pace.try_take() {
                 return;
             }
             let (tx, rx) = oneshot::channel();
@@ -197,7 +190,7 @@ impl RateBudget {
         let mut b = self.lock();
         let now = Instant::now();
         b.answered.push_back(now);
-        let window = WINDOW.max(Duration::from_secs_f64(WINDOW_REQUESTS / b.rate));
+        let window = WINDOW.max(Duration::from_secs_f64(WINDOW_REQUESTS / b.rate()));
         while b
             .answered
             .front()
@@ -208,11 +201,12 @@ impl RateBudget {
         let paused = b.paused_until.is_some_and(|u| u > now);
         if b.held_back && !paused && now.duration_since(b.last_raise) >= RAISE_EVERY {
             let raised = match b.known_limit {
-                _ if b.slow_start => b.rate * 2.0,
-                Some(limit) if b.rate < limit * 0.95 => (b.rate * 1.2).min(limit * 0.95),
-                _ => b.rate * 1.01,
+                _ if b.slow_start => b.rate() * 2.0,
+                Some(limit) if b.rate() < limit * 0.95 => (b.rate() * 1.2).min(limit * 0.95),
+                _ => b.rate() * 1.01,
             };
-            b.rate = b.cap(raised);
+            let raised = b.cap(raised);
+            b.pace.set_rate(raised);
             b.held_back = false;
             b.last_raise = now;
         }
@@ -228,12 +222,13 @@ impl RateBudget {
                 let span = now.duration_since(*first).as_secs_f64().max(0.5);
                 b.answered.len() as f64 / span
             }
-            None => b.rate / 2.0,
+            None => b.rate() / 2.0,
         };
-        let limit = answered_rate.min(b.rate);
+        let limit = answered_rate.min(b.rate());
         b.known_limit = Some(limit);
-        b.rate = b.cap(limit * 0.9);
-        b.tokens = 0.0;
+        let dropped = b.cap(limit * 0.9);
+        b.pace.set_rate(dropped);
+        b.pace.empty();
         b.slow_start = false;
         b.held_back = false;
         b.last_raise = now;
@@ -242,7 +237,6 @@ impl RateBudget {
         if b.paused_until.is_none_or(|u| u < until) {
             b.paused_until = Some(until);
         }
-        b.last = now;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
@@ -259,7 +253,7 @@ async fn drive(bucket: Arc<Mutex<Bucket>>, joined: Arc<Notify>) {
     loop {
         let wait = {
             let mut b = lock(&bucket);
-            let now = b.refill();
+            let now = Instant::now();
             let Some(first) = b.line.first_key_value().map(|(p, _)| *p) else {
                 b.driving = false;
                 return;
@@ -269,7 +263,7 @@ async fn drive(bucket: Arc<Mutex<Bucket>>, joined: Arc<Notify>) {
                 let waiter = b.line.remove(&first);
                 // A request given up since it joined takes no token.
                 if waiter.is_some_and(|tx| tx.send(()).is_ok()) {
-                    b.tokens -= 1.0;
+                    b.pace.try_take();
                 }
                 continue;
             }

@@ -15,60 +15,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::ApiToken;
-use super::assumptions::{
-    self, MAX_BODY, MAX_ERROR_TEXT, MAX_LISTING_TIME, MAX_PAGES, MAX_RETRY_AFTER,
-};
+use super::assumptions::{self, MAX_BODY, MAX_ERROR_TEXT};
 use super::budget::{Class, Place, RateBudget};
-use super::listing::Listing;
-use super::types::{RestoreAnswer, Server, Snapshot, SnapshotPage};
+use super::retry::{jitter, past, rate_limit_deadline};
+use super::text::{network_text, parse_retry_after, redact};
+use super::types::{RestoreAnswer, Server, Snapshot};
+use super::{ApiError, ApiStats, ApiToken};
 use crate::config::ApiConfig;
-
-/// Why a call to the provider failed. Messages carry the provider's own text, cut to
-/// a sane length, and never the token.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ApiError {
-    #[error("{call}: authentication failed (HTTP 401): {message} — check the API token")]
-    Unauthorized { call: String, message: String },
-    #[error("{call}: not found (HTTP 404): {message}")]
-    NotFound { call: String, message: String },
-    #[error("{call}: rejected (HTTP 400): {message}")]
-    Rejected { call: String, message: String },
-    #[error("{call}: HTTP {status} after {attempts} attempt(s): {message}")]
-    Status {
-        call: String,
-        status: u16,
-        attempts: u32,
-        message: String,
-    },
-    #[error("{call}: {message} (after {attempts} attempt(s))")]
-    Network {
-        call: String,
-        message: String,
-        attempts: u32,
-    },
-    #[error("{call}: the provider's answer could not be read: {message}")]
-    Malformed { call: String, message: String },
-    #[error("{call}: {message}")]
-    Protocol { call: String, message: String },
-    #[error("cannot build the HTTP client: {0}")]
-    Setup(String),
-}
-
-impl ApiError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, ApiError::NotFound { .. })
-    }
-}
-
-/// What a listing said about its size: the total `count`, pages read, and the page
-/// size (known when there was a second page).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ListingInfo {
-    pub count: Option<u64>,
-    pub pages: usize,
-    pub page_size: Option<usize>,
-}
 
 /// A snapshot that a create call stands for.
 #[derive(Debug, Clone)]
@@ -98,7 +51,7 @@ enum Attempt {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: Url,
+    pub(super) base: Url,
     token: ApiToken,
     max_attempts: u32,
     retry_backoff: Duration,
@@ -107,25 +60,6 @@ pub struct Client {
     stats: Arc<ApiStats>,
     /// Requests go ahead of all others in the budget (see [`Client::priority`]).
     priority: bool,
-}
-
-/// Requests sent and errors seen, by kind, for the metrics file.
-#[derive(Default)]
-pub struct ApiStats {
-    counts: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String), u64>>,
-}
-
-impl ApiStats {
-    fn add(&self, what: &'static str, kind: &str) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        *c.entry((what, kind.to_string())).or_default() += 1;
-    }
-
-    /// ("request" | "error", kind) → count.
-    pub fn snapshot(&self) -> Vec<(&'static str, String, u64)> {
-        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.iter().map(|((w, k), n)| (*w, k.clone(), *n)).collect()
-    }
 }
 
 impl Client {
@@ -182,7 +116,7 @@ impl Client {
 
     /// A new request's place in the rate budget's line: a priority client's first,
     /// then by `class` in the order they ask.
-    fn place(&self, class: Class) -> Place {
+    pub(super) fn place(&self, class: Class) -> Place {
         self.budget.place(if self.priority {
             Class::Priority
         } else {
@@ -202,97 +136,6 @@ impl Client {
 
     pub fn stats(&self) -> &ApiStats {
         &self.stats
-    }
-
-    /// Every snapshot of `server` (or of the account), following `next` pages, as
-    /// checked (see [`Listing`]).
-    pub async fn list_snapshots(&self, server: Option<u64>) -> Result<Listing, ApiError> {
-        self.list_snapshots_with_info(server)
-            .await
-            .map(|(all, _)| all)
-    }
-
-    /// Like `list_snapshots`, with what the answer said about its size.
-    pub async fn list_snapshots_with_info(
-        &self,
-        server: Option<u64>,
-    ) -> Result<(Listing, ListingInfo), ApiError> {
-        let pages = tokio::time::timeout(MAX_LISTING_TIME, self.read_pages(server));
-        let (entries, info) = pages.await.map_err(|_| ApiError::Protocol {
-            call: "GET /snapshots/".into(),
-            message: format!(
-                "the listing took longer than {}",
-                humantime::format_duration(MAX_LISTING_TIME)
-            ),
-        })??;
-        let (listing, foreign) = Listing::check(entries, server, info.count);
-        if foreign > 0
-            && let Some(id) = server
-        {
-            tracing::warn!(
-                "the listing of server {id} held {foreign} snapshot(s) of other servers (the provider ignored ?server_id=); they are left out"
-            );
-        }
-        if let Some(doubt) = &listing.doubt {
-            tracing::warn!(
-                "the provider's listing does not add up: {doubt}; nothing is deleted on its word"
-            );
-        }
-        Ok((listing, info))
-    }
-
-    async fn read_pages(
-        &self,
-        server: Option<u64>,
-    ) -> Result<(Vec<Snapshot>, ListingInfo), ApiError> {
-        let mut url = self.url("snapshots/")?;
-        if let Some(id) = server {
-            url.query_pairs_mut()
-                .append_pair("server_id", &id.to_string());
-        }
-        // One listing, one place in the budget's line, for all its pages.
-        let place = self.place(Class::Listing);
-        let mut all = Vec::new();
-        let mut info = ListingInfo::default();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..MAX_PAGES {
-            let call = format!("GET {}", display_path(&url));
-            let page: SnapshotPage = self
-                .call_json(place, Method::GET, url.clone(), None::<&()>, &call)
-                .await?;
-            info.count = info.count.or(page.count);
-            info.pages += 1;
-            let len = page.results.len();
-            all.extend(page.results);
-            let Some(next) = page.next.filter(|n| !n.is_empty()) else {
-                return Ok((all, info));
-            };
-            info.page_size = info.page_size.or(Some(len.max(1)));
-            let next_url = self.base.join(&next).map_err(|e| ApiError::Protocol {
-                call: call.clone(),
-                message: format!("`next` is not a URL ({e})"),
-            })?;
-            if next_url.origin() != self.base.origin() {
-                return Err(ApiError::Protocol {
-                    call,
-                    message: format!(
-                        "`next` points to another site ({}); not following it with the token",
-                        next_url.origin().ascii_serialization()
-                    ),
-                });
-            }
-            if !seen.insert(next_url.to_string()) {
-                return Err(ApiError::Protocol {
-                    call,
-                    message: "`next` leads back to a page already read".into(),
-                });
-            }
-            url = next_url;
-        }
-        Err(ApiError::Protocol {
-            call: "GET /snapshots/".into(),
-            message: format!("more than {MAX_PAGES} pages"),
-        })
     }
 
     /// Creates snapshot `name` on `server` — exactly once. When the answer is lost, the
@@ -480,13 +323,13 @@ impl Client {
         .map(|_| ())
     }
 
-    fn url(&self, path: &str) -> Result<Url, ApiError> {
+    pub(super) fn url(&self, path: &str) -> Result<Url, ApiError> {
         self.base
             .join(path)
             .map_err(|e| ApiError::Setup(format!("bad URL for {path}: {e}")))
     }
 
-    async fn call_json<T: DeserializeOwned, B: Serialize + ?Sized>(
+    pub(super) async fn call_json<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
         place: Place,
         method: Method,
@@ -676,119 +519,5 @@ impl Client {
             .len()
             .min(MAX_ERROR_TEXT * 4 + self.token.expose().len())];
         redact(&String::from_utf8_lossy(head), self.token.expose(), chars)
-    }
-}
-
-tokio::task_local! {
-    /// Until when a job's requests are retried through 429s (see [`with_deadline`]).
-    static DEADLINE: tokio::time::Instant;
-}
-
-/// Runs `f` with `deadline` as the time until which its requests are sent again after
-/// a 429: while the provider's rate is what holds a job back, the job does not fail.
-pub async fn with_deadline<F: std::future::Future>(
-    deadline: tokio::time::Instant,
-    f: F,
-) -> F::Output {
-    DEADLINE.scope(deadline, f).await
-}
-
-/// The deadline for 429s of the calling job, or a default from now for a request made
-/// outside one (a command, a shared listing).
-fn rate_limit_deadline() -> tokio::time::Instant {
-    DEADLINE
-        .try_with(|d| *d)
-        .unwrap_or_else(|_| tokio::time::Instant::now() + assumptions::RATE_LIMITED_FOR)
-}
-
-fn past(deadline: tokio::time::Instant) -> bool {
-    tokio::time::Instant::now() >= deadline
-}
-
-/// `text` with `token` blanked out, then cut to `max` characters.
-fn redact(text: &str, token: &str, max: usize) -> String {
-    let text = if token.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(token, "***")
-    };
-    let mut out: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    if out.is_empty() {
-        out.push_str("(no text)");
-    }
-    out
-}
-
-fn display_path(url: &Url) -> String {
-    match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    }
-}
-
-fn network_text(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut text = if e.is_timeout() {
-        "no answer within request_timeout".to_string()
-    } else {
-        "network error".to_string()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let wait = if let Ok(secs) = value.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-            .to_std()
-            .unwrap_or_default()
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
-/// A number in [0, 1) that differs between calls and processes, for backoff jitter.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// No part of the token shows, wherever it stands against the cut.
-    #[test]
-    fn a_token_is_blanked_before_the_text_is_cut_at_every_offset() {
-        let token = "tok-7f3a9c2e5b1d4e8f";
-        for max in [60, MAX_ERROR_TEXT] {
-            for offset in 0..(max + token.len() + 2) {
-                let body = format!("{}{token}{}", "x".repeat(offset), "y".repeat(30));
-                let shown = redact(&body, token, max);
-                for n in 4..=token.len() {
-                    assert!(
-                        !shown.contains(&token[..n]),
-                        "max {max}, offset {offset}: {shown:?}"
-                    );
-                }
-            }
-        }
     }
 }

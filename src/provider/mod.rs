@@ -7,14 +7,25 @@
 pub mod assumptions;
 pub mod budget;
 mod client;
+mod error;
 mod listing;
 mod listings;
+mod pages;
+mod retry;
+mod stats;
+mod text;
 mod types;
 
-pub use client::{ApiError, ApiStats, Client, Created, ListingInfo, with_deadline};
+pub use client::{Client, Created};
+pub use error::ApiError;
 pub use listing::Listing;
 pub use listings::Listings;
-pub use types::{RestoreAnswer, Server, ServerStatus, Snapshot, SnapshotPage, SnapshotStatus};
+pub use pages::ListingInfo;
+pub use retry::with_deadline;
+pub use stats::ApiStats;
+pub use types::{
+    RestoreAnswer, Server, ServerRef, ServerStatus, Snapshot, SnapshotPage, SnapshotStatus,
+};
 
 /// The bearer token. It is never printed: `Debug` shows `***`, there is no `Display`,
 /// and every error message built from an answer has the token blanked out.

@@ -139,16 +139,18 @@ fn occupants(server: u64, policies: &[Policy], listing: &[Snapshot]) -> String {
 /// What pruning deletes from `listing`, oldest first: this policy's failed and tainted
 /// snapshots and its completed ones beyond the newest `keep`, counting the run's own
 /// snapshot (`new`, which always stays; `None` while it is still to be created) as the
-/// newest. Nothing in progress.
+/// newest. Nothing in progress, nothing of another server.
 pub fn prune_list(
     job: Job<'_>,
     listing: &[Snapshot],
     new: Option<u64>,
     tainted: &[TaintedSnapshot],
 ) -> Vec<(Snapshot, Reason)> {
-    let owned = listing
-        .iter()
-        .filter(|s| Some(s.id) != new && job.policy.owns(job.server, &s.name));
+    // The listing is the server's, checked; an entry of another server is still
+    // never taken for one of this job's.
+    let owned = listing.iter().filter(|s| {
+        s.server.id == job.server && Some(s.id) != new && job.policy.owns(job.server, &s.name)
+    });
     let mut completed: Vec<&Snapshot> = Vec::new();
     let mut doomed = Vec::new();
     for s in owned {
@@ -173,3 +175,7 @@ pub fn prune_list(
     doomed.sort_by_key(|(s, _)| (s.created_at, s.id));
     doomed
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

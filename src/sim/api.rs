@@ -170,21 +170,10 @@ async fn gate(
 
 /// Takes a token from the simulated provider's rate limit; true when none is left.
 fn over_rate_limit(shared: &Shared) -> bool {
-    let Some(rate) = shared.options.rate_limit else {
+    let Some(limiter) = &shared.limiter else {
         return false;
     };
-    let mut bucket = shared.limiter.lock().unwrap_or_else(|p| p.into_inner());
-    let now = std::time::Instant::now();
-    let (tokens, last) = *bucket;
-    let tokens =
-        (tokens + now.duration_since(last).as_secs_f64() * rate).min(shared.options.burst());
-    if tokens >= 1.0 {
-        *bucket = (tokens - 1.0, now);
-        false
-    } else {
-        *bucket = (tokens, now);
-        true
-    }
+    !limiter.lock().unwrap_or_else(|p| p.into_inner()).try_take()
 }
 
 /// A fault that decides how a snapshot being created will end.

@@ -78,8 +78,8 @@ pub(crate) struct Shared {
     pub options: SimOptions,
     pub base_url: String,
     pub doomed: listener::Doomed,
-    /// The rate limit's bucket: tokens and when it was last filled.
-    pub limiter: Mutex<(f64, std::time::Instant)>,
+    /// The rate limit's bucket, when there is a limit.
+    pub limiter: Option<Mutex<crate::bucket::TokenBucket>>,
 }
 
 impl SimHandle {
@@ -89,13 +89,15 @@ impl SimHandle {
         let tcp = tokio::net::TcpListener::bind(listen).await?;
         let addr = tcp.local_addr()?;
         let doomed = listener::Doomed::default();
-        let burst = options.burst();
+        let limiter = options
+            .rate_limit
+            .map(|rate| Mutex::new(crate::bucket::TokenBucket::new(rate, options.burst())));
         let shared = Arc::new(Shared {
             state: Mutex::new(SimState::default()),
             options,
             base_url: format!("http://{addr}/api/v1"),
             doomed: doomed.clone(),
-            limiter: Mutex::new((burst, std::time::Instant::now())),
+            limiter,
         });
         let app = api::router(shared.clone());
         let listener = listener::SimListener::new(tcp, doomed);

@@ -1,0 +1,280 @@
+//! Unit tests of the plan and of pruning: what is adopted, made room for and pruned,
+//! and a property over generated listings that nothing but this policy's own completed
+//! or failed snapshots of this server is ever chosen.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::NameTemplate;
+use crate::provider::ServerRef;
+use crate::schedule::Schedule;
+
+const SERVER: u64 = 7;
+
+fn policy(name: &str, keep: usize) -> Policy {
+    Policy {
+        name: name.into(),
+        servers: vec![SERVER],
+        schedule: Schedule::parse("30 2 * * *").unwrap(),
+        timezone: chrono_tz::UTC,
+        keep,
+        stop_server: false,
+        snapshot_name: NameTemplate::parse("{policy}-%Y%m%d-%H%M").unwrap(),
+        description: None,
+        poll_interval: Duration::from_secs(10),
+        wait_timeout: Duration::from_secs(600),
+        stop_timeout: Duration::from_secs(300),
+        catch_up: false,
+    }
+}
+
+fn snapshot(id: u64, server: u64, name: &str, status: SnapshotStatus, day: u32) -> Snapshot {
+    Snapshot {
+        id,
+        server: ServerRef {
+            id: server,
+            name: None,
+        },
+        name: name.into(),
+        status,
+        size_mb: None,
+        created_at: Utc.with_ymd_and_hms(2026, 1, day, 2, 30, 0).unwrap(),
+        description: None,
+    }
+}
+
+/// A completed snapshot of policy `p` made on January `day`.
+fn made(id: u64, p: &str, day: u32) -> Snapshot {
+    snapshot(
+        id,
+        SERVER,
+        &format!("{p}-202601{day:02}-0230"),
+        SnapshotStatus::Completed,
+        day,
+    )
+}
+
+fn ids(list: &[(Snapshot, Reason)]) -> Vec<u64> {
+    list.iter().map(|(s, _)| s.id).collect()
+}
+
+fn job(p: &Policy) -> Job<'_> {
+    Job {
+        policy: p,
+        server: SERVER,
+    }
+}
+
+#[test]
+fn pruning_keeps_the_newest_counting_the_new_one() {
+    let p = policy("nightly", 2);
+    let listing = [
+        made(1, "nightly", 1),
+        made(2, "nightly", 2),
+        made(3, "nightly", 3),
+    ];
+    // Before the new one exists, it takes one of the two places.
+    assert_eq!(ids(&prune_list(job(&p), &listing, None, &[])), [1, 2]);
+    // Once it exists (id 3), it and the newest other stay.
+    assert_eq!(ids(&prune_list(job(&p), &listing, Some(3), &[])), [1]);
+}
+
+#[test]
+fn failed_and_tainted_snapshots_of_the_policy_go_whatever_keep_says() {
+    let p = policy("nightly", 5);
+    let failed = snapshot(
+        1,
+        SERVER,
+        "nightly-20260101-0230",
+        SnapshotStatus::Failed("x".into()),
+        1,
+    );
+    let tainted = made(2, "nightly", 2);
+    let mark = TaintedSnapshot {
+        server: SERVER,
+        snapshot_name: tainted.name.clone(),
+        snapshot_id: Some(2),
+        since: Utc::now(),
+    };
+    let doomed = prune_list(
+        job(&p),
+        &[failed, tainted, made(3, "nightly", 3)],
+        None,
+        &[mark],
+    );
+    assert_eq!(
+        doomed.iter().map(|(s, r)| (s.id, *r)).collect::<Vec<_>>(),
+        [(1, Reason::Failed), (2, Reason::Tainted)]
+    );
+}
+
+#[test]
+fn a_snapshot_of_the_name_is_adopted_unless_it_failed_or_is_tainted() {
+    let p = policy("nightly", 3);
+    let name = "nightly-20260105-0230";
+    let done = snapshot(5, SERVER, name, SnapshotStatus::Completed, 5);
+    let decided = plan(
+        job(&p),
+        std::slice::from_ref(&p),
+        5,
+        name,
+        &[done.clone()],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(decided.adopt.map(|s| s.id), Some(5));
+    let mark = TaintedSnapshot {
+        server: SERVER,
+        snapshot_name: name.into(),
+        snapshot_id: None,
+        since: Utc::now(),
+    };
+    let decided = plan(job(&p), std::slice::from_ref(&p), 5, name, &[done], &[mark]).unwrap();
+    assert!(decided.adopt.is_none());
+    // The tainted one must go before its name can be used again.
+    assert_eq!(ids(&decided.make_room), [5]);
+}
+
+#[test]
+fn making_room_takes_the_oldest_of_the_policy_and_never_a_manual_one() {
+    let p = policy("nightly", 3);
+    let mut listing: Vec<Snapshot> = (1..=3).map(|d| made(d.into(), "nightly", d)).collect();
+    listing.push(snapshot(
+        9,
+        SERVER,
+        "before-upgrade",
+        SnapshotStatus::Completed,
+        1,
+    ));
+    listing.push(snapshot(
+        10,
+        SERVER,
+        "by-hand",
+        SnapshotStatus::Completed,
+        1,
+    ));
+    let decided = plan(
+        job(&p),
+        std::slice::from_ref(&p),
+        5,
+        "nightly-20260104-0230",
+        &listing,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(ids(&decided.make_room), [1]);
+    assert_eq!(decided.make_room[0].1, Reason::MakeRoom);
+    // Keep 3 with the new one: the two newest stay.
+    assert!(decided.prune_after.is_empty());
+}
+
+#[test]
+fn a_cap_full_of_manual_snapshots_is_an_error_naming_who_holds_it() {
+    let p = policy("nightly", 2);
+    let mut listing: Vec<Snapshot> = (1..=4)
+        .map(|i| {
+            snapshot(
+                i,
+                SERVER,
+                &format!("manual-{i}"),
+                SnapshotStatus::Completed,
+                1,
+            )
+        })
+        .collect();
+    listing.push(made(5, "nightly", 2));
+    // keep 2 with the new one: the one of the policy is kept, so no room.
+    let err = plan(
+        job(&p),
+        std::slice::from_ref(&p),
+        5,
+        "nightly-20260103-0230",
+        &listing,
+        &[],
+    )
+    .unwrap_err();
+    let RotationError::CapFull {
+        occupants, used, ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(*used, 5);
+    assert_eq!(occupants, "4 manual, 1 of policy nightly (keep 2)");
+}
+
+fn status() -> impl Strategy<Value = SnapshotStatus> {
+    prop_oneof![
+        Just(SnapshotStatus::Completed),
+        Just(SnapshotStatus::InProgress),
+        Just(SnapshotStatus::Failed("error".into())),
+    ]
+}
+
+/// A listing mixing this policy's, another policy's, manual and other servers' snapshots.
+fn listing() -> impl Strategy<Value = Vec<Snapshot>> {
+    prop::collection::vec((0..4u8, status(), 1..28u32, prop::bool::ANY), 0..12).prop_map(|rows| {
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (kind, status, day, other_server))| {
+                let name = match kind {
+                    0 | 1 => format!("nightly-202601{day:02}-0230"),
+                    2 => format!("weekly-202601{day:02}-0230"),
+                    _ => format!("by-hand-{i}"),
+                };
+                let server = if other_server && kind == 1 {
+                    SERVER + 1
+                } else {
+                    SERVER
+                };
+                snapshot(i as u64 + 1, server, &name, status, day)
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    /// Nothing manual, in progress, of another policy or of another server is ever
+    /// chosen for deletion, by making room or by pruning; the run's own snapshot stays.
+    #[test]
+    fn only_the_policys_own_finished_snapshots_are_ever_chosen(
+        listing in listing(),
+        keep in 1..5usize,
+        new_day in 1..28u32,
+    ) {
+        let p = policy("nightly", keep);
+        let other = policy("weekly", 1);
+        let policies = [p.clone(), other];
+        let name = format!("nightly-202601{new_day:02}-0230");
+        let mut chosen = prune_list(job(&p), &listing, None, &[]);
+        if let Ok(decided) = plan(job(&p), &policies, 5, &name, &listing, &[]) {
+            if let Some(adopted) = &decided.adopt {
+                prop_assert!(decided.make_room.iter().chain(&decided.prune_after).all(|(s, _)| s.id != adopted.id));
+            }
+            chosen.extend(decided.make_room);
+            chosen.extend(decided.prune_after);
+        }
+        for (s, _) in &chosen {
+            prop_assert_eq!(s.server.id, SERVER);
+            prop_assert!(s.name.starts_with("nightly-"), "{} is not the policy's", s.name);
+            prop_assert!(s.status != SnapshotStatus::InProgress, "{} is in progress", s.name);
+        }
+    }
+
+    /// Pruning leaves exactly `keep - 1` completed snapshots of the policy besides the
+    /// new one (or all of them, when there are fewer).
+    #[test]
+    fn pruning_leaves_keep_minus_one_besides_the_new(listing in listing(), keep in 1..5usize) {
+        let p = policy("nightly", keep);
+        let doomed = prune_list(job(&p), &listing, None, &[]);
+        let completed = listing
+            .iter()
+            .filter(|s| s.server.id == SERVER && p.owns(SERVER, &s.name) && s.status == SnapshotStatus::Completed)
+            .count();
+        let left = completed - doomed.iter().filter(|(_, r)| *r == Reason::BeyondKeep).count();
+        prop_assert_eq!(left, completed.min(keep - 1));
+    }
+}
