@@ -121,7 +121,7 @@ fn a_snapshot_of_the_name_is_adopted_unless_it_failed_or_is_tainted() {
         std::slice::from_ref(&p),
         5,
         name,
-        &[done.clone()],
+        std::slice::from_ref(&done),
         &[],
     )
     .unwrap();
