@@ -78,6 +78,8 @@ struct Bucket {
     /// The rate the provider answered when it last said 429: the pace grows quickly
     /// back towards it, and slowly past it.
     known_limit: Option<f64>,
+    /// When the pace last dropped for a 429.
+    last_drop: Option<Instant>,
     /// A request had to wait for the pace since the last raise.
     held_back: bool,
     last_raise: Instant,
@@ -124,6 +126,7 @@ impl RateBudget {
                 answered: VecDeque::new(),
                 slow_start: true,
                 known_limit: None,
+                last_drop: None,
                 held_back: false,
                 last_raise: now,
             })),
@@ -212,11 +215,21 @@ impl RateBudget {
         }
     }
 
-    /// A 429: every request waits `wait` (its `Retry-After`), the bucket is emptied, and
-    /// the pace drops to the rate the provider answered lately.
-    pub fn rate_limited(&self, wait: Duration) {
+    /// A 429 to a request sent at `sent`: every request waits `wait` (its
+    /// `Retry-After`), the bucket is emptied, and the pace drops to the rate the
+    /// provider answered lately — once for a crowd of 429s: those to requests sent
+    /// before the last drop answer a pace that is gone, and only extend the pause.
+    pub fn rate_limited(&self, wait: Duration, sent: Instant) {
         let mut b = self.lock();
         let now = Instant::now();
+        let until = now + wait;
+        if b.paused_until.is_none_or(|u| u < until) {
+            b.paused_until = Some(until);
+        }
+        if b.last_drop.is_some_and(|drop| sent <= drop) {
+            return;
+        }
+        b.last_drop = Some(now);
         let answered_rate = match b.answered.front() {
             Some(first) => {
                 let span = now.duration_since(*first).as_secs_f64().max(0.5);
@@ -233,10 +246,6 @@ impl RateBudget {
         b.held_back = false;
         b.last_raise = now;
         b.answered.clear();
-        let until = now + wait;
-        if b.paused_until.is_none_or(|u| u < until) {
-            b.paused_until = Some(until);
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
@@ -309,7 +318,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(40)).await;
             budget.answered();
         }
-        budget.rate_limited(Duration::from_secs(3));
+        budget.rate_limited(Duration::from_secs(3), Instant::now());
         let rate = budget.rate();
         assert!((18.0..=24.0).contains(&rate), "{rate}");
         // Every request waits the Retry-After, and then they go one by one.
@@ -351,7 +360,7 @@ mod tests {
     async fn priority_requests_pass_a_pause_and_the_queue_but_keep_the_pace() {
         let budget = std::sync::Arc::new(RateBudget::new(Some(2.0)));
         budget.acquire(budget.place(Class::Normal)).await;
-        budget.rate_limited(Duration::from_secs(300));
+        budget.rate_limited(Duration::from_secs(300), Instant::now());
         let normal = {
             let b = budget.clone();
             tokio::spawn(async move {
@@ -432,7 +441,7 @@ mod tests {
         let retried = budget.place(Class::Normal);
         budget.acquire(retried).await;
         // Its 429: the others asked meanwhile; the retry still goes first.
-        budget.rate_limited(Duration::from_secs(2));
+        budget.rate_limited(Duration::from_secs(2), Instant::now());
         let later = budget.place(Class::Normal);
         let b = budget.clone();
         let other = tokio::spawn(async move {
@@ -443,5 +452,30 @@ mod tests {
         budget.acquire(retried).await;
         let retried_at = Instant::now();
         assert!(other.await.unwrap() > retried_at);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crowd_of_429s_drops_the_pace_once() {
+        let budget = RateBudget::new(None);
+        let start = Instant::now();
+        // Answered at 50 a second for two seconds (more than the pace), 30 in flight.
+        while start.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            budget.answered();
+        }
+        let in_flight = Instant::now() - Duration::from_millis(10);
+        budget.rate_limited(Duration::from_secs(1), in_flight);
+        let dropped = budget.rate();
+        // The other 29 answer requests sent before the drop: the pace stays.
+        for _ in 0..29 {
+            budget.rate_limited(Duration::from_secs(1), in_flight);
+        }
+        assert_eq!(budget.rate(), dropped);
+        // Just under the pace the provider answered (here: our own, 10 a second).
+        assert!((dropped - 0.9 * START_RATE).abs() < 1e-9, "{dropped}");
+        // A request sent after the drop that meets a 429 drops it again.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        budget.rate_limited(Duration::from_secs(1), Instant::now());
+        assert!(budget.rate() < dropped);
     }
 }

@@ -395,7 +395,9 @@ impl Client {
         }
     }
 
-    /// One HTTP exchange.
+    /// One HTTP exchange, once the budget lets it go. The exchange's own state (the
+    /// request, the answer being read) is allocated only then: a request waiting for
+    /// the budget holds a few bytes, so thousands of waiting jobs cost little memory.
     async fn attempt<B: Serialize + ?Sized>(
         &self,
         place: Place,
@@ -403,13 +405,15 @@ impl Client {
         url: Url,
         body: Option<&B>,
     ) -> Attempt {
-        let attempt = self.attempt_once(place, method, url, body).await;
+        self.budget.acquire(place).await;
+        let sent = tokio::time::Instant::now();
+        let attempt = Box::pin(self.exchange(method, url, body)).await;
         match &attempt {
             Attempt::Answer(a) if a.status == StatusCode::TOO_MANY_REQUESTS => {
                 self.stats.add("error", "http_429");
                 // Every request waits, not only this one, and the pace drops.
                 self.budget
-                    .rate_limited(a.retry_after.unwrap_or(self.retry_backoff));
+                    .rate_limited(a.retry_after.unwrap_or(self.retry_backoff), sent);
             }
             Attempt::Answer(a) => {
                 self.budget.answered();
@@ -425,14 +429,12 @@ impl Client {
         attempt
     }
 
-    async fn attempt_once<B: Serialize + ?Sized>(
+    async fn exchange<B: Serialize + ?Sized>(
         &self,
-        place: Place,
         method: Method,
         url: Url,
         body: Option<&B>,
     ) -> Attempt {
-        self.budget.acquire(place).await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.stats.add("request", method.as_str());
         let mut request = self
