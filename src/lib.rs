@@ -22,3 +22,4 @@ pub mod schedule;
 pub mod sim;
 pub mod state;
 pub mod systemd;
+pub mod token;

@@ -19,8 +19,8 @@ use chrono_tz::Tz;
 use toml::Spanned;
 use url::{Host, Url};
 
-use crate::provider::ApiToken;
 use crate::schedule::Schedule;
+use crate::token::ApiToken;
 use raw::{RawConfig, RawPolicy, RawPolicyKeys, S};
 pub use template::NameTemplate;
 
