@@ -2,8 +2,9 @@
 //!
 //! The map of the parts is in ARCHITECTURE.md. In short: [`config`] reads and checks
 //! the policies, [`schedule`] says when they fire, [`rotation`] runs one job against
-//! the [`provider`], [`state`] remembers what must survive a restart, [`cli`] is the
-//! command line, and [`sim`] is the provider simulator used by the tests and the demo.
+//! the [`provider`], [`runner`] runs many, [`daemon`] runs them on schedule, [`state`]
+//! remembers what must survive a restart, [`cli`] is the command line, and [`sim`] is
+//! the provider simulator used by the tests and the demo.
 #![forbid(unsafe_code)]
 // Output goes through `cli::output`, which stops quietly at a closed pipe where
 // `println!` would panic.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod failpoint;
 pub mod interrupt;
+pub mod job;
 pub mod metrics;
 pub mod provider;
 pub mod rotation;
