@@ -319,3 +319,60 @@ keep = 1
     assert_eq!(d.wait_exit(20).await, Some(0));
     assert_eq!(creates(&env), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_raises_max_concurrent_jobs_runs_more_jobs_at_once() {
+    let env = Env::with_create_time(std::time::Duration::from_millis(1500)).await;
+    for id in [1, 2, 3] {
+        env.sim.add_server(id, "s");
+    }
+    let policy = r#"
+[[policy]]
+name = "a"
+servers = [1, 2, 3]
+schedule = "*/3 * * * * *"
+keep = 1
+snapshot_name = "{policy}-%Y%m%d-%H%M%S"
+"#;
+    let write = |max: usize| {
+        let text = format!("{}\n{policy}", env.header()).replace(
+            "[daemon]",
+            &format!("[daemon]\nmax_concurrent_jobs = {max}"),
+        );
+        std::fs::write(&env.config, text).unwrap();
+    };
+    write(1);
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_note("READY=1", 1, 10).await;
+    write(3);
+    d.signal("HUP");
+    d.wait_note("READY=1", 2, 10).await;
+    let reloaded = chrono::Utc::now();
+    // One job at a time, a create follows the last by the 1.5 s a snapshot takes; three
+    // at a time, a fire's three creates go out together.
+    let together = || {
+        let st = env.sim.state();
+        let creates: Vec<_> = st
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/snapshots/" && r.at > reloaded)
+            .map(|r| r.at)
+            .collect();
+        creates
+            .windows(3)
+            .any(|w| w[2] - w[0] < chrono::Duration::milliseconds(500))
+    };
+    assert!(
+        eventually(15, together).await,
+        "no three jobs ran at once after the reload:\n{}\n{}",
+        common::request_log(&env.sim.state()),
+        d.log()
+    );
+    assert!(
+        d.log().contains("max_concurrent_jobs: 1 → 3"),
+        "{}",
+        d.log()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+}

@@ -371,6 +371,11 @@ impl Daemon {
                         self.runner = Arc::new(runner);
                         self.current.send_replace(self.runner.clone());
                         self.remember_jobs(Utc::now()).await;
+                        let (was, now) = (self.dispatch.limit(), config.daemon.max_concurrent_jobs);
+                        if was != now {
+                            self.dispatch.resize(now);
+                            info!("max_concurrent_jobs: {was} → {now}");
+                        }
                         self.timetable = Timetable::new(&config, Utc::now());
                         self.arm().await;
                         info!("configuration reloaded: {} job(s)", self.timetable.len());
