@@ -25,3 +25,6 @@ pub mod sim;
 pub mod state;
 pub mod systemd;
 pub mod token;
+
+#[cfg(test)]
+mod architecture;
