@@ -38,10 +38,24 @@ async fn tells_systemd_ready_reloading_ready_stopping_and_pings_the_watchdog() {
         .filter(|n| ["READY=1", "RELOADING=1", "STOPPING=1"].contains(&n.as_str()))
         .collect();
     assert_eq!(order, ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]);
+    // Type=notify-reload's protocol: RELOADING=1 and the CLOCK_MONOTONIC time of the
+    // reload in one message.
+    let reloading = d
+        .messages()
+        .into_iter()
+        .find(|m| m.lines().any(|l| l == "RELOADING=1"))
+        .expect("a RELOADING=1 message");
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC with RELOADING=1: {reloading:?}"))
+        .parse()
+        .expect("a number");
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let now = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000;
     assert!(
-        d.notes().iter().any(|n| n.starts_with("MONOTONIC_USEC=")),
-        "{:?}",
-        d.notes()
+        usec <= now && now - usec < 30_000_000,
+        "MONOTONIC_USEC={usec} is not the monotonic time of the reload (now {now})"
     );
 }
 
