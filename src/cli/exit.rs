@@ -96,7 +96,17 @@ impl From<DaemonError> for CliError {
 }
 
 /// A bad configuration (sysexits' EX_CONFIG): systemd does not restart on it.
-pub const EXIT_CONFIG: u8 = 78;
+const EXIT_CONFIG: u8 = 78;
+
+/// The process's exit code for how the command ended; a success whose output could not
+/// be written (for another reason than a closed pipe) is a failure.
+pub fn code(result: &Result<Exit, CliError>, output_failed: bool) -> u8 {
+    match result {
+        Ok(exit) if output_failed && exit.code() == 0 => 1,
+        Ok(exit) => exit.code(),
+        Err(e) => e.code(),
+    }
+}
 
 impl Exit {
     pub fn code(self) -> u8 {
@@ -146,6 +156,10 @@ mod tests {
         assert_eq!(interrupted(StopSignal::Term).code(), 143);
         assert_eq!(CliError::Config(ConfigErrors(Vec::new())).code(), 78);
         assert_eq!(CliError::NoMatchingJob.code(), 1);
+        // Output that could not be written fails a success, and only a success.
+        assert_eq!(code(&Ok(Exit::Success), true), 1);
+        assert_eq!(code(&Ok(Exit::Status(Health::Overdue)), true), 2);
+        assert_eq!(code(&Ok(Exit::Success), false), 0);
         // A bad configuration found by the daemon is still a bad configuration.
         let from_daemon = CliError::from(DaemonError::Config(ConfigErrors(Vec::new())));
         assert_eq!(from_daemon.code(), 78);

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_PATH};
-pub use exit::{CliError, EXIT_CONFIG, Exit, Health};
+pub use exit::{CliError, Exit, Health};
 use output::errln;
 
 #[derive(Parser, Debug)]
@@ -89,36 +89,27 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log);
     log_panics();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(r) => r,
-        Err(e) => {
-            errln!("snaprotd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(source) => Err(CliError::Io {
+            what: "cannot start the async runtime".into(),
+            source,
+        }),
     };
-    let result = runtime.block_on(run(cli));
-    let code = match &result {
-        Ok(exit) => exit.code(),
-        Err(e) => e.code(),
-    };
-    match result {
-        Ok(_) => output::finish(ExitCode::from(code)),
-        Err(e) => {
-            let code = output::finish(ExitCode::from(code));
-            match &e {
-                CliError::Config(errors) => {
-                    for line in errors.0.iter() {
-                        errln!("error: {line}");
-                    }
-                }
-                other => errln!("error: {other}"),
+    let output_failed = output::finish();
+    match &result {
+        Ok(_) => {}
+        Err(CliError::Config(errors)) => {
+            for line in errors.0.iter() {
+                errln!("error: {line}");
             }
-            code
         }
+        Err(other) => errln!("error: {other}"),
     }
+    ExitCode::from(exit::code(&result, output_failed))
 }
 
 async fn run(cli: Cli) -> CliResult {
