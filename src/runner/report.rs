@@ -139,6 +139,7 @@ mod tests {
             "seconds",
             "error",
             "skipped",
+            "outcome",
         ] {
             assert!(v.get(key).is_some(), "{key} missing from {v}");
         }
