@@ -13,8 +13,11 @@ use tokio::sync::oneshot;
 use super::{ApiError, Client, Listing};
 
 /// How long first-listing asks are gathered before a round answers them: jobs that
-/// fire together ask within a few milliseconds of each other.
+/// fire together ask within a few milliseconds of each other. While asks keep coming
+/// (each job reads its state on a blocking thread first), the gathering goes on, up to
+/// [`GATHER_MAX`].
 const GATHER: Duration = Duration::from_millis(5);
+const GATHER_MAX: Duration = Duration::from_millis(50);
 /// Servers asked for at once before an account-wide listing is tried blind.
 const UNKNOWN_ACCOUNT_MIN_ASKS: usize = 50;
 /// The share of the rate budget that poll rounds may take.
@@ -93,7 +96,7 @@ impl Listings {
     /// Joins the planned round of `queue`, or plans one `delay` from now.
     async fn ask(&self, queue: Queue, server: u64, delay: Duration) -> Answer {
         let (tx, rx) = oneshot::channel();
-        let (plan_round, delay) = {
+        let (plan_round, delay, mut asked) = {
             let mut s = self.lock();
             let delay = match queue {
                 Queue::First => delay,
@@ -101,12 +104,23 @@ impl Listings {
             };
             let (asks, planned) = s.queue(queue);
             asks.push((server, tx));
-            (!std::mem::replace(planned, true), delay)
+            (!std::mem::replace(planned, true), delay, asks.len())
         };
         if plan_round {
             let me = self.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
+                let started = tokio::time::Instant::now();
+                loop {
+                    tokio::time::sleep(delay).await;
+                    let now = me.lock().queue(queue).0.len();
+                    if !matches!(queue, Queue::First)
+                        || now == asked
+                        || started.elapsed() >= GATHER_MAX
+                    {
+                        break;
+                    }
+                    asked = now;
+                }
                 let asks = {
                     let mut s = me.lock();
                     let (asks, planned) = s.queue(queue);
