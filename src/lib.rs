@@ -2,8 +2,9 @@
 //!
 //! The map of the parts is in ARCHITECTURE.md. In short: [`config`] reads and checks
 //! the policies, [`schedule`] says when they fire, [`rotation`] runs one job against
-//! the [`provider`], [`state`] remembers what must survive a restart, [`cli`] is the
-//! command line, and [`sim`] is the provider simulator used by the tests and the demo.
+//! the [`provider`], [`runner`] runs many, [`daemon`] runs them on schedule, [`state`]
+//! remembers what must survive a restart, [`cli`] is the command line, and [`sim`] is
+//! the provider simulator used by the tests and the demo.
 #![forbid(unsafe_code)]
 // Output goes through `cli::output`, which stops quietly at a closed pipe where
 // `println!` would panic.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod failpoint;
 pub mod interrupt;
+pub mod job;
 pub mod metrics;
 pub mod names;
 pub mod provider;
@@ -24,3 +26,7 @@ pub mod schedule;
 pub mod sim;
 pub mod state;
 pub mod systemd;
+pub mod token;
+
+#[cfg(test)]
+mod architecture;

@@ -7,13 +7,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::job::JobId;
 use crate::provider::ApiStats;
-use crate::runner::Report;
 use crate::state::{StateError, write_atomic};
 
 struct JobLine {
-    policy: String,
-    server: u64,
     finished: f64,
     ok: bool,
     seconds: f64,
@@ -21,29 +19,29 @@ struct JobLine {
 
 #[derive(Default)]
 pub struct Metrics {
-    jobs: Mutex<BTreeMap<String, JobLine>>,
+    jobs: Mutex<BTreeMap<JobId, JobLine>>,
     owned: Mutex<BTreeMap<(u64, String), usize>>,
 }
 
 impl Metrics {
-    pub fn record(&self, report: &Report) {
+    /// A run of `job` ended now, after `seconds`; `owned` is how many snapshots of its
+    /// policy its server holds after a successful run.
+    pub fn record(&self, job: &JobId, ok: bool, seconds: f64, owned: Option<usize>) {
         let finished = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         let line = JobLine {
-            policy: report.policy.clone(),
-            server: report.server,
             finished,
-            ok: report.ok,
-            seconds: report.seconds,
+            ok,
+            seconds,
         };
         self.jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(report.job.clone(), line);
-        if let Some(o) = &report.outcome {
+            .insert(job.clone(), line);
+        if let Some(owned) = owned {
             self.owned
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert((report.server, report.policy.clone()), o.owned);
+                .insert((job.server, job.policy.clone()), owned);
         }
     }
 
@@ -74,8 +72,8 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "{name}{{job=\"{job}\",policy=\"{}\",server=\"{}\"}} {}",
-                    j.policy,
-                    j.server,
+                    job.policy,
+                    job.server,
                     value(j)
                 );
             }
@@ -114,7 +112,16 @@ impl Metrics {
         out
     }
 
-    pub fn write(&self, path: &Path, api: &ApiStats) -> Result<(), StateError> {
-        write_atomic(path, self.render(api).as_bytes())
+    /// Rewrites the file at `path`, on a blocking thread.
+    pub async fn write(&self, path: &Path, api: &ApiStats) -> Result<(), StateError> {
+        let text = self.render(api);
+        let to = path.to_path_buf();
+        match tokio::task::spawn_blocking(move || write_atomic(&to, text.as_bytes())).await {
+            Ok(r) => r,
+            Err(e) => Err(StateError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(e),
+            }),
+        }
     }
 }

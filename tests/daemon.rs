@@ -38,10 +38,24 @@ async fn tells_systemd_ready_reloading_ready_stopping_and_pings_the_watchdog() {
         .filter(|n| ["READY=1", "RELOADING=1", "STOPPING=1"].contains(&n.as_str()))
         .collect();
     assert_eq!(order, ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]);
+    // Type=notify-reload's protocol: RELOADING=1 and the CLOCK_MONOTONIC time of the
+    // reload in one message.
+    let reloading = d
+        .messages()
+        .into_iter()
+        .find(|m| m.lines().any(|l| l == "RELOADING=1"))
+        .expect("a RELOADING=1 message");
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC with RELOADING=1: {reloading:?}"))
+        .parse()
+        .expect("a number");
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let now = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000;
     assert!(
-        d.notes().iter().any(|n| n.starts_with("MONOTONIC_USEC=")),
-        "{:?}",
-        d.notes()
+        usec <= now && now - usec < 30_000_000,
+        "MONOTONIC_USEC={usec} is not the monotonic time of the reload (now {now})"
     );
 }
 
@@ -318,4 +332,61 @@ keep = 1
     d.signal("TERM");
     assert_eq!(d.wait_exit(20).await, Some(0));
     assert_eq!(creates(&env), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_raises_max_concurrent_jobs_runs_more_jobs_at_once() {
+    let env = Env::with_create_time(std::time::Duration::from_millis(1500)).await;
+    for id in [1, 2, 3] {
+        env.sim.add_server(id, "s");
+    }
+    let policy = r#"
+[[policy]]
+name = "a"
+servers = [1, 2, 3]
+schedule = "*/3 * * * * *"
+keep = 1
+snapshot_name = "{policy}-%Y%m%d-%H%M%S"
+"#;
+    let write = |max: usize| {
+        let text = format!("{}\n{policy}", env.header()).replace(
+            "[daemon]",
+            &format!("[daemon]\nmax_concurrent_jobs = {max}"),
+        );
+        std::fs::write(&env.config, text).unwrap();
+    };
+    write(1);
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_note("READY=1", 1, 10).await;
+    write(3);
+    d.signal("HUP");
+    d.wait_note("READY=1", 2, 10).await;
+    let reloaded = chrono::Utc::now();
+    // One job at a time, a create follows the last by the 1.5 s a snapshot takes; three
+    // at a time, a fire's three creates go out together.
+    let together = || {
+        let st = env.sim.state();
+        let creates: Vec<_> = st
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/snapshots/" && r.at > reloaded)
+            .map(|r| r.at)
+            .collect();
+        creates
+            .windows(3)
+            .any(|w| w[2] - w[0] < chrono::Duration::milliseconds(500))
+    };
+    assert!(
+        eventually(15, together).await,
+        "no three jobs ran at once after the reload:\n{}\n{}",
+        common::request_log(&env.sim.state()),
+        d.log()
+    );
+    assert!(
+        d.log().contains("max_concurrent_jobs: 1 → 3"),
+        "{}",
+        d.log()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
 }

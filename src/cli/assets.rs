@@ -2,12 +2,11 @@
 //! from the command-line definition, for the Debian package.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use super::{Cli, CliError, CliResult};
+use super::{Cli, CliError, CliResult, Exit};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -16,8 +15,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let failed =
-        |what: &str, e: std::io::Error| CliError::Failed(format!("cannot write {what}: {e}"));
+    let failed = |what: &str, source: std::io::Error| CliError::Io {
+        what: format!("cannot write {what}"),
+        source,
+    };
     std::fs::create_dir_all(&args.out).map_err(|e| failed("the directory", e))?;
     let cmd = Cli::command();
     let mut page = Vec::new();
@@ -30,5 +31,5 @@ pub fn run(args: Args) -> CliResult {
         clap_complete::generate_to(shell, &mut cmd, "snaprotd", &args.out)
             .map_err(|e| failed("completions", e))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,13 +1,12 @@
 //! `snaprotd check`: validate the configuration and show what it will do.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use chrono::Utc;
 use serde_json::json;
 
 use super::output::{self, outln};
-use super::{CliResult, load_config};
+use super::{CliResult, Exit, load_config};
 use crate::config::Policy;
 
 #[derive(clap::Args, Debug)]
@@ -49,7 +48,7 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             "config": config.path, "ok": true, "warnings": config.warnings,
             "token_source": config.api.token_source, "policies": policies,
         }));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     outln!("{}: ok", config.path.display());
     outln!(
@@ -78,5 +77,5 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -3,15 +3,17 @@
 //! stopping and starting, pruning, making room, and a manual snapshot left alone.
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 
 use super::output::{self, outln};
-use super::{CliError, CliResult, list};
+use super::{CliError, CliResult, Exit, list};
 use crate::config::Config;
+use crate::daemon::Control;
+use crate::job::JobId;
+use crate::runner::RunReport;
 use crate::sim::{SimHandle, SimOptions};
 
 #[derive(clap::Args, Debug)]
@@ -66,12 +68,18 @@ stop_server = true
 }
 
 pub async fn run(args: Args) -> CliResult {
-    let failed =
-        |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("demo: {what}: {e}"));
+    fn failed<E: std::error::Error + Send + Sync + 'static>(
+        what: &'static str,
+    ) -> impl FnOnce(E) -> CliError {
+        move |e| CliError::Demo {
+            what,
+            source: Box::new(e),
+        }
+    }
     let dir = tempfile::Builder::new()
         .prefix("snaprotd-demo-")
         .tempdir()
-        .map_err(|e| failed("cannot make a temporary directory", &e))?;
+        .map_err(failed("cannot make a temporary directory"))?;
     let options = SimOptions {
         create_time: Duration::from_millis(1500),
         transition_time: Duration::from_millis(400),
@@ -80,7 +88,7 @@ pub async fn run(args: Args) -> CliResult {
     let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
     let sim = SimHandle::start(listen, options)
         .await
-        .map_err(|e| failed("cannot start the simulator", &e))?;
+        .map_err(failed("cannot start the simulator"))?;
     sim.add_server(WEB, "web-01");
     sim.add_server(DB, "db-01");
     sim.add_server(FULL, "files-01");
@@ -103,18 +111,18 @@ pub async fn run(args: Args) -> CliResult {
     let token_file = dir.path().join("token");
     let state_dir = dir.path().join("state");
     let config_file = dir.path().join("snaprotd.toml");
-    std::fs::write(&token_file, sim.token()).map_err(|e| failed("cannot write the token", &e))?;
+    std::fs::write(&token_file, sim.token()).map_err(failed("cannot write the token"))?;
     std::fs::set_permissions(
         &token_file,
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
-    .map_err(|e| failed("cannot protect the token", &e))?;
+    .map_err(failed("cannot protect the token"))?;
     let text = config_text(
         sim.base_url(),
         &token_file.display().to_string(),
         &state_dir.display().to_string(),
     );
-    std::fs::write(&config_file, text).map_err(|e| failed("cannot write the configuration", &e))?;
+    std::fs::write(&config_file, text).map_err(failed("cannot write the configuration"))?;
     let config = Arc::new(Config::load(&config_file)?);
 
     outln!(
@@ -131,30 +139,30 @@ pub async fn run(args: Args) -> CliResult {
     );
 
     // The daemon's own loop, stopped (as by SIGTERM) when the time is up.
-    let stop = tokio_util::sync::CancellationToken::new();
-    let timer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(args.duration).await;
-            stop.cancel();
-        })
-    };
-    crate::daemon::run(&config_file, stop).await?;
+    let (controls, handed) = tokio::sync::mpsc::unbounded_channel();
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(args.duration).await;
+        let _ = controls.send(Control::Stop("the demo's time is up"));
+    });
+    crate::daemon::run(&config_file, handed).await?;
     timer.abort();
 
     let state = crate::state::StateDir::new(&config.daemon.state_dir);
-    let failures: Vec<String> = config
-        .policies
-        .iter()
-        .flat_map(|p| {
-            p.servers
-                .iter()
-                .map(move |s| crate::rotation::job_id(&p.name, *s))
-        })
-        .filter(|job| state.last_run(job).is_some_and(|r| !r.ok))
-        .collect();
-    let client = crate::provider::Client::new(&config.api)
-        .map_err(|e| failed("cannot build the client", &e))?;
+    let mut failures = Vec::new();
+    for p in &config.policies {
+        for s in &p.servers {
+            let job = JobId::new(&p.name, *s);
+            if state
+                .last_run::<RunReport>(&job)
+                .await
+                .is_some_and(|r| !r.ok)
+            {
+                failures.push(job.to_string());
+            }
+        }
+    }
+    let client =
+        crate::provider::Client::new(&config.api).map_err(failed("cannot build the client"))?;
     outln!(
         "\nafter {}, the provider holds:",
         humantime::format_duration(args.duration)
@@ -162,7 +170,7 @@ pub async fn run(args: Args) -> CliResult {
     let snapshots = client
         .list_snapshots(None)
         .await
-        .map_err(|e| failed("cannot list snapshots", &e))?;
+        .map_err(failed("cannot list snapshots"))?;
     let rows: Vec<Vec<String>> = snapshots
         .iter()
         .map(|s| {
@@ -188,7 +196,7 @@ pub async fn run(args: Args) -> CliResult {
         "\nmanual snapshots left alone: {manual} of 3; servers not running: {stopped:?}; failing jobs: {failures:?}"
     );
     if manual != 3 || !stopped.is_empty() || !failures.is_empty() {
-        return Err(CliError::Failed("the demo did not end as it should".into()));
+        return Err(CliError::DemoFailed);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,11 +1,10 @@
 //! `snaprotd list`: the snapshots, with status, size, age and owner.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{CliError, CliResult, load_config, output};
+use super::{CliResult, Exit, load_config, output};
 use crate::config::Config;
 use crate::provider::{Client, Snapshot};
 
@@ -31,12 +30,8 @@ pub fn owner(config: &Config, s: &Snapshot) -> String {
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = load_config(path)?;
-    let client = Client::new(&config.api).map_err(|e| CliError::Failed(e.to_string()))?;
-    let mut snapshots = client
-        .list_snapshots(args.server)
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?
-        .snapshots;
+    let client = Client::new(&config.api)?;
+    let mut snapshots = client.list_snapshots(args.server).await?.snapshots;
     snapshots.sort_by_key(|s| (s.server.id, s.created_at, s.id));
     if args.json {
         let list: Vec<_> = snapshots
@@ -44,7 +39,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             .map(|s| json!({"snapshot": s, "owner": owner(&config, s)}))
             .collect();
         output::json(&list);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     let rows: Vec<Vec<String>> = snapshots
         .iter()
@@ -64,5 +59,5 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         &["SERVER", "ID", "NAME", "STATUS", "SIZE", "AGE", "OWNER"],
         &rows,
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,14 +1,17 @@
-//! The command line: one file per command; this file holds the clap definition, the
-//! logging set-up and the mapping from errors to exit codes.
+//! The command line: one file per command; this file holds the clap definition and
+//! the logging set-up. Exit codes are decided in `exit.rs`, signals caught in
+//! `signals.rs`.
 
 mod assets;
 mod check;
 mod demo;
+mod exit;
 mod list;
 mod next;
 mod once;
 mod output;
 mod restore;
+mod signals;
 mod sim;
 mod status;
 
@@ -17,11 +20,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigErrors, DEFAULT_PATH};
+use crate::config::{Config, DEFAULT_PATH};
+pub use exit::{CliError, Exit, Health};
 use output::errln;
-
-/// Exit code for a bad configuration (sysexits' EX_CONFIG).
-pub const EXIT_CONFIG: u8 = 78;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,75 +82,43 @@ pub enum Command {
     Assets(assets::Args),
 }
 
-/// What a command can fail with, mapped to an exit code at the edge.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("{0}")]
-    Config(#[from] ConfigErrors),
-    /// A failure already described (exit 1).
-    #[error("{0}")]
-    Failed(String),
-    /// Stopped by a signal; exits 128 + its number.
-    #[error("interrupted by {signal}: {completed} of {total} job(s) completed")]
-    Interrupted {
-        signal: &'static str,
-        code: u8,
-        completed: usize,
-        total: usize,
-    },
-}
-
-impl CliError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Config(_) => EXIT_CONFIG,
-            CliError::Failed(_) => 1,
-            CliError::Interrupted { code, .. } => *code,
-        }
-    }
-}
-
-pub type CliResult = Result<ExitCode, CliError>;
+/// How a command ends; `exit.rs` turns it into the exit code.
+pub type CliResult = Result<Exit, CliError>;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log);
     log_panics();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(r) => r,
-        Err(e) => {
-            errln!("snaprotd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(source) => Err(CliError::Io {
+            what: "cannot start the async runtime".into(),
+            source,
+        }),
     };
-    let result = runtime.block_on(run(cli));
-    match result {
-        Ok(code) => output::finish(code),
-        Err(e) => {
-            let code = output::finish(ExitCode::from(e.exit_code()));
-            match &e {
-                CliError::Config(errors) => {
-                    for line in errors.0.iter() {
-                        errln!("error: {line}");
-                    }
-                }
-                other => errln!("error: {other}"),
+    let output_failed = output::finish();
+    match &result {
+        Ok(_) => {}
+        Err(CliError::Config(errors)) => {
+            for line in errors.0.iter() {
+                errln!("error: {line}");
             }
-            code
         }
+        Err(other) => errln!("error: {other}"),
     }
+    ExitCode::from(exit::code(&result, output_failed))
 }
 
 async fn run(cli: Cli) -> CliResult {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            crate::daemon::run(&cli.config, tokio_util::sync::CancellationToken::new()).await?;
-            Ok(ExitCode::SUCCESS)
+            crate::daemon::run(&cli.config, signals::daemon_controls()?).await?;
+            Ok(Exit::Success)
         }
-        Command::Status(args) => status::run(&cli.config, args),
+        Command::Status(args) => status::run(&cli.config, args).await,
         Command::Check(args) => check::run(&cli.config, args),
         Command::Once(args) => once::run(&cli.config, args).await,
         Command::Next(args) => next::run(&cli.config, args),

@@ -1,12 +1,11 @@
 //! `snaprotd next`: the coming fires across all policies, in time order.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{CliResult, load_config, output};
+use super::{CliResult, Exit, load_config, output};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -62,5 +61,5 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             .collect();
         output::table(&["TIME", "POLICY", "SERVERS"], &rows);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,18 +1,19 @@
 //! `snaprotd once`: run the matching jobs now, once, and print a summary.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::json;
 
-use super::output::{self, errln, outln};
-use super::{CliError, CliResult, load_config};
+use super::output::{self, outln};
+use super::signals::{StopSignal, interrupt_on_signal};
+use super::{CliError, CliResult, Exit, load_config};
 use crate::config::Config;
+use crate::job::JobId;
 use crate::provider::{Client, ServerStatus};
 use crate::rotation::{self, Job};
-use crate::runner::{Report, Runner};
+use crate::runner::{RunReport, Runner};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -34,28 +35,26 @@ pub struct Args {
     skip_busy: bool,
 }
 
-/// The (policy, server) pairs selected by `--policy` and `--server`.
-fn selected(config: &Config, args: &Args) -> Result<Vec<(String, u64)>, CliError> {
+/// The jobs selected by `--policy` and `--server`.
+fn selected(config: &Config, args: &Args) -> Result<Vec<JobId>, CliError> {
     if let Some(p) = &args.policy
         && config.policy(p).is_none()
     {
         let names: Vec<&str> = config.policies.iter().map(|p| p.name.as_str()).collect();
-        return Err(CliError::Failed(format!(
-            "no policy named {p:?} (configured: {})",
-            names.join(", ")
-        )));
+        return Err(CliError::NoSuchPolicy {
+            name: p.clone(),
+            configured: names.join(", "),
+        });
     }
-    let jobs: Vec<(String, u64)> = config
+    let jobs: Vec<JobId> = config
         .policies
         .iter()
         .filter(|p| args.policy.as_ref().is_none_or(|n| *n == p.name))
-        .flat_map(|p| p.servers.iter().map(move |s| (p.name.clone(), *s)))
-        .filter(|(_, s)| args.server.is_none_or(|want| want == *s))
+        .flat_map(|p| p.servers.iter().map(move |s| JobId::new(&p.name, *s)))
+        .filter(|job| args.server.is_none_or(|want| want == job.server))
         .collect();
     if jobs.is_empty() {
-        return Err(CliError::Failed(
-            "no configured job matches --policy/--server".into(),
-        ));
+        return Err(CliError::NoMatchingJob);
     }
     Ok(jobs)
 }
@@ -67,101 +66,36 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         return dry_run(&config, jobs, args.json).await;
     }
     let grace = config.daemon.shutdown_timeout;
-    let mut runner = Runner::new(config).map_err(|e| CliError::Failed(e.to_string()))?;
-    runner
-        .state
-        .become_owner_if_root()
-        .and_then(|_| runner.state.check())
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut runner = Runner::new(config)?;
+    runner.state.become_owner_if_root()?;
+    runner.state.check().await?;
     runner.skip_busy = args.skip_busy;
     let runner = Arc::new(runner);
     let signals = tokio::spawn(interrupt_on_signal(runner.interrupt.clone(), grace));
     let reports = runner.run_all(jobs, Utc::now()).await;
-    runner.write_metrics();
+    runner.write_metrics().await;
     print_summary(&reports, args.json);
     if !args.json {
         outln!("{} provider request(s)", runner.client.requests_sent());
     }
     let failed = reports.iter().filter(|r| !r.ok).count();
     if runner.interrupt.is_set() {
-        let signal = signals.await.unwrap_or(Interrupted::Term);
+        let signal = signals.await.unwrap_or(StopSignal::Term);
         return Err(CliError::Interrupted {
-            signal: signal.name(),
-            code: signal.exit_code(),
+            signal,
             completed: reports.iter().filter(|r| r.outcome.is_some()).count(),
             total: reports.len(),
         });
     }
     signals.abort();
     Ok(if failed == 0 {
-        ExitCode::SUCCESS
+        Exit::Success
     } else {
-        ExitCode::from(1)
+        Exit::Failure
     })
 }
 
-#[derive(Clone, Copy)]
-enum Interrupted {
-    Int,
-    Term,
-}
-
-impl Interrupted {
-    fn name(self) -> &'static str {
-        match self {
-            Interrupted::Int => "SIGINT",
-            Interrupted::Term => "SIGTERM",
-        }
-    }
-
-    /// 128 + the signal's number, as a shell reports a process the signal ended.
-    fn exit_code(self) -> u8 {
-        match self {
-            Interrupted::Int => 130,
-            Interrupted::Term => 143,
-        }
-    }
-}
-
-/// On Ctrl-C or SIGTERM: no new job starts, and every server a job stopped is started
-/// again by its guard after its snapshot — waiting at most `grace` for the snapshot.
-/// Later signals only say that this is under way.
-async fn interrupt_on_signal(
-    interrupt: crate::interrupt::Interrupt,
-    grace: std::time::Duration,
-) -> Interrupted {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        std::future::pending::<()>().await;
-        unreachable!()
-    };
-    let first = tokio::select! {
-        _ = int.recv() => Interrupted::Int,
-        _ = term.recv() => Interrupted::Term,
-    };
-    interrupt.set(grace);
-    errln!(
-        "snaprotd: interrupted by {}: no new job starts; a server snaprotd stopped is started again \
-         once its snapshot is done (waiting at most {}), then snaprotd exits",
-        first.name(),
-        humantime::format_duration(grace)
-    );
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            errln!("snaprotd: still starting the servers it stopped again; it exits when they run");
-        }
-    });
-    first
-}
-
-pub fn print_summary(reports: &[Report], as_json: bool) {
+pub fn print_summary(reports: &[RunReport], as_json: bool) {
     if as_json {
         output::json(&reports);
         return;
@@ -170,14 +104,14 @@ pub fn print_summary(reports: &[Report], as_json: bool) {
         .iter()
         .map(|r| match (&r.outcome, &r.error) {
             _ if r.skipped.is_some() => vec![
-                r.job.clone(),
+                r.job.to_string(),
                 "SKIPPED".into(),
                 r.skipped.clone().unwrap_or_default(),
                 "0".into(),
                 "-".into(),
             ],
             (Some(o), _) => vec![
-                r.job.clone(),
+                r.job.to_string(),
                 "ok".into(),
                 format!(
                     "{}{}",
@@ -188,7 +122,7 @@ pub fn print_summary(reports: &[Report], as_json: bool) {
                 format!("{:.1}s", r.seconds),
             ],
             (None, e) => vec![
-                r.job.clone(),
+                r.job.to_string(),
                 "FAILED".into(),
                 e.clone().unwrap_or_default(),
                 "0".into(),
@@ -212,13 +146,14 @@ pub fn print_summary(reports: &[Report], as_json: bool) {
 }
 
 /// Reads only: lists each server, and prints what a run would do.
-async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> CliResult {
-    let client = Client::new(&config.api).map_err(|e| CliError::Failed(e.to_string()))?;
+async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult {
+    let client = Client::new(&config.api)?;
+    let state = crate::state::StateDir::new(&config.daemon.state_dir);
     let now = Utc::now();
     let mut plans = Vec::new();
     let mut failed = false;
-    for (policy_name, server) in jobs {
-        let Some(policy) = config.policy(&policy_name) else {
+    for JobId { policy, server } in jobs {
+        let Some(policy) = config.policy(&policy) else {
             continue;
         };
         let job = Job { policy, server };
@@ -234,7 +169,7 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
                 config.api.snapshot_cap,
                 &name,
                 &listing,
-                &crate::state::StateDir::new(&config.daemon.state_dir).tainted(server),
+                &state.tainted(server).await,
             )
             .map_err(|e| e.to_string())?;
             let stop = if policy.stop_server {
@@ -254,7 +189,7 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
             Ok((plan, stop)) => {
                 if as_json {
                     plans.push(
-                        json!({"job": job.id(), "ok": true, "stop_server": stop, "plan": plan}),
+                        json!({"job": job.id().to_string(), "ok": true, "stop_server": stop, "plan": plan}),
                     );
                     continue;
                 }
@@ -300,7 +235,7 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
             Err(e) => {
                 failed = true;
                 if as_json {
-                    plans.push(json!({"job": job.id(), "ok": false, "error": e}));
+                    plans.push(json!({"job": job.id().to_string(), "ok": false, "error": e}));
                 } else {
                     outln!("{}:\n  would fail: {e}", job.id());
                 }
@@ -310,9 +245,5 @@ async fn dry_run(config: &Config, jobs: Vec<(String, u64)>, as_json: bool) -> Cl
     if as_json {
         output::json(&plans);
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { Exit::Failure } else { Exit::Success })
 }

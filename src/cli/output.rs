@@ -9,7 +9,6 @@
 
 use std::fmt;
 use std::io::{ErrorKind, Write};
-use std::process::ExitCode;
 use std::sync::Mutex;
 
 /// `println!` for the commands' output: stops quietly when the reader went away.
@@ -68,9 +67,9 @@ fn with_stdout(f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Res
     }
 }
 
-/// The command's exit code, after the last output is sent: a write that failed for
-/// another reason than a closed pipe is reported, and a success becomes exit 1.
-pub fn finish(code: ExitCode) -> ExitCode {
+/// Sends the last output; a write that failed for another reason than a closed pipe is
+/// reported. Returns whether one did (a success then exits 1: see `exit.rs`).
+pub fn finish() -> bool {
     flush();
     let sink = STDOUT
         .lock()
@@ -78,13 +77,9 @@ pub fn finish(code: ExitCode) -> ExitCode {
     match &*sink {
         Sink::Failed(e) => {
             errln!("error: cannot write to standard output: {e}");
-            if code == ExitCode::SUCCESS {
-                ExitCode::FAILURE
-            } else {
-                code
-            }
+            true
         }
-        Sink::Open | Sink::Closed => code,
+        Sink::Open | Sink::Closed => false,
     }
 }
 

@@ -2,10 +2,9 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
-use std::process::ExitCode;
 
 use super::output::{self, errln, outln};
-use super::{CliError, CliResult, load_config};
+use super::{CliError, CliResult, Exit, load_config};
 use crate::provider::Client;
 
 #[derive(clap::Args, Debug)]
@@ -19,16 +18,14 @@ pub struct Args {
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = load_config(path)?;
-    let client = Client::new(&config.api).map_err(|e| CliError::Failed(e.to_string()))?;
-    let failed = |e: crate::provider::ApiError| CliError::Failed(e.to_string());
+    let client = Client::new(&config.api)?;
     let snapshot = client
         .list_snapshots(None)
-        .await
-        .map_err(failed)?
+        .await?
         .snapshots
         .into_iter()
         .find(|s| s.id == args.snapshot_id)
-        .ok_or_else(|| CliError::Failed(format!("snapshot {} does not exist", args.snapshot_id)))?;
+        .ok_or(CliError::NoSuchSnapshot(args.snapshot_id))?;
     let what = format!(
         "server {} from snapshot {} (id {}, created {})",
         snapshot.server.id,
@@ -38,9 +35,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     );
     if !args.yes {
         if !std::io::stdin().is_terminal() {
-            return Err(CliError::Failed(format!(
-                "restoring {what} overwrites all data on the server; pass --yes to confirm when not on a terminal"
-            )));
+            return Err(CliError::NotConfirmed(what));
         }
         output::write(format_args!(
             "Restore {what}?\nThis stops the server and overwrites all its data. Type yes to go on: "
@@ -50,15 +45,13 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
             outln!("Not restored.");
-            return Ok(ExitCode::from(1));
+            return Ok(Exit::Failure);
         }
     }
     // A job on this server (the daemon's, or a `once`) finishes first.
     let state = crate::state::StateDir::new(&config.daemon.state_dir);
-    state
-        .become_owner_if_root()
-        .and_then(|_| state.check())
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    state.become_owner_if_root()?;
+    state.check().await?;
     let _lock = state
         .lock_server(snapshot.server.id, |holder| {
             errln!(
@@ -66,12 +59,11 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
                 snapshot.server.id
             )
         })
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    let answer = client.restore_snapshot(snapshot.id).await.map_err(failed)?;
+        .await?;
+    let answer = client.restore_snapshot(snapshot.id).await?;
     outln!(
         "Restoring {what}: {}",
         answer.message.unwrap_or_else(|| "accepted".into())
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

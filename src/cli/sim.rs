@@ -1,11 +1,10 @@
 //! `snaprotd sim`: the provider simulator as a server.
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use super::output::{errln, outln};
-use super::{CliError, CliResult};
+use super::{CliError, CliResult, Exit};
 use crate::sim::{SimHandle, SimOptions};
 
 #[derive(clap::Args, Debug)]
@@ -45,9 +44,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult {
     if !args.listen.ip().is_loopback() {
-        return Err(CliError::Failed(
-            "the simulator listens on loopback addresses only".into(),
-        ));
+        return Err(CliError::NotLoopback);
     }
     let options = SimOptions {
         token: args.token,
@@ -62,7 +59,10 @@ pub async fn run(args: Args) -> CliResult {
     };
     let sim = SimHandle::start(args.listen, options)
         .await
-        .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", args.listen)))?;
+        .map_err(|source| CliError::Io {
+            what: format!("cannot listen on {}", args.listen),
+            source,
+        })?;
     {
         let mut state = sim.state();
         for id in args.servers.iter().flatten() {
@@ -75,23 +75,8 @@ pub async fn run(args: Args) -> CliResult {
         sim.base_url(),
         sim.addr
     );
-    wait_for_stop_signal().await;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    super::signals::stop_signal().await;
+    Ok(Exit::Success)
 }
 
 /// "7" or "1-1000".

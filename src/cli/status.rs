@@ -3,17 +3,17 @@
 //! convention: 0 ok, 1 a last run failed, 2 overdue, 3 unknown).
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::output::{self, outln};
-use super::{CliResult, load_config};
+use super::{CliResult, Exit, Health, load_config};
 use crate::config::file::{FileError, read_text};
 use crate::config::{Config, Policy};
-use crate::rotation::job_id;
-use crate::state::{LastRun, StateDir};
+use crate::job::JobId;
+use crate::runner::RunReport;
+use crate::state::StateDir;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,23 +24,14 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct JobStatus {
-    job: String,
-    policy: String,
-    server: u64,
-    last_run: Option<LastRun>,
+    /// `job`, `policy` and `server`.
+    #[serde(flatten)]
+    job: JobId,
+    last_run: Option<RunReport>,
     next_fire: Option<DateTime<Utc>>,
     /// A fire passed (with time to finish) and no run answered it.
     overdue: bool,
 }
-
-/// Every job's last run is ok and no fire is overdue.
-const OK: u8 = 0;
-/// A job's last run failed.
-const FAILED: u8 = 1;
-/// A fire passed and no run answered it.
-const OVERDUE: u8 = 2;
-/// The state could not be read: nothing is known about the jobs.
-const UNKNOWN: u8 = 3;
 
 /// Far above any record the daemon writes.
 const MAX_RECORD_BYTES: u64 = 1024 * 1024;
@@ -52,16 +43,16 @@ fn grace(p: &Policy) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
 }
 
-fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
+async fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
     let state = StateDir::new(&config.daemon.state_dir);
-    let known = state.known_jobs();
+    let known = state.known_jobs().await;
     let mut out = Vec::new();
     for p in &config.policies {
         // The last fire whose run should have ended by now.
         let due = p.schedule.previous_fire(p.timezone, now - grace(p));
         for s in &p.servers {
-            let job = job_id(&p.name, *s);
-            let last_run = state.last_run(&job);
+            let job = JobId::new(&p.name, *s);
+            let last_run = state.last_run::<RunReport>(&job).await;
             let answered = |fire: DateTime<Utc>| match &last_run {
                 Some(l) => l.scheduled_for >= fire,
                 None => known.get(&job).is_none_or(|since| *since >= fire),
@@ -69,8 +60,6 @@ fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
             let overdue = due.is_some_and(|fire| !answered(fire));
             out.push(JobStatus {
                 job,
-                policy: p.name.clone(),
-                server: *s,
                 last_run,
                 next_fire: p.schedule.next_fire(p.timezone, now),
                 overdue,
@@ -140,21 +129,21 @@ fn unreadable_state(root: &Path) -> Option<String> {
     None
 }
 
-/// The exit code for what the jobs' states say.
-fn exit_code(jobs: &[JobStatus]) -> u8 {
+/// What the jobs' states say, the worst first: overdue, then failed.
+fn health(jobs: &[JobStatus]) -> Health {
     if jobs.iter().any(|j| j.overdue) {
-        OVERDUE
+        Health::Overdue
     } else if jobs
         .iter()
         .any(|j| j.last_run.as_ref().is_some_and(|l| !l.ok))
     {
-        FAILED
+        Health::Failed
     } else {
-        OK
+        Health::Ok
     }
 }
 
-pub fn run(path: &Path, args: Args) -> CliResult {
+pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = load_config(path)?;
     let root = &config.daemon.state_dir;
     if let Some(reason) = unreadable_state(root) {
@@ -169,9 +158,9 @@ pub fn run(path: &Path, args: Args) -> CliResult {
         } else {
             outln!("UNKNOWN: {error}");
         }
-        return Ok(ExitCode::from(UNKNOWN));
+        return Ok(Exit::Status(Health::Unknown));
     }
-    let jobs = statuses(&config, Utc::now());
+    let jobs = statuses(&config, Utc::now()).await;
     if args.json {
         output::json(&jobs);
     } else {
@@ -179,7 +168,7 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             .iter()
             .map(|j| {
                 let tz = config
-                    .policy(&j.policy)
+                    .policy(&j.job.policy)
                     .map_or(chrono_tz::UTC, |p| p.timezone);
                 let (last, outcome) = match &j.last_run {
                     Some(l) => (
@@ -200,12 +189,12 @@ pub fn run(path: &Path, args: Args) -> CliResult {
                 } else {
                     outcome
                 };
-                vec![j.job.clone(), last, next, outcome]
+                vec![j.job.to_string(), last, next, outcome]
             })
             .collect();
         output::table(&["JOB", "LAST RUN", "NEXT FIRE", "OUTCOME"], &rows);
     }
-    Ok(ExitCode::from(exit_code(&jobs)))
+    Ok(Exit::Status(health(&jobs)))
 }
 
 #[cfg(test)]
@@ -213,22 +202,11 @@ mod tests {
     use super::*;
 
     fn job(overdue: bool, ok: Option<bool>) -> JobStatus {
-        let at = Utc::now();
+        let job = JobId::new("nightly", 1);
+        let run = RunReport::new(job.clone(), Utc::now());
         JobStatus {
-            job: "nightly@1".into(),
-            policy: "nightly".into(),
-            server: 1,
-            last_run: ok.map(|ok| LastRun {
-                job: "nightly@1".into(),
-                policy: "nightly".into(),
-                server: 1,
-                scheduled_for: at,
-                started_at: at,
-                finished_at: at,
-                ok,
-                message: String::new(),
-                snapshot_name: None,
-            }),
+            job,
+            last_run: ok.map(|ok| if ok { run } else { run.fail("no".into()) }),
             next_fire: None,
             overdue,
         }
@@ -236,15 +214,18 @@ mod tests {
 
     #[test]
     fn overdue_outranks_failed_which_outranks_ok() {
-        assert_eq!(exit_code(&[]), OK);
-        assert_eq!(exit_code(&[job(false, None), job(false, Some(true))]), OK);
+        assert_eq!(health(&[]), Health::Ok);
         assert_eq!(
-            exit_code(&[job(false, Some(true)), job(false, Some(false))]),
-            FAILED
+            health(&[job(false, None), job(false, Some(true))]),
+            Health::Ok
         );
         assert_eq!(
-            exit_code(&[job(false, Some(false)), job(true, Some(true))]),
-            OVERDUE
+            health(&[job(false, Some(true)), job(false, Some(false))]),
+            Health::Failed
+        );
+        assert_eq!(
+            health(&[job(false, Some(false)), job(true, Some(true))]),
+            Health::Overdue
         );
     }
 

@@ -109,7 +109,7 @@ fn pick<T: Clone>(own: &S<T>, shared: &S<T>, policy: &str, key: &str) -> Option<
 
 fn api(
     raw: &RawConfig,
-    token: Option<(crate::provider::ApiToken, String)>,
+    token: Option<(crate::token::ApiToken, String)>,
     found: &mut Found,
 ) -> Option<ApiConfig> {
     let a = &raw.api;

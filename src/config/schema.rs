@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use url::Url;
 
 use super::template::NameTemplate;
-use crate::provider::ApiToken;
+use crate::token::ApiToken;
 use crate::schedule::Schedule;
 
 #[derive(Debug, Clone)]

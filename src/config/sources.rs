@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::errors::Problem;
 use super::file;
 use super::raw::RawApi;
-use crate::provider::ApiToken;
+use crate::token::ApiToken;
 
 /// The environment variable read for the token when no other source is configured.
 pub const TOKEN_ENV: &str = "SNAPROTD_API_TOKEN";

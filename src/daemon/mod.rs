@@ -1,15 +1,20 @@
 //! The daemon: schedules every job, runs what fires, survives restarts, and talks to
 //! systemd.
 //!
-//! One loop owns the state ([`Daemon::run`]); everything else sends it events: the
-//! alarm (a fire is due), finished jobs, the watchdog task (asking whether the loop is
-//! alive), the kernel's notice that the wall clock was set, and signals (SIGHUP
-//! reloads, SIGTERM/SIGINT stop). Between fires nothing of ours wakes up but the
-//! watchdog.
+//! One loop owns the state ([`run`]); everything else sends it events: the alarm (a
+//! fire is due), finished jobs, the watchdog task (asking whether the loop is alive),
+//! the kernel's notice that the wall clock was set, and the [`Control`]s it is handed
+//! (reload, stop: the command line turns signals into them; the daemon installs no
+//! signal handler). Between fires nothing of ours wakes up but the watchdog.
+//!
+//! Start-up (resume, catch-up) is in `start.rs`, shutdown in `shutdown.rs`, the next
+//! fire of every job in `timetable.rs`, the one alarm in `alarm.rs`, noticing a clock
+//! jump in `clock.rs`.
 
 mod alarm;
 mod clock;
-pub mod dispatch;
+mod shutdown;
+mod start;
 pub mod timetable;
 
 use std::collections::BTreeMap;
@@ -18,21 +23,40 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cli::CliError;
-use crate::config::Config;
-use crate::rotation;
-use crate::runner::{LEFT_STOPPED, Runner, Work};
-use crate::state::StoppedEntry;
+use crate::config::{Config, ConfigErrors};
+use crate::job::JobId;
+use crate::provider::ApiError;
+use crate::runner::{Dispatcher, LEFT_STOPPED, RunReport, Runner, Work};
+use crate::state::StateError;
 use crate::systemd;
 use alarm::Alarm;
 use clock::ClockWatch;
-use dispatch::{Dispatcher, Done};
-use timetable::{JobKey, Timetable};
+use timetable::Timetable;
+
+/// What the daemon is told from outside while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Read the configuration again; the text says who asked (`SIGHUP`).
+    Reload(&'static str),
+    /// Stop: no new job, running jobs get `shutdown_timeout`; the text says who asked.
+    Stop(&'static str),
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Alarm(#[from] alarm::AlarmError),
+}
 
 /// The longest wait between two tries to start a server whose start failed.
 const MAX_START_RETRY: Duration = Duration::from_secs(15 * 60);
@@ -47,9 +71,9 @@ struct Daemon {
     alarm: Alarm,
     /// The wall clock against the monotonic one, to notice a jump.
     clock: ClockWatch,
-    dispatch: Dispatcher,
+    dispatch: Dispatcher<Runner>,
     /// The last failure of each job that is failing now.
-    failures: BTreeMap<String, DateTime<Utc>>,
+    failures: BTreeMap<JobId, DateTime<Utc>>,
     /// Wakes the metrics writer after a job.
     metrics_due: Arc<tokio::sync::Notify>,
     /// Servers whose stopped-server record is to be settled (a failed start's retry).
@@ -62,33 +86,22 @@ struct Daemon {
     current: tokio::sync::watch::Sender<Arc<Runner>>,
 }
 
-/// Runs the daemon on the configuration at `path` until SIGTERM, SIGINT or `stop`.
-pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
+/// Runs the daemon on the configuration at `path` until `controls` says stop (or ends).
+pub async fn run(
+    path: &Path,
+    mut controls: mpsc::UnboundedReceiver<Control>,
+) -> Result<(), DaemonError> {
     let config = Config::load(path)?;
     for w in &config.warnings {
         warn!("{w}");
     }
     let config = Arc::new(config);
-    let runner =
-        Arc::new(Runner::new(config.clone()).map_err(|e| CliError::Failed(e.to_string()))?);
+    let runner = Arc::new(Runner::new(config.clone())?);
     // Created when missing; refused when anyone else could write there.
-    runner
-        .state
-        .become_owner_if_root()
-        .and_then(|_| runner.state.check())
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    runner.state.become_owner_if_root()?;
+    runner.state.check().await?;
     // One daemon per state directory, for the life of the process.
-    let _lock = runner
-        .state
-        .lock()
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-
-    let mut hup = signal(SignalKind::hangup())
-        .map_err(|e| CliError::Failed(format!("cannot catch SIGHUP: {e}")))?;
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| CliError::Failed(format!("cannot catch SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| CliError::Failed(format!("cannot catch SIGINT: {e}")))?;
+    let _lock = runner.state.lock().await?;
 
     let (fired_tx, mut fired_rx) = mpsc::unbounded_channel();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
@@ -100,8 +113,7 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
             "cannot watch for clock changes ({e}); a clock set is noticed at the next watchdog check or fire"
         );
     }
-    let alarm = Alarm::new(fired_tx).await;
-    let alarm = alarm.map_err(|e| CliError::Failed(e.to_string()))?;
+    let alarm = Alarm::new(fired_tx).await.map_err(DaemonError::Alarm)?;
     let runner_for_metrics = runner.clone();
     let mut daemon = Daemon {
         path: path.to_path_buf(),
@@ -130,16 +142,17 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
             Some(()) = clock_rx.recv() => {
                 daemon.check_clock().await;
             }
-            Some(done) = done_rx.recv() => daemon.on_done(done),
+            Some(report) = done_rx.recv() => daemon.on_done(report).await,
             Some(server) = settle_rx.recv() => daemon.settle(server),
             Some(reply) = ping_rx.recv() => {
                 daemon.check_alarm().await;
                 let _ = reply.send(());
             }
-            _ = hup.recv() => daemon.reload().await,
-            _ = term.recv() => { info!("SIGTERM: stopping"); break }
-            _ = int.recv() => { info!("SIGINT: stopping"); break }
-            _ = stop.cancelled() => break,
+            control = controls.recv() => match control {
+                Some(Control::Reload(why)) => daemon.reload(why).await,
+                Some(Control::Stop(why)) => { info!("{why}: stopping"); break }
+                None => break,
+            },
         }
     }
     if let Some(w) = watchdog {
@@ -148,7 +161,7 @@ pub async fn run(path: &Path, stop: CancellationToken) -> Result<(), CliError> {
     metrics.abort();
     let runner = daemon.runner.clone();
     daemon.shutdown(&mut done_rx).await;
-    runner.write_metrics();
+    runner.write_metrics().await;
     Ok(())
 }
 
@@ -161,7 +174,7 @@ async fn metrics_writer(
     loop {
         due.notified().await;
         let current = runner.borrow().clone();
-        current.write_metrics();
+        current.write_metrics().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -191,115 +204,6 @@ async fn watchdog(every: Duration, ping: mpsc::Sender<oneshot::Sender<()>>) {
 impl Daemon {
     fn config(&self) -> &Config {
         &self.runner.config
-    }
-
-    /// Start-up: resume interrupted jobs, catch up missed fires, arm the schedule.
-    async fn start(&mut self) {
-        let now = Utc::now();
-        let config = self.runner.config.clone();
-        let state = &self.runner.state;
-        let known = self.remember_jobs(now);
-
-        // Servers snaprotd stopped before it went down: their job is resumed, which
-        // adopts the snapshot by name and starts the server after it. A record whose
-        // job is not configured (or that cannot be read) is settled: its server is
-        // started again after its snapshot.
-        let mut resumed = Vec::new();
-        for entry in state.stopped_servers() {
-            match entry {
-                StoppedEntry::Record(r) if config.job_policy(&r.policy, r.server).is_some() => {
-                    let job = JobKey {
-                        policy: r.policy.clone(),
-                        server: r.server,
-                    };
-                    warn!(
-                        server_id = r.server,
-                        job_id = %r.job,
-                        snapshot_name = %r.snapshot_name,
-                        "server {} was stopped by {} for snapshot {} and not started again; resuming that run",
-                        r.server,
-                        r.job,
-                        r.snapshot_name
-                    );
-                    self.dispatch.submit(
-                        self.runner.clone(),
-                        job.clone(),
-                        r.scheduled_for,
-                        Work::Resume,
-                    );
-                    resumed.push(job);
-                }
-                // Its policy is gone, or it cannot be read: the server is started
-                // again after any snapshot of ours in progress.
-                other => self.settle_later(other.server(), Duration::ZERO),
-            }
-        }
-
-        // Catch-up: a job whose last fire passed while snaprotd was down runs once now.
-        for p in &config.policies {
-            if !p.catch_up {
-                continue;
-            }
-            let Some(previous) = p.schedule.previous_fire(p.timezone, now) else {
-                continue;
-            };
-            for s in &p.servers {
-                let job = JobKey {
-                    policy: p.name.clone(),
-                    server: *s,
-                };
-                if resumed
-                    .iter()
-                    .any(|r| r.server == job.server && r.policy == job.policy)
-                {
-                    continue;
-                }
-                let last = state.last_run(&job.id()).map(|r| r.scheduled_for);
-                let missed = match last {
-                    Some(last) => last < previous,
-                    None => known.get(&job.id()).is_some_and(|since| *since < previous),
-                };
-                if missed {
-                    info!(
-                        policy = %p.name,
-                        server_id = *s,
-                        job_id = %job.id(),
-                        "catch-up: the fire at {} was missed while snaprotd was down; running it now",
-                        previous.with_timezone(&p.timezone).to_rfc3339()
-                    );
-                    self.dispatch
-                        .submit(self.runner.clone(), job, now, Work::Fire);
-                }
-            }
-        }
-
-        self.timetable = Timetable::new(&config, now);
-        self.arm().await;
-        info!(
-            "snaprotd {} started: {} job(s) of {} policies",
-            env!("CARGO_PKG_VERSION"),
-            self.timetable.len(),
-            config.policies.len()
-        );
-        systemd::ready(&self.status_line());
-    }
-
-    /// Records when each job was first seen; returns the record.
-    fn remember_jobs(&self, now: DateTime<Utc>) -> BTreeMap<String, DateTime<Utc>> {
-        let state = &self.runner.state;
-        let mut known = state.known_jobs();
-        let before = known.len();
-        for p in &self.config().policies {
-            for s in &p.servers {
-                known.entry(rotation::job_id(&p.name, *s)).or_insert(now);
-            }
-        }
-        if known.len() != before
-            && let Err(e) = state.record_known_jobs(&known)
-        {
-            warn!("cannot record the known jobs: {e}");
-        }
-        known
     }
 
     async fn arm(&mut self) {
@@ -362,14 +266,16 @@ impl Daemon {
         true
     }
 
-    fn on_done(&mut self, done: Done) {
-        self.dispatch.finished(&done.job);
+    /// A job ended: its slot goes to the next, and a server it left stopped (a failed
+    /// start) is tried again later.
+    async fn on_done(&mut self, report: RunReport) {
+        self.dispatch.finished(&report.job);
         self.metrics_due.notify_one();
-        let server = done.job.server;
+        let server = report.job.server;
         if self.runner.interrupt.is_set() {
             // Its guard has had its go at the server; shutdown does not try again.
             self.released.insert(server);
-        } else if self.runner.state.stopped_server(server).is_some() {
+        } else if self.runner.state.stopped_server(server).await.is_some() {
             // A start that failed: tried again while the daemon runs, not only on
             // the next fire of the server or the next start of the daemon.
             let base = self
@@ -389,12 +295,10 @@ impl Daemon {
         } else {
             self.start_retries.remove(&server);
         }
-        if let Some(report) = done.report {
-            if report.ok {
-                self.failures.remove(&report.job);
-            } else {
-                self.failures.insert(report.job, Utc::now());
-            }
+        if report.ok {
+            self.failures.remove(&report.job);
+        } else {
+            self.failures.insert(report.job, Utc::now());
         }
         systemd::status(&self.status_line());
     }
@@ -414,10 +318,7 @@ impl Daemon {
     }
 
     fn settle(&mut self, server: u64) {
-        let job = JobKey {
-            policy: LEFT_STOPPED.into(),
-            server,
-        };
+        let job = JobId::new(LEFT_STOPPED, server);
         self.dispatch
             .submit(self.runner.clone(), job, Utc::now(), Work::Settle);
     }
@@ -435,8 +336,7 @@ impl Daemon {
         let now = Utc::now();
         if earliest + ALARM_SLACK < now {
             warn!(
-                "the fire of {} at {} did not go off; running it now",
-                job.id(),
+                "the fire of {job} at {} did not go off; running it now",
                 earliest.to_rfc3339()
             );
             self.run_due().await;
@@ -445,10 +345,12 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: read the configuration again; keep the old one if the new one is bad.
-    async fn reload(&mut self) {
+    /// Reads the configuration again; keeps the old one if the new one is bad. Tells
+    /// systemd `RELOADING=1` (with the monotonic time) first and `READY=1` after, also
+    /// when the reload failed.
+    async fn reload(&mut self, why: &str) {
         systemd::reloading();
-        info!("SIGHUP: reloading {}", self.path.display());
+        info!("{why}: reloading {}", self.path.display());
         match Config::load(&self.path) {
             Ok(config) if config.daemon.state_dir != self.config().daemon.state_dir => {
                 error!(
@@ -468,7 +370,12 @@ impl Daemon {
                     Ok(runner) => {
                         self.runner = Arc::new(runner);
                         self.current.send_replace(self.runner.clone());
-                        self.remember_jobs(Utc::now());
+                        self.remember_jobs(Utc::now()).await;
+                        let (was, now) = (self.dispatch.limit(), config.daemon.max_concurrent_jobs);
+                        if was != now {
+                            self.dispatch.resize(now);
+                            info!("max_concurrent_jobs: {was} → {now}");
+                        }
                         self.timetable = Timetable::new(&config, Utc::now());
                         self.arm().await;
                         info!("configuration reloaded: {} job(s)", self.timetable.len());
@@ -485,71 +392,10 @@ impl Daemon {
         systemd::ready(&self.status_line());
     }
 
-    /// SIGTERM: no new job; running jobs get `shutdown_timeout` to finish their wait,
-    /// then every server they stopped is started again by its guard, all at once and
-    /// ahead of other requests. A job still not done after that is cancelled, and the
-    /// servers it left stopped are settled here.
-    async fn shutdown(mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
-        let running = self.dispatch.running();
-        systemd::stopping(&format!("stopping: waiting for {running} running job(s)"));
-        self.alarm.set(None).await;
-        let dropped = self.dispatch.drop_queued();
-        if dropped > 0 {
-            info!("{dropped} queued job(s) will not start");
-        }
-        let grace = self.config().daemon.shutdown_timeout;
-        self.runner.interrupt.set(grace);
-        self.dispatch.tracker.close();
-        let tracker = self.dispatch.tracker.clone();
-        // The guards' starts come after the grace period, each bounded by stop_timeout
-        // (twice when a stop was under way).
-        let stop_timeout = self
-            .config()
-            .policies
-            .iter()
-            .map(|p| p.stop_timeout)
-            .chain([self.config().defaults.stop_timeout])
-            .max()
-            .unwrap_or_default();
-        let limit = grace + 2 * stop_timeout + Duration::from_secs(10);
-        // Then every record left is settled, each within stop_timeout and a last look.
-        let settling = stop_timeout + Duration::from_secs(15);
-        systemd::extend_stop_timeout(limit + settling);
-        let finished = tokio::time::timeout(limit, async {
-            // Keep taking reports so finished jobs are logged as they end.
-            let wait = tracker.wait();
-            tokio::pin!(wait);
-            loop {
-                tokio::select! {
-                    _ = &mut wait => break,
-                    Some(done) = done_rx.recv() => self.on_done(done),
-                }
-            }
-        })
-        .await;
-        if finished.is_err() {
-            warn!(
-                "jobs still running {} after SIGTERM; cancelling them",
-                humantime::format_duration(limit)
-            );
-            self.dispatch.cancel.cancel();
-            tracker.wait().await;
-        }
-        // Reports sent by tasks that ended as the wait above did.
-        while let Ok(done) = done_rx.try_recv() {
-            self.on_done(done);
-        }
-        // What no guard has tried to start since SIGTERM (a cancelled job, a failed
-        // start waiting for its retry, a resume that never ran): all at once.
-        settle_all(&self.runner, &self.released).await;
-        self.alarm.shutdown().await;
-        info!("stopped");
-    }
-
     /// The `STATUS=` text: jobs, the next fire, failures.
     fn status_line(&self) -> String {
         let next = match self.timetable.earliest() {
-            Some((at, job)) => format!("next {} at {}", job.id(), at.to_rfc3339()),
+            Some((at, job)) => format!("next {job} at {}", at.to_rfc3339()),
             None => "nothing scheduled".into(),
         };
         let failing = match self.failures.iter().max_by_key(|(_, t)| **t) {
@@ -567,33 +413,4 @@ impl Daemon {
             self.dispatch.running()
         )
     }
-}
-
-/// Settles every stopped-server record but those of `released` servers, all at once.
-/// A server another process holds (a `once`) is left to that process's guard.
-async fn settle_all(runner: &Arc<Runner>, released: &std::collections::HashSet<u64>) {
-    let mut all = tokio::task::JoinSet::new();
-    for entry in runner.state.stopped_servers() {
-        let server = entry.server();
-        if released.contains(&server) {
-            continue;
-        }
-        let runner = runner.clone();
-        all.spawn(async move {
-            // A cancelled job's task lets go of the lock as it ends: wait a moment.
-            let lock = tokio::time::timeout(Duration::from_secs(2), runner.lock_server(server));
-            let Ok(Ok(_lock)) = lock.await else {
-                warn!(
-                    server_id = server,
-                    "{}; that process starts it again",
-                    crate::state::busy(server, &runner.state.server_holder(server))
-                );
-                return;
-            };
-            if let Err(e) = rotation::settle(&runner.rotation(), server).await {
-                error!(server_id = server, "{e}");
-            }
-        });
-    }
-    while all.join_next().await.is_some() {}
 }

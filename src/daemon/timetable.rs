@@ -1,30 +1,19 @@
 //! The next fire of every job, ordered by time, so the earliest is always at hand and
-//! the daemon needs one alarm for the whole fleet.
+//! the daemon needs one alarm for the whole fleet. Pure: the wall-clock time is
+//! always handed in.
 
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-
-/// A job: one policy on one server.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobKey {
-    pub policy: String,
-    pub server: u64,
-}
-
-impl JobKey {
-    pub fn id(&self) -> String {
-        crate::rotation::job_id(&self.policy, self.server)
-    }
-}
+use crate::job::JobId;
 
 #[derive(Default)]
 pub struct Timetable {
     /// (fire time, job) for every job that fires again.
-    queue: BTreeSet<(DateTime<Utc>, JobKey)>,
-    next: HashMap<JobKey, DateTime<Utc>>,
+    queue: BTreeSet<(DateTime<Utc>, JobId)>,
+    next: HashMap<JobId, DateTime<Utc>>,
 }
 
 impl Timetable {
@@ -34,20 +23,14 @@ impl Timetable {
         for p in &config.policies {
             if let Some(at) = p.schedule.next_fire(p.timezone, now) {
                 for s in &p.servers {
-                    t.insert(
-                        JobKey {
-                            policy: p.name.clone(),
-                            server: *s,
-                        },
-                        at,
-                    );
+                    t.insert(JobId::new(&p.name, *s), at);
                 }
             }
         }
         t
     }
 
-    fn insert(&mut self, job: JobKey, at: DateTime<Utc>) {
+    fn insert(&mut self, job: JobId, at: DateTime<Utc>) {
         if let Some(old) = self.next.insert(job.clone(), at) {
             self.queue.remove(&(old, job.clone()));
         }
@@ -63,18 +46,14 @@ impl Timetable {
     }
 
     /// The earliest coming fire.
-    pub fn earliest(&self) -> Option<(DateTime<Utc>, &JobKey)> {
+    pub fn earliest(&self) -> Option<(DateTime<Utc>, &JobId)> {
         self.queue.first().map(|(at, job)| (*at, job))
     }
 
     /// Takes every job due at or before `now`, with the fire time it was due at, and
     /// puts each back at its next fire after both that time and `now` — so fires missed
     /// while the machine slept run once, not once per missed fire.
-    pub fn take_due(
-        &mut self,
-        config: &Config,
-        now: DateTime<Utc>,
-    ) -> Vec<(JobKey, DateTime<Utc>)> {
+    pub fn take_due(&mut self, config: &Config, now: DateTime<Utc>) -> Vec<(JobId, DateTime<Utc>)> {
         let mut due = Vec::new();
         while let Some((at, _)) = self.queue.first() {
             if *at > now {
@@ -100,7 +79,7 @@ impl Timetable {
     /// missed fires run once, as after a suspend), then computes every job's next fire
     /// again from `now`, so after a backward jump the fires of the new clock come back
     /// instead of waiting for the old clock's next fire.
-    pub fn rebuild(&mut self, config: &Config, now: DateTime<Utc>) -> Vec<(JobKey, DateTime<Utc>)> {
+    pub fn rebuild(&mut self, config: &Config, now: DateTime<Utc>) -> Vec<(JobId, DateTime<Utc>)> {
         let due = self.take_due(config, now);
         *self = Timetable::new(config, now);
         due
@@ -115,24 +94,120 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn hourly() -> Config {
+    fn config(policies: &str) -> Config {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         std::fs::write(&token, "t").unwrap();
         let source = format!(
-            "[api]\ntoken_file = {:?}\n[daemon]\nstate_dir = {:?}\n\
-             [[policy]]\nname = \"hourly\"\nservers = [1, 2]\nschedule = \"0 * * * *\"\nkeep = 2\n",
+            "[api]\ntoken_file = {:?}\n[daemon]\nstate_dir = {:?}\n{policies}",
             token.display().to_string(),
             dir.path().join("state").display().to_string(),
         );
         Config::from_source(&dir.path().join("snaprotd.toml"), &source).unwrap()
     }
 
-    fn job(server: u64) -> JobKey {
-        JobKey {
-            policy: "hourly".into(),
-            server,
-        }
+    const HOURLY: &str =
+        "[[policy]]\nname = \"hourly\"\nservers = [1, 2]\nschedule = \"0 * * * *\"\nkeep = 2\n";
+    const QUARTER: &str = "[[policy]]\nname = \"quarter\"\nservers = [3]\nschedule = \"*/15 * * * *\"\nkeep = 2\nsnapshot_name = \"{policy}-%Y%m%d-%H%M\"\n";
+
+    fn hourly() -> Config {
+        config(HOURLY)
+    }
+
+    fn job(server: u64) -> JobId {
+        JobId::new("hourly", server)
+    }
+
+    /// Every coming fire, in order.
+    fn fires(t: &Timetable) -> Vec<(DateTime<Utc>, JobId)> {
+        t.queue.iter().cloned().collect()
+    }
+
+    #[test]
+    fn nothing_is_due_before_the_first_fire_and_a_fire_is_due_at_its_instant() {
+        let config = hourly();
+        let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
+        assert!(
+            t.take_due(&config, at("2026-11-24T12:59:59.999Z"))
+                .is_empty()
+        );
+        assert_eq!(t.len(), 2);
+        let due = t.take_due(&config, at("2026-11-24T13:00:00Z"));
+        assert_eq!(
+            due,
+            vec![
+                (job(1), at("2026-11-24T13:00:00Z")),
+                (job(2), at("2026-11-24T13:00:00Z"))
+            ]
+        );
+    }
+
+    #[test]
+    fn each_due_job_comes_with_the_fire_it_was_due_at_and_goes_back_at_its_next() {
+        let config = config(&format!("{HOURLY}{QUARTER}"));
+        let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
+        assert_eq!(
+            t.earliest(),
+            Some((at("2026-11-24T12:45:00Z"), &JobId::new("quarter", 3)))
+        );
+        let due = t.take_due(&config, at("2026-11-24T12:45:00Z"));
+        assert_eq!(
+            due,
+            vec![(JobId::new("quarter", 3), at("2026-11-24T12:45:00Z"))]
+        );
+        assert_eq!(
+            fires(&t),
+            vec![
+                (at("2026-11-24T13:00:00Z"), job(1)),
+                (at("2026-11-24T13:00:00Z"), job(2)),
+                (at("2026-11-24T13:00:00Z"), JobId::new("quarter", 3)),
+            ]
+        );
+        let due = t.take_due(&config, at("2026-11-24T13:00:01Z"));
+        assert_eq!(due.len(), 3, "{due:?}");
+        assert_eq!(
+            fires(&t),
+            vec![
+                (at("2026-11-24T13:15:00Z"), JobId::new("quarter", 3)),
+                (at("2026-11-24T14:00:00Z"), job(1)),
+                (at("2026-11-24T14:00:00Z"), job(2)),
+            ]
+        );
+    }
+
+    #[test]
+    fn fires_missed_while_asleep_run_once_and_the_next_is_after_the_wake() {
+        let config = hourly();
+        let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
+        // Six fires passed while the machine slept.
+        let due = t.take_due(&config, at("2026-11-24T18:10:00Z"));
+        assert_eq!(
+            due,
+            vec![
+                (job(1), at("2026-11-24T13:00:00Z")),
+                (job(2), at("2026-11-24T13:00:00Z"))
+            ]
+        );
+        assert_eq!(
+            t.earliest().map(|(at, _)| at),
+            Some(at("2026-11-24T19:00:00Z"))
+        );
+        assert!(t.take_due(&config, at("2026-11-24T18:10:00Z")).is_empty());
+    }
+
+    #[test]
+    fn a_job_whose_policy_is_gone_is_due_once_and_not_put_back() {
+        let both = config(&format!("{HOURLY}{QUARTER}"));
+        let mut t = Timetable::new(&both, at("2026-11-24T12:30:00Z"));
+        assert_eq!(t.len(), 3);
+        let only_hourly = hourly();
+        let due = t.take_due(&only_hourly, at("2026-11-24T12:50:00Z"));
+        assert_eq!(
+            due,
+            vec![(JobId::new("quarter", 3), at("2026-11-24T12:45:00Z"))]
+        );
+        assert_eq!(t.len(), 2);
+        assert!(fires(&t).iter().all(|(_, j)| j.policy == "hourly"));
     }
 
     #[test]
@@ -148,11 +223,13 @@ mod tests {
 
         let due = t.rebuild(&config, at("2026-11-24T09:30:00Z"));
         assert!(due.is_empty(), "{due:?}");
-        assert_eq!(t.len(), 2);
-        let mut due = t.take_due(&config, at("2026-11-24T10:00:00Z"));
-        due.sort();
-        let ten = at("2026-11-24T10:00:00Z");
-        assert_eq!(due, vec![(job(1), ten), (job(2), ten)]);
+        assert_eq!(
+            fires(&t),
+            vec![
+                (at("2026-11-24T10:00:00Z"), job(1)),
+                (at("2026-11-24T10:00:00Z"), job(2))
+            ]
+        );
     }
 
     #[test]

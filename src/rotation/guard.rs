@@ -70,14 +70,14 @@ impl Drop for StoppedServer {
 impl StoppedServer {
     /// Writes the record, before any stop call, so that a crash right after the call
     /// still leads to a start. Nothing is stopped when the record cannot be written.
-    pub fn record(
+    pub async fn record(
         rot: &Rotation<'_>,
         record: StoppedRecord,
         timing: Timing,
     ) -> Result<StoppedServer, RotationError> {
-        rot.state.record_stopped(&record)?;
+        rot.state.record_stopped(&record).await?;
         Ok(StoppedServer {
-            server: record.server,
+            server: record.server(),
             protects: Protects::Named {
                 name: record.snapshot_name.clone(),
                 id: record.snapshot_id,
@@ -95,7 +95,7 @@ impl StoppedServer {
     pub fn take_over(entry: StoppedEntry, timing: Timing) -> StoppedServer {
         let (server, record, protects) = match entry {
             StoppedEntry::Record(r) => (
-                r.server,
+                r.server(),
                 Some(r.clone()),
                 Protects::Named {
                     name: r.snapshot_name,
@@ -119,7 +119,7 @@ impl StoppedServer {
     pub fn is_for(&self, policy: &str, name: &str) -> bool {
         self.record
             .as_ref()
-            .is_some_and(|r| r.policy == policy && r.snapshot_name == name)
+            .is_some_and(|r| r.job.policy == policy && r.snapshot_name == name)
     }
 
     /// Brings the server to `stopped` (a stop call unless it is stopped or stopping),
@@ -129,7 +129,7 @@ impl StoppedServer {
         rot: &Rotation<'_>,
         known: Option<ServerStatus>,
     ) -> Result<(), RotationError> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let status = match known {
             Some(s) => s,
             None => {
@@ -156,7 +156,7 @@ impl StoppedServer {
 
     /// The create answered with `snapshot`: this stop is for it. The record is updated
     /// when the disk allows; when it does not, the wait for the snapshot is the same.
-    pub fn protect(&mut self, rot: &Rotation<'_>, snapshot: &Snapshot) {
+    pub async fn protect(&mut self, rot: &Rotation<'_>, snapshot: &Snapshot) {
         self.protects = Protects::Named {
             name: snapshot.name.clone(),
             id: Some(snapshot.id),
@@ -164,7 +164,7 @@ impl StoppedServer {
         self.deadline = Instant::now() + self.timing.wait_timeout;
         if let Some(record) = &mut self.record {
             record.snapshot_id = Some(snapshot.id);
-            if let Err(e) = rot.state.record_stopped(record) {
+            if let Err(e) = rot.state.record_stopped(record).await {
                 warn!(
                     "cannot note the snapshot id in the stopped-server record ({e}); \
                      the record still names snapshot {}, and the server stays stopped until it completes",
@@ -192,7 +192,7 @@ impl StoppedServer {
         };
         // Noted before the start, so that no crash can let it pass for a good one.
         for snapshot in &unfinished {
-            if let Err(e) = rot.state.record_tainted(snapshot) {
+            if let Err(e) = rot.state.record_tainted(snapshot).await {
                 error!(
                     "cannot record snapshot {} as unfinished when its server ran again ({e}); \
                      delete it by hand once it has finished",
@@ -200,7 +200,7 @@ impl StoppedServer {
                 );
             }
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let client = rot.client.priority();
         let timing = self.timing;
         let runs = AtomicBool::new(false);
@@ -217,7 +217,7 @@ impl StoppedServer {
             // The server never got going: the snapshot may still finish cleanly, and the
             // next release looks again.
             for snapshot in &unfinished {
-                let _ = rot.state.clear_tainted(snapshot);
+                let _ = rot.state.clear_tainted(snapshot).await;
             }
         } else {
             for snapshot in &unfinished {
@@ -237,7 +237,7 @@ impl StoppedServer {
                     "started server again in {}",
                     secs(started.elapsed())
                 );
-                rot.state.clear_stopped(server).map_err(|source| {
+                rot.state.clear_stopped(server).await.map_err(|source| {
                     let e = RotationError::RecordStays { server, source };
                     error!(server_id = server, "{e}");
                     e

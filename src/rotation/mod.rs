@@ -12,14 +12,16 @@ mod guard;
 mod plan;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::{Policy, Timing};
 use crate::interrupt::Interrupt;
+use crate::job::JobId;
 use crate::provider::assumptions;
 use crate::provider::{Client, Listing, Listings, ServerStatus, Snapshot, SnapshotStatus};
 use crate::state::{StateDir, StoppedEntry, StoppedRecord, TaintedSnapshot};
@@ -27,7 +29,7 @@ pub use error::RotationError;
 pub use guard::StoppedServer;
 pub use plan::{Plan, Reason, is_tainted, plan, prune_list};
 
-/// One policy on one server.
+/// One policy on one server: a [`JobId`] with its policy looked up.
 #[derive(Debug, Clone, Copy)]
 pub struct Job<'a> {
     pub policy: &'a Policy,
@@ -35,9 +37,8 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// The job's name in logs, state and `status`: `policy@server`.
-    pub fn id(&self) -> String {
-        job_id(&self.policy.name, self.server)
+    pub fn id(&self) -> JobId {
+        JobId::new(&self.policy.name, self.server)
     }
 
     /// The snapshot name for a fire at `at`, rendered in the policy's zone.
@@ -47,10 +48,6 @@ impl Job<'_> {
             .snapshot_name
             .render(&self.policy.name, self.server, &local)
     }
-}
-
-pub fn job_id(policy: &str, server: u64) -> String {
-    format!("{policy}@{server}")
 }
 
 /// How a successful run ended.
@@ -179,7 +176,7 @@ impl Rotation<'_> {
         job: Job<'_>,
         name: &str,
     ) -> Result<Option<StoppedServer>, RotationError> {
-        let Some(entry) = self.state.stopped_server(job.server) else {
+        let Some(entry) = self.state.stopped_server(job.server).await else {
             return Ok(None);
         };
         let guard = self.take_over_entry(entry);
@@ -219,7 +216,7 @@ impl Rotation<'_> {
         );
 
         // 2. Make room under the cap, only with what retention deletes anyway.
-        let tainted = self.state.tainted(job.server);
+        let tainted = self.state.tainted(job.server).await;
         let plan = plan(job, self.policies, self.cap, name, &listing, &tainted)?;
         if !plan.make_room.is_empty()
             && let Some(doubt) = &listing.doubt
@@ -305,15 +302,13 @@ impl Rotation<'_> {
             return Ok(());
         }
         let record = StoppedRecord {
-            server: job.server,
-            policy: job.policy.name.clone(),
             job: job.id(),
             snapshot_name: name.to_string(),
             snapshot_id: None,
             scheduled_for: fire_time,
             stopped_at: Utc::now(),
         };
-        let held = guard.insert(StoppedServer::record(self, record, job.policy.timing())?);
+        let held = guard.insert(StoppedServer::record(self, record, job.policy.timing()).await?);
         held.ensure_stopped(self, Some(status)).await
     }
 
@@ -366,7 +361,7 @@ impl Rotation<'_> {
             );
         }
         if let Some(held) = guard {
-            held.protect(self, &snapshot);
+            held.protect(self, &snapshot).await;
         }
         let done = self.wait_completed(job, snapshot).await;
         if let (Some(held), Ok(_) | Err(RotationError::SnapshotFailed { .. })) = (guard, &done) {
@@ -488,7 +483,7 @@ impl Rotation<'_> {
                 .await
                 .map_err(RotationError::api("listing snapshots before pruning"))?,
         };
-        let tainted = self.state.tainted(job.server);
+        let tainted = self.state.tainted(job.server).await;
         let owned = listing
             .iter()
             .filter(|s| job.policy.owns(job.server, &s.name))
@@ -508,7 +503,7 @@ impl Rotation<'_> {
         if deleted.is_empty() {
             info!("nothing to prune: policy keeps {}", job.policy.keep);
         }
-        self.forget_gone_tainted(&tainted, &listing, &deleted);
+        self.forget_gone_tainted(&tainted, &listing, &deleted).await;
         let owned = owned.saturating_sub(deleted.len());
         Ok((deleted, owned))
     }
@@ -519,16 +514,16 @@ impl Rotation<'_> {
         let timing = match &entry {
             StoppedEntry::Record(r) => {
                 warn!(
-                    server_id = r.server,
+                    server_id = r.server(),
                     job_id = %r.job,
                     snapshot_name = %r.snapshot_name,
                     "server {} was stopped by {} at {} for snapshot {} and not started again; taking that over",
-                    r.server,
+                    r.server(),
                     r.job,
                     r.stopped_at.to_rfc3339(),
                     r.snapshot_name
                 );
-                crate::config::job_policy(self.policies, &r.policy, r.server)
+                crate::config::job_policy(self.policies, &r.job.policy, r.server())
                     .map_or(self.defaults, Policy::timing)
             }
             StoppedEntry::Corrupt { .. } => self.defaults,
@@ -537,7 +532,7 @@ impl Rotation<'_> {
     }
 
     /// Tainted records whose snapshot is deleted or no longer listed are dropped.
-    fn forget_gone_tainted(
+    async fn forget_gone_tainted(
         &self,
         tainted: &[TaintedSnapshot],
         listing: &[Snapshot],
@@ -548,7 +543,7 @@ impl Rotation<'_> {
             let listed = listing
                 .iter()
                 .any(|s| is_tainted(s, one) && !deleted.iter().any(|(d, _)| d.id == s.id));
-            if !listed && let Err(e) = self.state.clear_tainted(t) {
+            if !listed && let Err(e) = self.state.clear_tainted(t).await {
                 warn!(
                     "cannot clear the tainted record of {}: {e}",
                     t.snapshot_name
@@ -564,7 +559,7 @@ impl Rotation<'_> {
 /// that ended without releasing (a panic, a cancelled task). Returns whether there was
 /// a record.
 pub async fn settle(rot: &Rotation<'_>, server: u64) -> Result<bool, RotationError> {
-    let Some(entry) = rot.state.stopped_server(server) else {
+    let Some(entry) = rot.state.stopped_server(server).await else {
         return Ok(false);
     };
     rot.take_over_entry(entry).release(rot).await?;

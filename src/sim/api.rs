@@ -52,7 +52,7 @@ fn error(status: StatusCode, detail: &str) -> Response {
 
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, SimState> {
     let mut guard = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-    guard.advance(&shared.options);
+    guard.advance();
     guard
 }
 

@@ -122,7 +122,7 @@ impl SimHandle {
     /// The state, for a test to read or change. Time-based changes are applied first.
     pub fn state(&self) -> MutexGuard<'_, SimState> {
         let mut guard = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        guard.advance(&self.shared.options);
+        guard.advance();
         guard
     }
 

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::SimOptions;
 use super::faults::Fault;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,7 +143,7 @@ impl SimState {
     }
 
     /// Applies every change whose time has come.
-    pub fn advance(&mut self, _options: &SimOptions) {
+    pub fn advance(&mut self) {
         let now = Utc::now();
         for s in self.snapshots.values_mut() {
             if s.status == "in_progress" && s.finishes_at.is_some_and(|t| t <= now) {

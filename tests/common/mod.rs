@@ -283,6 +283,11 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// Every notify message so far, as sent (one datagram each).
+    pub fn messages(&self) -> Vec<String> {
+        self.notes.lock().unwrap().clone()
+    }
+
     /// Every notify message so far, one entry per `KEY=value` line.
     pub fn notes(&self) -> Vec<String> {
         self.notes

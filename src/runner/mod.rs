@@ -1,69 +1,30 @@
 //! Running jobs: one rotation inside its log span, holding its server's lock, its
-//! outcome recorded in the state directory, and many jobs at once with at most one per
-//! server. A panic in a job is a failed run, and the server it may have stopped is
-//! started again.
+//! report ([`RunReport`], `report.rs`) recorded in the state directory and the metrics,
+//! and many jobs at once through a [`Dispatcher`] (`dispatch.rs`): at most one per
+//! server, at most `max_concurrent_jobs` in all. A panic in a job is a failed run, and
+//! the server it may have stopped is started again.
 //!
 //! `once`, the demo and the daemon all run jobs through here.
 
+mod dispatch;
+mod report;
+
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::daemon::dispatch::Dispatcher;
-use crate::daemon::timetable::JobKey;
 use crate::interrupt::Interrupt;
-use crate::provider::{Client, Listings};
-use crate::rotation::{self, Job, Outcome, Rotation, RotationError};
-use crate::state::{LastRun, ServerLock, StateDir, StoppedEntry, busy};
-
-/// What one job run came to, for summaries and `--json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub job: String,
-    pub policy: String,
-    pub server: u64,
-    pub ok: bool,
-    pub seconds: f64,
-    pub outcome: Option<Outcome>,
-    pub error: Option<String>,
-    /// Why the job did not run (`once --skip-busy`: another process has the server).
-    pub skipped: Option<String>,
-}
-
-impl Report {
-    fn new(job: &JobKey) -> Report {
-        Report {
-            job: job.id(),
-            policy: job.policy.clone(),
-            server: job.server,
-            ok: true,
-            seconds: 0.0,
-            outcome: None,
-            error: None,
-            skipped: None,
-        }
-    }
-
-    fn failed(job: &JobKey, error: String) -> Report {
-        Report {
-            ok: false,
-            error: Some(error),
-            ..Report::new(job)
-        }
-    }
-
-    fn skipped(job: &JobKey, why: String) -> Report {
-        Report {
-            skipped: Some(why),
-            ..Report::new(job)
-        }
-    }
-}
+use crate::job::JobId;
+use crate::metrics::Metrics;
+use crate::provider::{ApiError, Client, Listings};
+use crate::rotation::{self, Job, Rotation, RotationError};
+use crate::state::{ServerLock, StateDir, StateError, StoppedEntry, busy};
+pub use dispatch::{Dispatcher, Run, Submitted};
+pub use report::RunReport;
 
 /// What a dispatched task does for its job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +48,7 @@ pub struct Runner {
     pub client: Client,
     pub listings: Listings,
     pub state: StateDir,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
     /// Set when the process is stopping; shared by every runner of the process.
     pub interrupt: Interrupt,
     /// `once --skip-busy`: a job whose server another process holds is skipped.
@@ -95,17 +56,14 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(config: Arc<Config>) -> Result<Runner, crate::provider::ApiError> {
+    pub fn new(config: Arc<Config>) -> Result<Runner, ApiError> {
         let client = Client::new(&config.api)?;
         Ok(Runner::with_client(config, client))
     }
 
     /// A runner for a new configuration that keeps the process's rate budget, API
     /// counters and job metrics.
-    pub fn reloaded(
-        config: Arc<Config>,
-        previous: &Runner,
-    ) -> Result<Runner, crate::provider::ApiError> {
+    pub fn reloaded(config: Arc<Config>, previous: &Runner) -> Result<Runner, ApiError> {
         let client = Client::reloaded(&config.api, &previous.client)?;
         let mut runner = Runner::with_client(config, client);
         runner.metrics = previous.metrics.clone();
@@ -144,10 +102,10 @@ impl Runner {
     /// a server the job stopped is started again.
     pub async fn run_caught(
         self: Arc<Self>,
-        job: JobKey,
+        job: JobId,
         fire_time: DateTime<Utc>,
         work: Work,
-    ) -> Report {
+    ) -> RunReport {
         let task = {
             let me = self.clone();
             let job = job.clone();
@@ -155,49 +113,47 @@ impl Runner {
                 me.run_job(&job, fire_time, work).await
             }))
         };
-        match task.await {
-            Ok(report) => report,
-            Err(e) => {
-                let what = if e.is_panic() {
-                    panic_text(e.into_panic())
-                } else {
-                    "the task was cancelled".into()
-                };
-                let report = Report::failed(
-                    &job,
-                    format!("internal error (a bug in snaprotd, please report it): {what}"),
-                );
-                tracing::error!(
-                    policy = %job.policy,
-                    server_id = job.server,
-                    job_id = %job.id(),
-                    "job {} failed: {}",
-                    job.id(),
-                    report.error.as_deref().unwrap_or_default()
-                );
-                // The job's server lock went with its task; take it again and start
-                // the server if the job left it stopped. Once stopping, the shutdown
-                // settles it instead.
-                let lock = tokio::select! {
-                    biased;
-                    l = self.lock_server(job.server) => l.ok(),
-                    _ = self.interrupt.wait_set() => None,
-                };
-                if lock.is_some()
-                    && let Err(e) = rotation::settle(&self.rotation(), job.server).await
-                {
-                    tracing::error!(server_id = job.server, "{e}");
-                }
-                if self.config.job_policy(&job.policy, job.server).is_some() {
-                    self.record(&report, fire_time, Utc::now());
-                }
-                report
-            }
+        let e = match task.await {
+            Ok(report) => return report,
+            Err(e) => e,
+        };
+        let what = if e.is_panic() {
+            panic_text(e.into_panic())
+        } else {
+            "the task was cancelled".into()
+        };
+        let report = RunReport::failed(
+            job.clone(),
+            fire_time,
+            format!("internal error (a bug in snaprotd, please report it): {what}"),
+        );
+        tracing::error!(
+            policy = %job.policy,
+            server_id = job.server,
+            job_id = %job,
+            "job {job} failed: {}",
+            report.message
+        );
+        // The job's server lock went with its task; take it again and start the server
+        // if the job left it stopped. Once stopping, the shutdown settles it instead.
+        let lock = tokio::select! {
+            biased;
+            l = self.lock_server(job.server) => l.ok(),
+            _ = self.interrupt.wait_set() => None,
+        };
+        if lock.is_some()
+            && let Err(e) = rotation::settle(&self.rotation(), job.server).await
+        {
+            tracing::error!(server_id = job.server, "{e}");
         }
+        if self.config.job_policy(&job.policy, job.server).is_some() {
+            self.record(&report).await;
+        }
+        report
     }
 
     /// Waits for server `server`'s lock, saying once who holds it.
-    pub async fn lock_server(&self, server: u64) -> Result<ServerLock, crate::state::StateError> {
+    pub async fn lock_server(&self, server: u64) -> Result<ServerLock, StateError> {
         self.state
             .lock_server(server, |holder| {
                 tracing::info!(server_id = server, "{}; waiting", busy(server, holder))
@@ -208,13 +164,18 @@ impl Runner {
     /// The server's lock for one job: waited for (unless the process is stopping), or
     /// with `skip_busy` taken only when free. `Err` is the report of a job that does
     /// not run.
-    async fn take_server(&self, job: &JobKey) -> Result<ServerLock, Report> {
+    async fn take_server(
+        &self,
+        job: &JobId,
+        fire_time: DateTime<Utc>,
+    ) -> Result<ServerLock, RunReport> {
         let lock = if self.skip_busy {
-            match self.state.try_lock_server(job.server) {
+            match self.state.try_lock_server(job.server).await {
                 Ok(Some(lock)) => Ok(lock),
                 Ok(None) => {
-                    let holder = self.state.server_holder(job.server);
-                    return Err(Report::skipped(job, busy(job.server, &holder)));
+                    let holder = self.state.server_holder(job.server).await;
+                    let why = busy(job.server, &holder);
+                    return Err(RunReport::skipped(job.clone(), fire_time, why));
                 }
                 Err(e) => Err(e),
             }
@@ -225,54 +186,56 @@ impl Runner {
                 biased;
                 l = self.lock_server(job.server) => l,
                 _ = self.interrupt.wait_set() => {
-                    return Err(Report::failed(job, RotationError::Interrupted("before the run began").to_string()));
+                    let e = RotationError::Interrupted("before the run began");
+                    return Err(RunReport::failed(job.clone(), fire_time, e.to_string()));
                 }
             }
         };
-        lock.map_err(|e| Report::failed(job, format!("cannot take server {}: {e}", job.server)))
+        lock.map_err(|e| {
+            let e = format!("cannot take server {}: {e}", job.server);
+            RunReport::failed(job.clone(), fire_time, e)
+        })
     }
 
     /// Does `work` for `key` holding its server's lock: runs the job for the fire at
     /// `fire_time`, logs it and records its last run; or settles a stopped-server
     /// record.
-    pub async fn run_job(&self, key: &JobKey, fire_time: DateTime<Utc>, work: Work) -> Report {
-        let _lock = match self.take_server(key).await {
+    pub async fn run_job(&self, key: &JobId, fire_time: DateTime<Utc>, work: Work) -> RunReport {
+        let _lock = match self.take_server(key, fire_time).await {
             Ok(lock) => lock,
             Err(report) => return report,
         };
         match work {
             Work::Fire => {}
-            Work::Settle => return self.settle(key).await,
+            Work::Settle => return self.settle(key, fire_time).await,
             // Another process (a `once`) may have settled the record meanwhile.
-            Work::Resume => match self.state.stopped_server(key.server) {
-                Some(StoppedEntry::Record(r))
-                    if r.policy == key.policy && r.scheduled_for == fire_time => {}
-                Some(_) => return self.settle(key).await,
+            Work::Resume => match self.state.stopped_server(key.server).await {
+                Some(StoppedEntry::Record(r)) if r.job == *key && r.scheduled_for == fire_time => {}
+                Some(_) => return self.settle(key, fire_time).await,
                 None => {
                     let why = format!(
                         "server {} was started again meanwhile (by another snaprotd process); nothing to resume",
                         key.server
                     );
                     tracing::info!(server_id = key.server, "{why}");
-                    return Report::skipped(key, why);
+                    return RunReport::skipped(key.clone(), fire_time, why);
                 }
             },
         }
-        let started_at = Utc::now();
         let started = Instant::now();
+        let report = RunReport::new(key.clone(), fire_time);
         let server = key.server;
         let Some(policy) = self.config.job_policy(&key.policy, server) else {
-            return self.settle(key).await;
+            return self.settle(key, fire_time).await;
         };
         let job = Job { policy, server };
-        let job_id = job.id();
         let span =
-            tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %job_id);
+            tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %key);
         let rotation = self.rotation();
         let result = async {
             tracing::info!("rotation starts: snapshot {}", job.snapshot_name(fire_time));
             // The provider's rate may hold the job back until its wait_timeout.
-            let deadline = tokio::time::Instant::now() + policy.wait_timeout;
+            let deadline = Instant::now() + policy.wait_timeout;
             let r = crate::provider::with_deadline(deadline, rotation.run(job, fire_time)).await;
             match &r {
                 Ok(o) => tracing::info!(
@@ -301,93 +264,94 @@ impl Runner {
         // A run the interrupt cut short did not answer its fire: a catch-up after the
         // next start runs it again.
         let answered = !matches!(result, Err(RotationError::Interrupted(_)));
-        let report = Report {
-            job: job_id,
-            policy: policy.name.clone(),
-            server,
-            ok: result.is_ok(),
-            seconds: started.elapsed().as_secs_f64(),
-            error: result.as_ref().err().map(|e| e.to_string()),
-            outcome: result.ok(),
-            skipped: None,
-        };
+        let report = match result {
+            Ok(outcome) => report.succeeded(outcome),
+            Err(e) => report.fail(e.to_string()),
+        }
+        .ended(started.elapsed().as_secs_f64());
         if answered {
-            self.record(&report, fire_time, started_at);
+            self.record(&report).await;
         }
         report
     }
 
     /// Records a job's last run and its metrics.
-    fn record(&self, report: &Report, fire_time: DateTime<Utc>, started_at: DateTime<Utc>) {
-        let last = LastRun {
-            job: report.job.clone(),
-            policy: report.policy.clone(),
-            server: report.server,
-            scheduled_for: fire_time,
-            started_at,
-            finished_at: Utc::now(),
-            ok: report.ok,
-            message: report.error.clone().unwrap_or_else(|| "ok".into()),
-            snapshot_name: report.outcome.as_ref().map(|o| o.snapshot.name.clone()),
+    async fn record(&self, report: &RunReport) {
+        let kept = RunReport {
+            outcome: None,
+            ..report.clone()
         };
-        if let Err(e) = self.state.record_run(&last) {
+        if let Err(e) = self.state.record_run(&report.job, &kept).await {
             tracing::warn!("cannot record the last run: {e}");
         }
-        self.metrics.record(report);
+        let owned = report.outcome.as_ref().map(|o| o.owned);
+        self.metrics
+            .record(&report.job, report.ok, report.seconds, owned);
     }
 
     /// Starts the server of a stopped-server record again (after its snapshot).
-    async fn settle(&self, key: &JobKey) -> Report {
+    async fn settle(&self, key: &JobId, fire_time: DateTime<Utc>) -> RunReport {
         let started = Instant::now();
         let report = match rotation::settle(&self.rotation(), key.server).await {
-            Ok(true) => Report::new(key),
-            Ok(false) => Report::skipped(key, format!("server {} is not left stopped", key.server)),
-            Err(e) => Report::failed(key, e.to_string()),
+            Ok(true) => RunReport::new(key.clone(), fire_time),
+            Ok(false) => RunReport::skipped(
+                key.clone(),
+                fire_time,
+                format!("server {} is not left stopped", key.server),
+            ),
+            Err(e) => RunReport::failed(key.clone(), fire_time, e.to_string()),
         };
-        Report {
-            seconds: started.elapsed().as_secs_f64(),
-            ..report
-        }
+        report.ended(started.elapsed().as_secs_f64())
     }
 
     /// Rewrites the metrics file, when one is configured.
-    pub fn write_metrics(&self) {
+    pub async fn write_metrics(&self) {
         if let Some(path) = &self.config.daemon.metrics_file
-            && let Err(e) = self.metrics.write(path, self.client.stats())
+            && let Err(e) = self.metrics.write(path, self.client.stats()).await
         {
             tracing::warn!("cannot write the metrics file: {e}");
         }
     }
 
-    /// Runs `jobs` (policy, server) for one fire time through the daemon's dispatcher:
-    /// jobs of one server one after the other, at most `max_concurrent_jobs` at once.
-    /// Reports come in the given order.
+    /// Runs `jobs` for one fire time through a dispatcher, as the daemon does: jobs of
+    /// one server one after the other, at most `max_concurrent_jobs` at once. Reports
+    /// come in the given order.
     pub async fn run_all(
         self: &Arc<Self>,
-        jobs: Vec<(String, u64)>,
+        jobs: Vec<JobId>,
         fire_time: DateTime<Utc>,
-    ) -> Vec<Report> {
+    ) -> Vec<RunReport> {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut dispatch = Dispatcher::new(self.config.daemon.max_concurrent_jobs, done_tx);
         let mut order = HashMap::new();
-        for (i, (policy, server)) in jobs.into_iter().enumerate() {
-            let job = JobKey { policy, server };
+        for (i, job) in jobs.into_iter().enumerate() {
             if order.insert(job.clone(), i).is_none() {
                 dispatch.submit(self.clone(), job, fire_time, Work::Fire);
             }
         }
-        let mut reports: Vec<(usize, Report)> = Vec::with_capacity(order.len());
+        let mut reports: Vec<(usize, RunReport)> = Vec::with_capacity(order.len());
         for _ in 0..order.len() {
-            let Some(done) = done_rx.recv().await else {
+            let Some(report) = done_rx.recv().await else {
                 break;
             };
-            dispatch.finished(&done.job);
-            if let (Some(report), Some(i)) = (done.report, order.get(&done.job)) {
+            dispatch.finished(&report.job);
+            if let Some(i) = order.get(&report.job) {
                 reports.push((*i, report));
             }
         }
         reports.sort_by_key(|(i, _)| *i);
         reports.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+impl Run for Runner {
+    fn run(
+        self: Arc<Self>,
+        job: JobId,
+        fire_time: DateTime<Utc>,
+        work: Work,
+    ) -> impl Future<Output = RunReport> + Send {
+        self.run_caught(job, fire_time, work)
     }
 }
 

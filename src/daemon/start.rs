@@ -1,0 +1,118 @@
+//! The daemon's start-up: the runs cut short by the last stop are resumed, the fires
+//! missed while snaprotd was down are caught up once, and the timetable is armed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::Daemon;
+use super::timetable::Timetable;
+use crate::job::JobId;
+use crate::runner::{RunReport, Work};
+use crate::state::StoppedEntry;
+use crate::systemd;
+
+impl Daemon {
+    /// Start-up: resume interrupted jobs, catch up missed fires, arm the schedule.
+    pub(super) async fn start(&mut self) {
+        let now = Utc::now();
+        let config = self.runner.config.clone();
+        let state = self.runner.state.clone();
+        let known = self.remember_jobs(now).await;
+
+        // Servers snaprotd stopped before it went down: their job is resumed, which
+        // adopts the snapshot by name and starts the server after it. A record whose
+        // job is not configured (or that cannot be read) is settled: its server is
+        // started again after its snapshot.
+        let mut resumed = Vec::new();
+        for entry in state.stopped_servers().await {
+            match entry {
+                StoppedEntry::Record(r)
+                    if config.job_policy(&r.job.policy, r.server()).is_some() =>
+                {
+                    warn!(
+                        server_id = r.server(),
+                        job_id = %r.job,
+                        snapshot_name = %r.snapshot_name,
+                        "server {} was stopped by {} for snapshot {} and not started again; resuming that run",
+                        r.server(),
+                        r.job,
+                        r.snapshot_name
+                    );
+                    self.dispatch.submit(
+                        self.runner.clone(),
+                        r.job.clone(),
+                        r.scheduled_for,
+                        Work::Resume,
+                    );
+                    resumed.push(r.job);
+                }
+                // Its policy is gone, or it cannot be read: the server is started
+                // again after any snapshot of ours in progress.
+                other => self.settle_later(other.server(), Duration::ZERO),
+            }
+        }
+
+        // Catch-up: a job whose last fire passed while snaprotd was down runs once now.
+        for p in &config.policies {
+            if !p.catch_up {
+                continue;
+            }
+            let Some(previous) = p.schedule.previous_fire(p.timezone, now) else {
+                continue;
+            };
+            for s in &p.servers {
+                let job = JobId::new(&p.name, *s);
+                if resumed.contains(&job) {
+                    continue;
+                }
+                let last = state.last_run::<RunReport>(&job).await;
+                let missed = match last {
+                    Some(last) => last.scheduled_for < previous,
+                    None => known.get(&job).is_some_and(|since| *since < previous),
+                };
+                if missed {
+                    info!(
+                        policy = %p.name,
+                        server_id = *s,
+                        job_id = %job,
+                        "catch-up: the fire at {} was missed while snaprotd was down; running it now",
+                        previous.with_timezone(&p.timezone).to_rfc3339()
+                    );
+                    self.dispatch
+                        .submit(self.runner.clone(), job, now, Work::Fire);
+                }
+            }
+        }
+
+        self.timetable = Timetable::new(&config, now);
+        self.arm().await;
+        info!(
+            "snaprotd {} started: {} job(s) of {} policies",
+            env!("CARGO_PKG_VERSION"),
+            self.timetable.len(),
+            config.policies.len()
+        );
+        systemd::ready(&self.status_line());
+    }
+
+    /// Records when each job was first seen; returns the record.
+    pub(super) async fn remember_jobs(&self, now: DateTime<Utc>) -> BTreeMap<JobId, DateTime<Utc>> {
+        let state = &self.runner.state;
+        let mut known = state.known_jobs().await;
+        let before = known.len();
+        for p in &self.config().policies {
+            for s in &p.servers {
+                known.entry(JobId::new(&p.name, *s)).or_insert(now);
+            }
+        }
+        if known.len() != before
+            && let Err(e) = state.record_known_jobs(&known).await
+        {
+            warn!("cannot record the known jobs: {e}");
+        }
+        known
+    }
+}
