@@ -3,6 +3,7 @@
 //! `policy@server`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::Deserializer;
 use serde::ser::{SerializeMap, Serializer};
@@ -13,14 +14,17 @@ use serde::{Deserialize, Serialize};
 /// In a record or a JSON answer it stands as three fields side by side, as the first
 /// release wrote them: `"job": "policy@server"`, `"policy"` and `"server"` (put it in
 /// a struct with `#[serde(flatten)]`). Reading takes `policy` and `server`.
+///
+/// The policy's name is shared: the jobs of a policy over ten thousand servers hold
+/// one copy of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JobId {
-    pub policy: String,
+    pub policy: Arc<str>,
     pub server: u64,
 }
 
 impl JobId {
-    pub fn new(policy: impl Into<String>, server: u64) -> JobId {
+    pub fn new(policy: impl Into<Arc<str>>, server: u64) -> JobId {
         JobId {
             policy: policy.into(),
             server,
@@ -45,7 +49,7 @@ impl Serialize for JobId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(3))?;
         map.serialize_entry("job", &self.to_string())?;
-        map.serialize_entry("policy", &self.policy)?;
+        map.serialize_entry("policy", &*self.policy)?;
         map.serialize_entry("server", &self.server)?;
         map.end()
     }
@@ -59,7 +63,7 @@ impl<'de> Deserialize<'de> for JobId {
             server: u64,
         }
         let Fields { policy, server } = Fields::deserialize(d)?;
-        Ok(JobId { policy, server })
+        Ok(JobId::new(policy, server))
     }
 }
 

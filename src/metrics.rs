@@ -41,7 +41,7 @@ impl Metrics {
             self.owned
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert((job.server, job.policy.clone()), owned);
+                .insert((job.server, job.policy.to_string()), owned);
         }
     }
 

@@ -12,7 +12,6 @@ use super::output::{self, outln};
 use super::{CliError, CliResult, Exit, list};
 use crate::config::Config;
 use crate::daemon::Control;
-use crate::job::JobId;
 use crate::runner::RunReport;
 use crate::sim::{SimHandle, SimOptions};
 
@@ -150,8 +149,7 @@ pub async fn run(args: Args) -> CliResult {
     let state = crate::state::StateDir::new(&config.daemon.state_dir);
     let mut failures = Vec::new();
     for p in &config.policies {
-        for s in &p.servers {
-            let job = JobId::new(&p.name, *s);
+        for job in p.jobs() {
             if state
                 .last_run::<RunReport>(&job)
                 .await

@@ -50,7 +50,7 @@ fn selected(config: &Config, args: &Args) -> Result<Vec<JobId>, CliError> {
         .policies
         .iter()
         .filter(|p| args.policy.as_ref().is_none_or(|n| *n == p.name))
-        .flat_map(|p| p.servers.iter().map(move |s| JobId::new(&p.name, *s)))
+        .flat_map(|p| p.jobs())
         .filter(|job| args.server.is_none_or(|want| want == job.server))
         .collect();
     if jobs.is_empty() {

@@ -50,8 +50,7 @@ async fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
     for p in &config.policies {
         // The last fire whose run should have ended by now.
         let due = p.schedule.previous_fire(p.timezone, now - grace(p));
-        for s in &p.servers {
-            let job = JobId::new(&p.name, *s);
+        for job in p.jobs() {
             let last_run = state.last_run::<RunReport>(&job).await;
             let answered = |fire: DateTime<Utc>| match &last_run {
                 Some(l) => l.scheduled_for >= fire,

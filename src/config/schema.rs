@@ -8,8 +8,9 @@ use chrono_tz::Tz;
 use url::Url;
 
 use super::template::NameTemplate;
-use crate::token::ApiToken;
+use crate::job::JobId;
 use crate::schedule::Schedule;
+use crate::token::ApiToken;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,6 +92,14 @@ impl Policy {
     /// Whether `name` on `server` was made by this policy.
     pub fn owns(&self, server: u64, name: &str) -> bool {
         self.snapshot_name.matches(&self.name, server, name)
+    }
+
+    /// The jobs of this policy, one per server, sharing one copy of its name.
+    pub fn jobs(&self) -> impl Iterator<Item = JobId> + '_ {
+        let name: std::sync::Arc<str> = self.name.as_str().into();
+        self.servers
+            .iter()
+            .map(move |s| JobId::new(name.clone(), *s))
     }
 
     /// The description given to every snapshot this policy creates.

@@ -63,8 +63,7 @@ impl Daemon {
             let Some(previous) = p.schedule.previous_fire(p.timezone, now) else {
                 continue;
             };
-            for s in &p.servers {
-                let job = JobId::new(&p.name, *s);
+            for job in p.jobs() {
                 if resumed.contains(&job) {
                     continue;
                 }
@@ -76,7 +75,7 @@ impl Daemon {
                 if missed {
                     info!(
                         policy = %p.name,
-                        server_id = *s,
+                        server_id = job.server,
                         job_id = %job,
                         "catch-up: the fire at {} was missed while snaprotd was down; running it now",
                         previous.with_timezone(&p.timezone).to_rfc3339()
@@ -104,8 +103,8 @@ impl Daemon {
         let mut known = state.known_jobs().await;
         let before = known.len();
         for p in &self.config().policies {
-            for s in &p.servers {
-                known.entry(JobId::new(&p.name, *s)).or_insert(now);
+            for job in p.jobs() {
+                known.entry(job).or_insert(now);
             }
         }
         if known.len() != before

@@ -22,8 +22,8 @@ impl Timetable {
         let mut t = Timetable::default();
         for p in &config.policies {
             if let Some(at) = p.schedule.next_fire(p.timezone, now) {
-                for s in &p.servers {
-                    t.insert(JobId::new(&p.name, *s), at);
+                for job in p.jobs() {
+                    t.insert(job, at);
                 }
             }
         }
@@ -207,7 +207,7 @@ mod tests {
             vec![(JobId::new("quarter", 3), at("2026-11-24T12:45:00Z"))]
         );
         assert_eq!(t.len(), 2);
-        assert!(fires(&t).iter().all(|(_, j)| j.policy == "hourly"));
+        assert!(fires(&t).iter().all(|(_, j)| &*j.policy == "hourly"));
     }
 
     #[test]

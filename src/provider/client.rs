@@ -147,6 +147,16 @@ impl Client {
         name: &str,
         description: &str,
     ) -> Result<Created, ApiError> {
+        // Boxed, as every call: a job holds the memory of a call only while it makes one.
+        Box::pin(self.create_once(server, name, description)).await
+    }
+
+    async fn create_once(
+        &self,
+        server: u64,
+        name: &str,
+        description: &str,
+    ) -> Result<Created, ApiError> {
         #[derive(Serialize)]
         struct Body<'a> {
             server_id: u64,
@@ -348,7 +358,19 @@ impl Client {
     }
 
     /// A request that is safe to repeat: retried on 429, 5xx and network errors.
+    /// Boxed: a job holds the memory of a call only while it makes one.
     async fn call<B: Serialize + ?Sized>(
+        &self,
+        place: Place,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+        call: &str,
+    ) -> Result<Vec<u8>, ApiError> {
+        Box::pin(self.call_with_retries(place, method, url, body, call)).await
+    }
+
+    async fn call_with_retries<B: Serialize + ?Sized>(
         &self,
         place: Place,
         method: Method,

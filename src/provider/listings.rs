@@ -5,10 +5,11 @@
 //! server, otherwise one listing per server.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::{ApiError, Client, Listing};
@@ -31,6 +32,25 @@ type Answer = Result<Listing, ApiError>;
 pub struct Listings {
     client: Client,
     shared: Arc<Mutex<Shared>>,
+    /// Every job expected to ask for a first listing has asked.
+    all_asked: Arc<Notify>,
+}
+
+tokio::task_local! {
+    /// Whether the job running in this task has asked for its first listing yet.
+    static ASKED: Arc<AtomicBool>;
+}
+
+/// A job expected to ask for a first listing (see [`Listings::expecting`]).
+struct Coming {
+    listings: Listings,
+    asked: Arc<AtomicBool>,
+}
+
+impl Drop for Coming {
+    fn drop(&mut self) {
+        self.listings.asked(&self.asked);
+    }
 }
 
 /// The two kinds of asks, each answered by its own rounds.
@@ -54,6 +74,8 @@ struct Shared {
     poll_rounds_running: bool,
     /// When the last ask of each queue came.
     last_ask: [Option<Instant>; 2],
+    /// Jobs that will ask for a first listing and have not yet.
+    expected: usize,
     /// The shortest delay the asks waiting in each queue asked for.
     delay: [Option<Duration>; 2],
     /// What account-wide listings showed: total snapshots, and the page size.
@@ -93,6 +115,7 @@ impl Listings {
         Listings {
             client,
             shared: Arc::new(Mutex::new(Shared::default())),
+            all_asked: Arc::new(Notify::new()),
         }
     }
 
@@ -102,7 +125,39 @@ impl Listings {
 
     /// The snapshots of `server`, read after this call began.
     pub async fn server(&self, server: u64) -> Answer {
+        let _ = ASKED.try_with(|asked| self.asked(asked));
         self.ask(Queue::First, server, GATHER).await
+    }
+
+    /// Runs `job`, a job that is about to ask for its first listing: until it asks (or
+    /// ends without asking), a round of first listings knows one more ask is coming. A
+    /// round goes as soon as every such job has asked — at once for a lone job — and
+    /// otherwise waits for asks to stop coming.
+    pub fn expecting<F: std::future::Future>(
+        &self,
+        job: F,
+    ) -> impl std::future::Future<Output = F::Output> + use<F> {
+        self.lock().expected += 1;
+        let asked = Arc::new(AtomicBool::new(false));
+        let coming = Coming {
+            listings: self.clone(),
+            asked: asked.clone(),
+        };
+        async move {
+            let _coming = coming;
+            ASKED.scope(asked, job).await
+        }
+    }
+
+    /// The job whose flag is `asked` asked (or ended): one ask fewer is coming.
+    fn asked(&self, asked: &AtomicBool) {
+        if !asked.swap(true, AtomicOrdering::Relaxed) {
+            let mut s = self.lock();
+            s.expected = s.expected.saturating_sub(1);
+            if s.expected == 0 {
+                self.all_asked.notify_one();
+            }
+        }
     }
 
     /// The snapshots of `server` from the next poll round: rounds come at most once per
@@ -149,15 +204,23 @@ impl Listings {
                     Queue::Poll => delay.max(self.priced_interval(last_cost)),
                 }
             };
-            tokio::time::sleep(delay).await;
-            if let Queue::First = queue {
-                loop {
-                    let more = self
-                        .lock()
-                        .still_gathering(queue, started, delay, MAX_GATHER);
+            match queue {
+                Queue::Poll => tokio::time::sleep(delay).await,
+                // Until every job expected has asked, or asks stop coming.
+                Queue::First => loop {
+                    let more = {
+                        let s = self.lock();
+                        if s.expected == 0 {
+                            break;
+                        }
+                        s.still_gathering(queue, started, delay, MAX_GATHER)
+                    };
                     let Some(more) = more else { break };
-                    tokio::time::sleep(more).await;
-                }
+                    tokio::select! {
+                        _ = tokio::time::sleep(more) => {}
+                        _ = self.all_asked.notified() => {}
+                    }
+                },
             }
             let asks = {
                 let mut s = self.lock();

@@ -34,7 +34,7 @@ impl Client {
         &self,
         server: Option<u64>,
     ) -> Result<(Listing, ListingInfo), ApiError> {
-        let pages = tokio::time::timeout(MAX_LISTING_TIME, self.read_pages(server));
+        let pages = tokio::time::timeout(MAX_LISTING_TIME, Box::pin(self.read_pages(server)));
         let (entries, info) = pages.await.map_err(|_| ApiError::Protocol {
             call: "GET /snapshots/".into(),
             message: format!(

@@ -119,7 +119,7 @@ impl StoppedServer {
     pub fn is_for(&self, policy: &str, name: &str) -> bool {
         self.record
             .as_ref()
-            .is_some_and(|r| r.job.policy == policy && r.snapshot_name == name)
+            .is_some_and(|r| &*r.job.policy == policy && r.snapshot_name == name)
     }
 
     /// Brings the server to `stopped` (a stop call unless it is stopped or stopping),

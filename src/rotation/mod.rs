@@ -38,7 +38,7 @@ pub struct Job<'a> {
 
 impl Job<'_> {
     pub fn id(&self) -> JobId {
-        JobId::new(&self.policy.name, self.server)
+        JobId::new(self.policy.name.as_str(), self.server)
     }
 
     /// The snapshot name for a fire at `at`, rendered in the policy's zone.
@@ -121,15 +121,15 @@ impl Rotation<'_> {
 
         // Before step 1: a stopped-server record on this server is taken over, so
         // that from here on the guard starts the server whatever happens.
-        let mut guard = self.take_over(job, &name).await?;
+        let mut guard = Box::pin(self.take_over(job, &name)).await?;
 
         // Steps 1 to 5.
-        let made = self.make(job, &name, fire_time, &mut guard).await;
+        let made = Box::pin(self.make(job, &name, fire_time, &mut guard)).await;
 
         // 6. Start the server again if it is held stopped — on every path.
         let stopped_server = guard.is_some();
         let released = match guard {
-            Some(guard) => guard.release(self).await,
+            Some(guard) => Box::pin(guard.release(self)).await,
             None => Ok(()),
         };
         // The server runs; a record left behind is removed by the next run.
@@ -157,7 +157,7 @@ impl Rotation<'_> {
 
         // 7. Only now, after a completed snapshot: prune beyond keep.
         let mut deleted = made_room;
-        let (pruned, owned) = self.prune(job, &snapshot, listing).await?;
+        let (pruned, owned) = Box::pin(self.prune(job, &snapshot, listing)).await?;
         deleted.extend(pruned);
         Ok(Outcome {
             snapshot,
@@ -234,12 +234,12 @@ impl Rotation<'_> {
 
         // 3. Stop the server if the policy asks, it runs, and a snapshot is to be made.
         if plan.adopt.is_none() && policy.stop_server {
-            self.stop(job, name, fire_time, guard).await?;
+            Box::pin(self.stop(job, name, fire_time, guard)).await?;
             crate::failpoint::panic_at("panic-after-stop");
         }
 
         // 4 and 5. Create (or adopt) the snapshot and wait for it.
-        let (completed, adopted) = self.create_and_wait(job, &plan, guard).await?;
+        let (completed, adopted) = Box::pin(self.create_and_wait(job, &plan, guard)).await?;
         Ok(Made {
             completed,
             adopted,
@@ -361,9 +361,9 @@ impl Rotation<'_> {
             );
         }
         if let Some(held) = guard {
-            held.protect(self, &snapshot).await;
+            Box::pin(held.protect(self, &snapshot)).await;
         }
-        let done = self.wait_completed(job, snapshot).await;
+        let done = Box::pin(self.wait_completed(job, snapshot)).await;
         if let (Some(held), Ok(_) | Err(RotationError::SnapshotFailed { .. })) = (guard, &done) {
             held.settled();
         }

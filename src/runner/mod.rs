@@ -109,9 +109,10 @@ impl Runner {
         let task = {
             let me = self.clone();
             let job = job.clone();
-            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-                me.run_job(&job, fire_time, work).await
-            }))
+            let listings = self.listings.clone();
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                listings.expecting(async move { me.run_job(&job, fire_time, work).await }),
+            ))
         };
         let e = match task.await {
             Ok(report) => return report,
@@ -138,16 +139,16 @@ impl Runner {
         // if the job left it stopped. Once stopping, the shutdown settles it instead.
         let lock = tokio::select! {
             biased;
-            l = self.lock_server(job.server) => l.ok(),
+            l = Box::pin(self.lock_server(job.server)) => l.ok(),
             _ = self.interrupt.wait_set() => None,
         };
         if lock.is_some()
-            && let Err(e) = rotation::settle(&self.rotation(), job.server).await
+            && let Err(e) = Box::pin(rotation::settle(&self.rotation(), job.server)).await
         {
             tracing::error!(server_id = job.server, "{e}");
         }
         if self.config.job_policy(&job.policy, job.server).is_some() {
-            self.record(&report).await;
+            Box::pin(self.record(&report)).await;
         }
         report
     }
@@ -201,17 +202,17 @@ impl Runner {
     /// `fire_time`, logs it and records its last run; or settles a stopped-server
     /// record.
     pub async fn run_job(&self, key: &JobId, fire_time: DateTime<Utc>, work: Work) -> RunReport {
-        let _lock = match self.take_server(key, fire_time).await {
+        let _lock = match Box::pin(self.take_server(key, fire_time)).await {
             Ok(lock) => lock,
             Err(report) => return report,
         };
         match work {
             Work::Fire => {}
-            Work::Settle => return self.settle(key, fire_time).await,
+            Work::Settle => return Box::pin(self.settle(key, fire_time)).await,
             // Another process (a `once`) may have settled the record meanwhile.
             Work::Resume => match self.state.stopped_server(key.server).await {
                 Some(StoppedEntry::Record(r)) if r.job == *key && r.scheduled_for == fire_time => {}
-                Some(_) => return self.settle(key, fire_time).await,
+                Some(_) => return Box::pin(self.settle(key, fire_time)).await,
                 None => {
                     let why = format!(
                         "server {} was started again meanwhile (by another snaprotd process); nothing to resume",
@@ -226,7 +227,7 @@ impl Runner {
         let report = RunReport::new(key.clone(), fire_time);
         let server = key.server;
         let Some(policy) = self.config.job_policy(&key.policy, server) else {
-            return self.settle(key, fire_time).await;
+            return Box::pin(self.settle(key, fire_time)).await;
         };
         let job = Job { policy, server };
         let span =
@@ -236,7 +237,9 @@ impl Runner {
             tracing::info!("rotation starts: snapshot {}", job.snapshot_name(fire_time));
             // The provider's rate may hold the job back until its wait_timeout.
             let deadline = Instant::now() + policy.wait_timeout;
-            let r = crate::provider::with_deadline(deadline, rotation.run(job, fire_time)).await;
+            // Boxed: a job holds the memory of the step it is in, not of the largest.
+            let run = Box::pin(rotation.run(job, fire_time));
+            let r = crate::provider::with_deadline(deadline, run).await;
             match &r {
                 Ok(o) => tracing::info!(
                     snapshot_id = o.snapshot.id,
@@ -270,7 +273,7 @@ impl Runner {
         }
         .ended(started.elapsed().as_secs_f64());
         if answered {
-            self.record(&report).await;
+            Box::pin(self.record(&report)).await;
         }
         report
     }

@@ -34,6 +34,9 @@ pub use locks::{DirLock, ServerLock, busy};
 pub use stopped::{StoppedEntry, StoppedRecord};
 pub use tainted::TaintedSnapshot;
 
+/// How many state reads and writes run at once (each on a blocking thread).
+const IO_THREADS: usize = 4;
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -47,8 +50,13 @@ impl StateDir {
         }
     }
 
-    /// Runs `f` on the directory's path on a blocking thread.
+    /// Runs `f` on the directory's path on a blocking thread — at most [`IO_THREADS`]
+    /// at once, whatever the number of jobs: ten thousand jobs firing together would
+    /// otherwise start hundreds of threads for a few milliseconds of file work each.
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Path) -> T + Send + 'static) -> T {
+        static IO: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(IO_THREADS);
+        // Never closed, so a permit always comes.
+        let _permit = IO.acquire().await;
         let root = self.root.clone();
         match tokio::task::spawn_blocking(move || f(&root)).await {
             Ok(v) => v,
