@@ -62,6 +62,7 @@ def start_daemon(tmp, config, extra_env=None):
         if "READY=1" in msg:
             ready = time.monotonic() - t0
             break
+    sock.settimeout(None)
     # Keep reading, as systemd does, so the daemon's notifications never block.
     import threading
     threading.Thread(target=lambda: [sock.recv(4096) for _ in iter(int, 1)], daemon=True).start()
@@ -69,16 +70,22 @@ def start_daemon(tmp, config, extra_env=None):
 
 
 def ctx_switches(pid):
-    total = 0
+    """Context switches of each of the process's threads, by thread id."""
+    counts = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                        total += int(line.split()[1])
+                counts[tid] = sum(int(line.split()[1]) for line in f
+                                  if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
         except FileNotFoundError:
             pass
-    return total
+    return counts
+
+
+def woke(before, after):
+    """Wake-ups between two readings: threads that ended meanwhile count what they did
+    before the first reading only, threads that started count all."""
+    return sum(n - before.get(tid, 0) for tid, n in after.items())
 
 
 def rss_mb(pid):
@@ -99,7 +106,7 @@ def idle(tmp, base, seconds, extra_env=None, label=""):
     time.sleep(2)
     before = ctx_switches(p.pid)
     time.sleep(seconds)
-    rate = (ctx_switches(p.pid) - before) / seconds
+    rate = woke(before, ctx_switches(p.pid)) / seconds
     stop(p)
     print(f"idle wake-ups, 1,000 jobs{label}: {rate:.2f}/s over {seconds} s (start to READY=1: {ready * 1000:.0f} ms)")
 

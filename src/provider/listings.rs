@@ -74,6 +74,8 @@ struct Shared {
     poll_rounds_running: bool,
     /// When the last ask of each queue came.
     last_ask: [Option<Instant>; 2],
+    /// When the last poll round ended, and the requests it took.
+    last_poll_round: Option<(Instant, usize)>,
     /// Jobs that will ask for a first listing and have not yet.
     expected: usize,
     /// The shortest delay the asks waiting in each queue asked for.
@@ -193,19 +195,22 @@ impl Listings {
 
     /// Runs rounds of `queue` until no ask is left.
     async fn rounds(&self, queue: Queue) {
-        let mut last_cost = 0;
         loop {
             let started = Instant::now();
-            let delay = {
+            let (delay, priced_until) = {
                 let s = self.lock();
                 let delay = s.delay[queue as usize].unwrap_or(GATHER);
-                match queue {
-                    Queue::First => delay,
-                    Queue::Poll => delay.max(self.priced_interval(last_cost)),
-                }
+                // The last poll round's price holds also across a pause of asks.
+                let priced = s
+                    .last_poll_round
+                    .map(|(ended, cost)| ended + self.priced_interval(cost));
+                (delay, priced)
             };
             match queue {
-                Queue::Poll => tokio::time::sleep(delay).await,
+                Queue::Poll => {
+                    let until = (started + delay).max(priced_until.unwrap_or(started));
+                    tokio::time::sleep_until(until).await
+                }
                 // Until every job expected has asked, or asks stop coming.
                 Queue::First => loop {
                     let more = {
@@ -227,8 +232,11 @@ impl Listings {
                 s.delay[queue as usize] = None;
                 std::mem::take(s.queue(queue).0)
             };
-            last_cost = self.round(asks).await;
+            let cost = self.round(asks).await;
             let mut s = self.lock();
+            if let Queue::Poll = queue {
+                s.last_poll_round = Some((Instant::now(), cost));
+            }
             let (asks, running) = s.queue(queue);
             if asks.is_empty() {
                 *running = false;
