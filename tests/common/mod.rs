@@ -208,6 +208,9 @@ pub struct Daemon {
     pub child: tokio::process::Child,
     pub pid: u32,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Reads standard error until its end: awaited once the process has exited, so
+    /// the log holds all it wrote.
+    log_reader: Option<tokio::task::JoinHandle<()>>,
     notes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -249,7 +252,7 @@ impl Env {
         let pid = child.id().expect("pid");
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let mut stderr = child.stderr.take().expect("stderr");
-        {
+        let log_reader = {
             let log = log.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
@@ -261,12 +264,13 @@ impl Env {
                         .unwrap()
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
-            });
-        }
+            })
+        };
         Daemon {
             child,
             pid,
             log,
+            log_reader: Some(log_reader),
             notes,
         }
     }
@@ -336,6 +340,11 @@ impl Daemon {
             .await
             .unwrap_or_else(|_| panic!("the daemon did not exit within {secs}s:\n{}", self.log()))
             .expect("wait");
+        // The log is whole once standard error has ended (a child it left running may
+        // still hold it: then what came within a few seconds).
+        if let Some(reader) = self.log_reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
         assert!(!self.log().contains(TOKEN), "the token appeared in the log");
         assert!(
             !self.log().contains("panicked"),
