@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
@@ -145,10 +146,12 @@ impl Listings {
             listings: self.clone(),
             asked: asked.clone(),
         };
-        async move {
-            let _coming = coming;
-            ASKED.scope(asked, job).await
-        }
+        // A combinator, not an `async` block: a block would hold `job` twice (as the
+        // value it captured and as the future it awaits), doubling each job's memory.
+        ASKED.scope(asked, job).map(move |out| {
+            drop(coming);
+            out
+        })
     }
 
     /// The job whose flag is `asked` asked (or ended): one ask fewer is coming.
