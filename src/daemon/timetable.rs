@@ -1,19 +1,28 @@
 //! The next fire of every job, ordered by time, so the earliest is always at hand and
 //! the daemon needs one alarm for the whole fleet. Pure: the wall-clock time is
 //! always handed in.
+//!
+//! The jobs of a policy share its schedule and zone, so they fire together: the
+//! timetable holds one entry per policy, with its servers, not one per job — a few
+//! bytes per server for a fleet of ten thousand.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
+use crate::config::{Config, Policy};
 use crate::job::JobId;
+
+/// A policy's next fire: when, and which policy.
+type Fire = (DateTime<Utc>, Arc<str>);
 
 #[derive(Default)]
 pub struct Timetable {
-    /// (fire time, job) for every job that fires again.
-    queue: BTreeSet<(DateTime<Utc>, JobId)>,
-    next: HashMap<JobId, DateTime<Utc>>,
+    /// Every policy that fires again, at its next fire, with its servers.
+    queue: BTreeMap<Fire, Arc<[u64]>>,
+    next: HashMap<Arc<str>, DateTime<Utc>>,
+    jobs: usize,
 }
 
 impl Timetable {
@@ -22,32 +31,38 @@ impl Timetable {
         let mut t = Timetable::default();
         for p in &config.policies {
             if let Some(at) = p.schedule.next_fire(p.timezone, now) {
-                for job in p.jobs() {
-                    t.insert(job, at);
-                }
+                t.insert(p, at);
             }
         }
         t
     }
 
-    fn insert(&mut self, job: JobId, at: DateTime<Utc>) {
-        if let Some(old) = self.next.insert(job.clone(), at) {
-            self.queue.remove(&(old, job.clone()));
+    fn insert(&mut self, p: &Policy, at: DateTime<Utc>) {
+        let name: Arc<str> = p.name.as_str().into();
+        if let Some(old) = self.next.insert(name.clone(), at)
+            && let Some(servers) = self.queue.remove(&(old, name.clone()))
+        {
+            self.jobs -= servers.len();
         }
-        self.queue.insert((at, job));
+        self.jobs += p.servers.len();
+        self.queue.insert((at, name), p.servers.as_slice().into());
     }
 
     pub fn len(&self) -> usize {
-        self.next.len()
+        self.jobs
     }
 
     pub fn is_empty(&self) -> bool {
-        self.next.is_empty()
+        self.jobs == 0
     }
 
-    /// The earliest coming fire.
-    pub fn earliest(&self) -> Option<(DateTime<Utc>, &JobId)> {
-        self.queue.first().map(|(at, job)| (*at, job))
+    /// The earliest coming fire, and the first of its jobs.
+    pub fn earliest(&self) -> Option<(DateTime<Utc>, JobId)> {
+        self.queue.iter().find_map(|((at, policy), servers)| {
+            servers
+                .first()
+                .map(|s| (*at, JobId::new(policy.clone(), *s)))
+        })
     }
 
     /// Takes every job due at or before `now`, with the fire time it was due at, and
@@ -55,21 +70,24 @@ impl Timetable {
     /// while the machine slept run once, not once per missed fire.
     pub fn take_due(&mut self, config: &Config, now: DateTime<Utc>) -> Vec<(JobId, DateTime<Utc>)> {
         let mut due = Vec::new();
-        while let Some((at, _)) = self.queue.first() {
+        let mut policies = Vec::new();
+        while let Some(((at, _), _)) = self.queue.first_key_value() {
             if *at > now {
                 break;
             }
-            let Some((at, job)) = self.queue.pop_first() else {
+            let Some(((at, policy), servers)) = self.queue.pop_first() else {
                 break;
             };
-            self.next.remove(&job);
-            due.push((job, at));
+            self.next.remove(&policy);
+            self.jobs -= servers.len();
+            due.extend(servers.iter().map(|s| (JobId::new(policy.clone(), *s), at)));
+            policies.push((policy, at));
         }
-        for (job, at) in &due {
-            if let Some(p) = config.policy(&job.policy)
-                && let Some(next) = p.schedule.next_fire(p.timezone, (*at).max(now))
+        for (policy, at) in policies {
+            if let Some(p) = config.policy(&policy)
+                && let Some(next) = p.schedule.next_fire(p.timezone, at.max(now))
             {
-                self.insert(job.clone(), next);
+                self.insert(p, next);
             }
         }
         due
@@ -120,7 +138,14 @@ mod tests {
 
     /// Every coming fire, in order.
     fn fires(t: &Timetable) -> Vec<(DateTime<Utc>, JobId)> {
-        t.queue.iter().cloned().collect()
+        t.queue
+            .iter()
+            .flat_map(|((at, policy), servers)| {
+                servers
+                    .iter()
+                    .map(|s| (*at, JobId::new(policy.clone(), *s)))
+            })
+            .collect()
     }
 
     #[test]
@@ -148,7 +173,7 @@ mod tests {
         let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
         assert_eq!(
             t.earliest(),
-            Some((at("2026-11-24T12:45:00Z"), &JobId::new("quarter", 3)))
+            Some((at("2026-11-24T12:45:00Z"), JobId::new("quarter", 3)))
         );
         let due = t.take_due(&config, at("2026-11-24T12:45:00Z"));
         assert_eq!(
