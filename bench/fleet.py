@@ -66,7 +66,7 @@ def report(label, n, args, reqs, ok, wall, peak_kb=None, cpu=None):
     changing = sum(1 for x in reqs if x["method"] != "GET" and x["status"] != 429)
     listing = sum(1 for x in reqs if x["method"] == "GET" and x["status"] != 429)
     n429 = sum(1 for x in reqs if x["status"] == 429)
-    per_server = sum(1 for x in reqs if x["method"] == "GET" and "server_id=" in x["path"])
+    per_server = sum(1 for x in reqs if x["method"] == "GET" and "server_id=" in x["path"] and x["status"] != 429)
     ideal = (2 if args.old else 1) * n / args.rate + CREATE
     extra = ""
     if peak_kb is not None:
