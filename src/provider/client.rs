@@ -254,17 +254,9 @@ impl Client {
     }
 
     pub async fn delete_snapshot(&self, id: u64) -> Result<(), ApiError> {
-        let url = self.url(&format!("snapshots/{id}/"))?;
-        let call = format!("DELETE /snapshots/{id}/");
-        self.call(
-            self.place(Class::Last),
-            Method::DELETE,
-            url,
-            None::<&()>,
-            &call,
-        )
-        .await
-        .map(|_| ())
+        self.without_body(Class::Last, Method::DELETE, &format!("snapshots/{id}/"))
+            .await
+            .map(|_| ())
     }
 
     pub async fn restore_snapshot(&self, id: u64) -> Result<RestoreAnswer, ApiError> {
@@ -291,46 +283,23 @@ impl Client {
     }
 
     pub async fn server(&self, id: u64) -> Result<Server, ApiError> {
-        let url = self.url(&format!("servers/{id}/"))?;
-        let call = format!("GET /servers/{id}/");
-        self.call_json(
-            self.place(Class::Normal),
-            Method::GET,
-            url,
-            None::<&()>,
-            &call,
-        )
-        .await
+        let path = format!("servers/{id}/");
+        let bytes = self.without_body(Class::Normal, Method::GET, &path).await?;
+        self.decode(&format!("GET /{path}"), &bytes)
     }
 
     /// Asks the provider to stop the server (repeating it is harmless).
     pub async fn stop_server(&self, id: u64) -> Result<(), ApiError> {
-        let url = self.url(&format!("servers/{id}/stop/"))?;
-        let call = format!("POST /servers/{id}/stop/");
-        self.call(
-            self.place(Class::Normal),
-            Method::POST,
-            url,
-            None::<&()>,
-            &call,
-        )
-        .await
-        .map(|_| ())
+        self.without_body(Class::Normal, Method::POST, &format!("servers/{id}/stop/"))
+            .await
+            .map(|_| ())
     }
 
     /// Asks the provider to start the server (repeating it is harmless).
     pub async fn start_server(&self, id: u64) -> Result<(), ApiError> {
-        let url = self.url(&format!("servers/{id}/start/"))?;
-        let call = format!("POST /servers/{id}/start/");
-        self.call(
-            self.place(Class::Normal),
-            Method::POST,
-            url,
-            None::<&()>,
-            &call,
-        )
-        .await
-        .map(|_| ())
+        self.without_body(Class::Normal, Method::POST, &format!("servers/{id}/start/"))
+            .await
+            .map(|_| ())
     }
 
     pub(super) fn url(&self, path: &str) -> Result<Url, ApiError> {
@@ -348,13 +317,31 @@ impl Client {
         call: &str,
     ) -> Result<T, ApiError> {
         let bytes = self.call(place, method, url, body, call).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        self.decode(call, &bytes)
+    }
+
+    /// The answer to `call` read as JSON.
+    fn decode<T: DeserializeOwned>(&self, call: &str, bytes: &[u8]) -> Result<T, ApiError> {
+        serde_json::from_slice(bytes).map_err(|e| {
             self.stats.add("error", "decode");
             ApiError::Malformed {
                 call: call.to_string(),
-                message: format!("{} (body starts {:?})", e, self.excerpt(&bytes, 60)),
+                message: format!("{} (body starts {:?})", e, self.excerpt(bytes, 60)),
             }
         })
+    }
+
+    /// A request without a body to `path` (under the API's base), safe to repeat.
+    async fn without_body(
+        &self,
+        class: Class,
+        method: Method,
+        path: &str,
+    ) -> Result<Vec<u8>, ApiError> {
+        let url = self.url(path)?;
+        let call = format!("{method} /{path}");
+        self.call(self.place(class), method, url, None::<&()>, &call)
+            .await
     }
 
     /// A request that is safe to repeat: retried on 429, 5xx and network errors.
