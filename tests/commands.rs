@@ -99,7 +99,8 @@ async fn list_shows_which_policy_owns_each_snapshot() {
     );
     let json = env.snaprotd(&["list", "--json"]).await;
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v["version"], 1, "{v}");
+    assert_eq!(v["snapshots"].as_array().unwrap().len(), 2, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -153,11 +154,16 @@ keep = 1
     let out = env.snaprotd(&["next", "--count", "30", "--json"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let fires = v.as_array().unwrap();
+    assert_eq!(v["version"], 1, "{v}");
+    let fires = v["fires"].as_array().unwrap();
     assert_eq!(fires.len(), 30);
     let times: Vec<chrono::DateTime<chrono::FixedOffset>> = fires
         .iter()
-        .map(|f| chrono::DateTime::parse_from_rfc3339(f["at"].as_str().unwrap()).unwrap())
+        .map(|f| {
+            let at = f["at"].as_str().unwrap();
+            assert!(at.ends_with('Z') && !at.contains('.'), "{at}");
+            chrono::DateTime::parse_from_rfc3339(at).unwrap()
+        })
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     assert!(fires.iter().any(|f| f["policy"] == "daily"));

@@ -49,8 +49,14 @@ keep = 1
     let out = env.snaprotd(&["status", "--json"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 2);
-    assert!(v[0]["next_fire"].as_str().is_some());
+    assert_eq!(
+        (&v["version"], &v["status"]),
+        (&1.into(), &"ok".into()),
+        "{v}"
+    );
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["jobs"][0]["next_fire"].as_str().is_some(), "{v}");
+    assert_eq!(v["jobs"][0]["last_run"]["result"], "ok", "{v}");
 
     write_run(&env, "nightly@2", false, last_midnight);
     let out = env.snaprotd(&["status"]).await;

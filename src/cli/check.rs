@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::output::{self, outln};
@@ -16,15 +16,15 @@ pub struct Args {
     json: bool,
 }
 
-/// The next `n` fires of a policy, as RFC 3339 in its zone.
-pub fn next_fires(policy: &Policy, n: usize) -> Vec<String> {
+/// The next `n` fires of a policy.
+pub fn next_fires(policy: &Policy, n: usize) -> Vec<DateTime<Utc>> {
     let mut at = Utc::now();
     let mut out = Vec::new();
     for _ in 0..n {
         let Some(t) = policy.schedule.next_fire(policy.timezone, at) else {
             break;
         };
-        out.push(t.with_timezone(&policy.timezone).to_rfc3339());
+        out.push(t);
         at = t;
     }
     out
@@ -40,7 +40,7 @@ pub fn run(path: &Path, args: Args) -> CliResult {
                 json!({
                     "name": p.name, "servers": p.servers, "schedule": p.schedule.expr(),
                     "timezone": p.timezone.name(), "keep": p.keep, "stop_server": p.stop_server,
-                    "snapshot_name": p.snapshot_name.source(), "next_fires": next_fires(p, 3),
+                    "snapshot_name": p.snapshot_name.source(), "next_fires": next_fires(p, 3).into_iter().map(output::json_time).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -70,10 +70,12 @@ pub fn run(path: &Path, args: Args) -> CliResult {
         outln!("  keep          {}", p.keep);
         outln!("  stop_server   {}", p.stop_server);
         outln!("  snapshot_name {}", p.snapshot_name.source());
-        for (i, t) in next_fires(p, 3).iter().enumerate() {
+        for (i, t) in next_fires(p, 3).into_iter().enumerate() {
             outln!(
-                "  {}    {t}",
-                if i == 0 { "next fires" } else { "          " }
+                "  {}    {}  (in {})",
+                if i == 0 { "next fires" } else { "          " },
+                output::when(t, p.timezone),
+                output::left(t)
             );
         }
     }

@@ -34,6 +34,18 @@ pub enum Health {
     Unknown,
 }
 
+impl Health {
+    /// The word a monitoring check and `status --json` show.
+    pub fn word(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Failed => "warning",
+            Health::Overdue => "critical",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
 /// What a command can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

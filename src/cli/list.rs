@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::views::SnapshotJson;
 use super::{CliResult, Exit, load_config, output};
 use crate::config::Config;
 use crate::provider::{Client, Snapshot};
@@ -16,6 +17,14 @@ pub struct Args {
     /// Print the list as JSON
     #[arg(long)]
     json: bool,
+}
+
+/// A snapshot and the policy that owns it.
+#[derive(serde::Serialize)]
+struct ListEntry {
+    #[serde(flatten)]
+    snapshot: SnapshotJson,
+    owner: String,
 }
 
 /// The policy that owns `s`, or "manual".
@@ -36,9 +45,12 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     if args.json {
         let list: Vec<_> = snapshots
             .iter()
-            .map(|s| json!({"snapshot": s, "owner": owner(&config, s)}))
+            .map(|s| ListEntry {
+                snapshot: s.into(),
+                owner: owner(&config, s),
+            })
             .collect();
-        output::json(&list);
+        output::json(&json!({ "snapshots": list }));
         return Ok(Exit::Success);
     }
     let rows: Vec<Vec<String>> = snapshots

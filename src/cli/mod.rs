@@ -14,6 +14,7 @@ mod restore;
 mod signals;
 mod sim;
 mod status;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -44,22 +44,28 @@ pub fn run(path: &Path, args: Args) -> CliResult {
     if args.json {
         let list: Vec<_> = fires
             .iter()
-            .map(|(at, p)| json!({"at": at.with_timezone(&p.timezone).to_rfc3339(), "policy": p.name, "servers": p.servers}))
+            .map(|(at, p)| {
+                json!({
+                    "at": output::json_time(*at), "policy": p.name,
+                    "timezone": p.timezone.name(), "servers": p.servers,
+                })
+            })
             .collect();
-        output::json(&list);
+        output::json(&json!({ "fires": list }));
     } else {
         let rows: Vec<Vec<String>> = fires
             .iter()
             .map(|(at, p)| {
                 let servers: Vec<String> = p.servers.iter().map(|s| s.to_string()).collect();
                 vec![
-                    at.with_timezone(&p.timezone).to_rfc3339(),
+                    output::when(*at, p.timezone),
+                    output::left(*at),
                     p.name.clone(),
                     servers.join(","),
                 ]
             })
             .collect();
-        output::table(&["TIME", "POLICY", "SERVERS"], &rows);
+        output::table(&["TIME", "LEFT", "POLICY", "SERVERS"], &rows);
     }
     Ok(Exit::Success)
 }

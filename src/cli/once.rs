@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::output::{self, outln};
 use super::signals::{StopSignal, interrupt_on_signal};
+use super::views::{RunJson, SnapshotJson, deletions};
 use super::{CliError, CliResult, Exit, load_config};
 use crate::config::Config;
 use crate::job::JobId;
@@ -97,7 +98,8 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
 
 pub fn print_summary(reports: &[RunReport], as_json: bool) {
     if as_json {
-        output::json(&reports);
+        let runs: Vec<RunJson> = reports.iter().map(Into::into).collect();
+        output::json(&json!({ "runs": runs }));
         return;
     }
     let rows: Vec<Vec<String>> = reports
@@ -188,9 +190,13 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
         match result {
             Ok((plan, stop)) => {
                 if as_json {
-                    plans.push(
-                        json!({"job": job.id().to_string(), "ok": true, "stop_server": stop, "plan": plan}),
-                    );
+                    plans.push(json!({
+                        "job": job.id().to_string(), "ok": true, "stop_server": stop,
+                        "name": plan.name,
+                        "adopt": plan.adopt.as_ref().map(SnapshotJson::from),
+                        "make_room": deletions(&plan.make_room),
+                        "prune_after": deletions(&plan.prune_after),
+                    }));
                     continue;
                 }
                 outln!("{}:", job.id());
@@ -243,7 +249,7 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
         }
     }
     if as_json {
-        output::json(&plans);
+        output::json(&json!({ "plans": plans }));
     }
     Ok(if failed { Exit::Failure } else { Exit::Success })
 }

@@ -11,6 +11,8 @@ use std::fmt;
 use std::io::{ErrorKind, Write};
 use std::sync::Mutex;
 
+use chrono::{DateTime, Utc};
+
 /// `println!` for the commands' output: stops quietly when the reader went away.
 macro_rules! outln {
     () => {
@@ -114,21 +116,122 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// Prints `value` as pretty JSON.
+/// The version of the JSON documents `--json` prints. It changes only when a field
+/// changes meaning or goes away; new fields may come without it.
+pub const JSON_VERSION: u32 = 1;
+
+/// Prints a `--json` document: `value` must serialize to an object, which is printed
+/// with `"version"` (the format's, [`JSON_VERSION`]) as its first field. Every
+/// command's document is an object, so a field can be added without breaking a reader.
 pub fn json<T: serde::Serialize>(value: &T) {
-    match serde_json::to_string_pretty(value) {
+    let body = match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        Ok(other) => {
+            let mut fields = serde_json::Map::new();
+            fields.insert("result".into(), other);
+            fields
+        }
+        Err(e) => {
+            errln!("error: cannot write JSON: {e}");
+            return;
+        }
+    };
+    let mut doc = serde_json::Map::new();
+    doc.insert("version".into(), JSON_VERSION.into());
+    doc.extend(body);
+    match serde_json::to_string_pretty(&serde_json::Value::Object(doc)) {
         Ok(text) => outln!("{text}"),
         Err(e) => errln!("error: cannot write JSON: {e}"),
     }
 }
 
-/// "3d 4h", "12m", "40s".
-pub fn age(since: chrono::DateTime<chrono::Utc>) -> String {
-    let secs = (chrono::Utc::now() - since).num_seconds().max(0);
-    match secs {
+/// The one time format of JSON documents: RFC 3339 in UTC, to the second
+/// (`2026-11-24T02:30:00Z`).
+pub fn json_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// [`json_time`] for `#[serde(serialize_with = "...")]`.
+pub fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&json_time(*t))
+}
+
+/// [`json_time`] of an optional time, `null` when there is none.
+pub fn ser_opt_time<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&json_time(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The one time format of tables: to the second, in `zone` with its offset
+/// (`2026-11-24 02:30:00 +01:00`). Every command shows a job's times in its policy's
+/// zone, and times that belong to no policy in UTC.
+pub fn when(t: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
+    t.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+/// How long ago `since` was: "3d 4h", "12m", "40s".
+pub fn age(since: DateTime<Utc>) -> String {
+    span((Utc::now() - since).num_seconds())
+}
+
+/// How long until `at`, as `systemctl list-timers` shows it: "3h 2m", or "now" once due.
+pub fn left(at: DateTime<Utc>) -> String {
+    let secs = (at - Utc::now()).num_seconds();
+    if secs <= 0 { "now".into() } else { span(secs) }
+}
+
+/// A span of seconds to the two largest units: "3d 4h", "2h 5m", "12m 3s", "40s".
+pub fn span(secs: i64) -> String {
+    match secs.max(0) {
         s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
         s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        s if s >= 60 => format!("{}m", s / 60),
+        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
         s => format!("{s}s"),
+    }
+}
+
+/// Prints the errors that belong to rows of a table below it, one per line, each
+/// after the row's key (`nightly@12345: the snapshot did not complete …`), so the
+/// table stays as wide as its data.
+pub fn notes(title: &str, notes: &[(String, String)]) {
+    if notes.is_empty() {
+        return;
+    }
+    outln!();
+    outln!("{title}:");
+    for (key, text) in notes {
+        outln!("  {key}: {text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_show_the_two_largest_units() {
+        assert_eq!(span(-5), "0s");
+        assert_eq!(span(40), "40s");
+        assert_eq!(span(12 * 60 + 3), "12m 3s");
+        assert_eq!(span(2 * 3600 + 5 * 60 + 9), "2h 5m");
+        assert_eq!(span(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
+    }
+
+    #[test]
+    fn times_are_to_the_second_with_the_zone_offset() {
+        let t = "2026-11-24T01:30:00.250Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            when(t, chrono_tz::Europe::Berlin),
+            "2026-11-24 02:30:00 +01:00"
+        );
+        assert_eq!(when(t, chrono_tz::UTC), "2026-11-24 01:30:00 +00:00");
+        assert_eq!(json_time(t), "2026-11-24T01:30:00Z");
     }
 }

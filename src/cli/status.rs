@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde_json::json;
 
 use super::output::{self, outln};
+use super::views::{RunJson, TimeJson};
 use super::{CliResult, Exit, Health, load_config};
 use crate::config::file::{FileError, read_text};
 use crate::config::{Config, Policy};
@@ -22,10 +23,7 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Serialize)]
 struct JobStatus {
-    /// `job`, `policy` and `server`.
-    #[serde(flatten)]
     job: JobId,
     last_run: Option<RunReport>,
     next_fire: Option<DateTime<Utc>>,
@@ -160,8 +158,20 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         return Ok(Exit::Status(Health::Unknown));
     }
     let jobs = statuses(&config, Utc::now()).await;
+    let health = health(&jobs);
     if args.json {
-        output::json(&jobs);
+        let list: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                json!({
+                    "job": j.job.to_string(), "policy": j.job.policy.as_ref(),
+                    "server": j.job.server,
+                    "last_run": j.last_run.as_ref().map(RunJson::from),
+                    "next_fire": TimeJson(j.next_fire), "overdue": j.overdue,
+                })
+            })
+            .collect();
+        output::json(&json!({ "status": health.word(), "jobs": list }));
     } else {
         let rows: Vec<Vec<String>> = jobs
             .iter()
@@ -171,29 +181,32 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
                     .map_or(chrono_tz::UTC, |p| p.timezone);
                 let (last, outcome) = match &j.last_run {
                     Some(l) => (
-                        l.finished_at.with_timezone(&tz).to_rfc3339(),
-                        if l.ok {
-                            "ok".to_string()
-                        } else {
-                            format!("FAILED: {}", l.message)
-                        },
+                        output::when(l.finished_at, tz),
+                        if l.ok { "ok" } else { "FAILED" },
                     ),
-                    None => ("never".into(), "-".into()),
+                    None => ("never".into(), "-"),
                 };
-                let next = j
-                    .next_fire
-                    .map_or("-".into(), |t| t.with_timezone(&tz).to_rfc3339());
+                let next = j.next_fire.map_or("-".into(), |t| output::when(t, tz));
+                let left = j.next_fire.map_or("-".into(), output::left);
                 let outcome = if j.overdue {
-                    format!("OVERDUE; last {outcome}")
+                    format!("OVERDUE, last {outcome}")
                 } else {
-                    outcome
+                    outcome.to_string()
                 };
-                vec![j.job.to_string(), last, next, outcome]
+                vec![j.job.to_string(), last, next, left, outcome]
             })
             .collect();
-        output::table(&["JOB", "LAST RUN", "NEXT FIRE", "OUTCOME"], &rows);
+        output::table(&["JOB", "LAST RUN", "NEXT FIRE", "LEFT", "OUTCOME"], &rows);
+        let failures: Vec<(String, String)> = jobs
+            .iter()
+            .filter_map(|j| {
+                let l = j.last_run.as_ref().filter(|l| !l.ok)?;
+                Some((j.job.to_string(), l.message.clone()))
+            })
+            .collect();
+        output::notes("Failed last runs", &failures);
     }
-    Ok(Exit::Status(health(&jobs)))
+    Ok(Exit::Status(health))
 }
 
 #[cfg(test)]

@@ -1,0 +1,136 @@
+//! What `--json` prints: the documents' shapes, apart from the types the library keeps
+//! (a state record's shape is for upgrades, these are for scripts). Objects, never
+//! tuples; times in the one JSON format (`output::json_time`); documented in the man
+//! page's JSON OUTPUT section.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::output::{ser_opt_time, ser_time};
+use crate::provider::Snapshot;
+use crate::rotation::{Outcome, Reason};
+use crate::runner::RunReport;
+
+/// A snapshot as the provider listed it.
+#[derive(Serialize)]
+pub struct SnapshotJson {
+    pub id: u64,
+    pub name: String,
+    pub server: u64,
+    pub status: String,
+    pub size_mb: Option<u64>,
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: DateTime<Utc>,
+    pub description: Option<String>,
+}
+
+impl From<&Snapshot> for SnapshotJson {
+    fn from(s: &Snapshot) -> Self {
+        SnapshotJson {
+            id: s.id,
+            name: s.name.clone(),
+            server: s.server.id,
+            status: s.status.as_str().to_string(),
+            size_mb: s.size_mb,
+            created_at: s.created_at,
+            description: s.description.clone(),
+        }
+    }
+}
+
+/// A snapshot deleted (or that would be), and why.
+#[derive(Serialize)]
+pub struct DeletionJson {
+    pub snapshot: SnapshotJson,
+    /// `beyond_keep`, `failed`, `tainted`, `make_room` or `orphan`.
+    pub reason: Reason,
+}
+
+pub fn deletions(list: &[(Snapshot, Reason)]) -> Vec<DeletionJson> {
+    list.iter()
+        .map(|(s, reason)| DeletionJson {
+            snapshot: s.into(),
+            reason: *reason,
+        })
+        .collect()
+}
+
+/// What a rotation did.
+#[derive(Serialize)]
+pub struct OutcomeJson {
+    pub snapshot: SnapshotJson,
+    pub adopted: bool,
+    pub stopped_server: bool,
+    pub deleted: Vec<DeletionJson>,
+    pub owned: usize,
+}
+
+impl From<&Outcome> for OutcomeJson {
+    fn from(o: &Outcome) -> Self {
+        OutcomeJson {
+            snapshot: (&o.snapshot).into(),
+            adopted: o.adopted,
+            stopped_server: o.stopped_server,
+            deleted: deletions(&o.deleted),
+            owned: o.owned,
+        }
+    }
+}
+
+/// One run of a job (`once`), or a job's last run (`status`).
+#[derive(Serialize)]
+pub struct RunJson {
+    pub job: String,
+    pub policy: String,
+    pub server: u64,
+    /// `ok`, `failed` or `skipped`.
+    pub result: &'static str,
+    #[serde(serialize_with = "ser_time")]
+    pub scheduled_for: DateTime<Utc>,
+    #[serde(serialize_with = "ser_time")]
+    pub started_at: DateTime<Utc>,
+    #[serde(serialize_with = "ser_time")]
+    pub finished_at: DateTime<Utc>,
+    pub seconds: f64,
+    pub snapshot_name: Option<String>,
+    /// What went wrong, for a failed run.
+    pub error: Option<String>,
+    /// Why the job did not run, for a skipped one.
+    pub skipped: Option<String>,
+    /// What the rotation did (`once` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<OutcomeJson>,
+}
+
+impl From<&RunReport> for RunJson {
+    fn from(r: &RunReport) -> Self {
+        RunJson {
+            job: r.job.to_string(),
+            policy: r.job.policy.to_string(),
+            server: r.job.server,
+            result: if r.skipped.is_some() {
+                "skipped"
+            } else if r.ok {
+                "ok"
+            } else {
+                "failed"
+            },
+            scheduled_for: r.scheduled_for,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            seconds: r.seconds,
+            snapshot_name: r.snapshot_name.clone(),
+            error: r
+                .error
+                .clone()
+                .or_else(|| (!r.ok).then(|| r.message.clone())),
+            skipped: r.skipped.clone(),
+            outcome: r.outcome.as_ref().map(Into::into),
+        }
+    }
+}
+
+/// An optional time in the JSON format.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct TimeJson(#[serde(serialize_with = "ser_opt_time")] pub Option<DateTime<Utc>>);
