@@ -28,5 +28,10 @@ pub mod state;
 pub mod systemd;
 pub mod token;
 
+/// The target of progress events: what a long wait is at, for a status line on a
+/// terminal (`cli/logging.rs`); a `key` field names what waits, and an empty message
+/// ends its entry. Other log outputs leave them out.
+pub const PROGRESS: &str = "snaprotd::progress";
+
 #[cfg(test)]
 mod architecture;

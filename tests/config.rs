@@ -22,28 +22,56 @@ fn cases() -> Vec<Case> {
             body: "[api]\nbase_urll = \"https://x\"\n",
             at: "2:1",
             key: "api.base_urll",
-            says: "unknown field",
+            says: "did you mean `base_url`?",
         },
         Case {
             what: "unknown table",
             body: "[apis]\n",
             at: "1:2",
             key: "apis",
-            says: "unknown field",
+            says: "unknown key `apis` at the top of the file; did you mean `api`?",
         },
         Case {
             what: "wrong type",
             body: "[api]\nmax_attempts = \"five\"\n",
             at: "2:16",
             key: "api.max_attempts",
-            says: "invalid type",
+            says: "expected a whole number, like max_attempts = 5; found text",
         },
         Case {
             what: "bad cron",
             body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"61 * * * *\"\n",
             at: "4:12",
             key: "policy[a].schedule",
-            says: "invalid cron",
+            says: "minute field \"61\": 61 is out of range: this field takes 0-59",
+        },
+        Case {
+            what: "cron hour out of range",
+            body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"30 25 * * *\"\n",
+            at: "4:12",
+            key: "policy[a].schedule",
+            says: "hour field \"25\": 25 is out of range: this field takes 0-23",
+        },
+        Case {
+            what: "a misspelt key",
+            body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\nkep = 3\n",
+            at: "5:1",
+            key: "policy[a].kep",
+            says: "unknown key `kep` in a [[policy]]; did you mean `keep`?",
+        },
+        Case {
+            what: "a keep written as text",
+            body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\nkeep = \"3\"\n",
+            at: "5:8",
+            key: "policy[a].keep",
+            says: "expected a whole number, like keep = 3; found text",
+        },
+        Case {
+            what: "keep over the cap from [defaults]",
+            body: "[defaults]\nkeep = 3\n[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\n[[policy]]\nname = \"b\"\nservers = [1]\nschedule = \"@weekly\"\n",
+            at: "2:8",
+            key: "defaults.keep",
+            says: "would need 6 snapshots",
         },
         Case {
             what: "cron with 7 fields",
@@ -104,7 +132,7 @@ fn cases() -> Vec<Case> {
         Case {
             what: "sum of keep over the cap",
             body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\nkeep = 3\n[[policy]]\nname = \"b\"\nservers = [1]\nschedule = \"@weekly\"\nkeep = 3\n",
-            at: "7:8",
+            at: "10:8",
             key: "policy[b].keep",
             says: "would need 6 snapshots",
         },
@@ -278,7 +306,7 @@ fn a_good_file_passes_and_shows_next_fires() {
     let (code, stdout, stderr) = check(dir.path(), GOOD_POLICY);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("policy nightly"), "{stdout}");
-    assert_eq!(stdout.matches("T02:30:00+00:00").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches(" 02:30:00 +00:00").count(), 3, "{stdout}");
 }
 
 #[test]
@@ -341,4 +369,157 @@ fn keep_filling_the_cap_is_warned_about() {
     let (code, _, err) = check(dir.path(), &format!("{GOOD_POLICY}keep = 5\n"));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("adds up to the cap"), "{err}");
+}
+
+#[test]
+fn every_unknown_key_and_wrong_value_is_reported_in_one_run_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[api]\nbase_ur = \"https://x\"\nmax_attempts = 2.5\n[[policy]]\nname = \"a\"\n\
+                servers = [1]\nschedule = \"@daily\"\nkep = 3\nstop_servr = true\nkeep = 9\n";
+    let (code, _, stderr) = check(dir.path(), body);
+    assert_eq!(code, 78, "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 5, "{stderr}");
+    for (line, says) in [
+        (
+            0,
+            ":2:1: key `api.base_ur`: unknown key `base_ur` in [api]; did you mean `base_url`?",
+        ),
+        (1, ":3:16: key `api.max_attempts`: expected a whole number"),
+        (
+            2,
+            ":8:1: key `policy[a].kep`: unknown key `kep` in a [[policy]]; did you mean `keep`?",
+        ),
+        (
+            3,
+            ":9:1: key `policy[a].stop_servr`: unknown key `stop_servr` in a [[policy]]; did you mean `stop_server`?",
+        ),
+        // A rule, checked on the rest of the file.
+        (4, ":10:8: key `policy[a].keep`: 9 is out of range"),
+    ] {
+        assert!(errors[line].contains(says), "{says}\n{stderr}");
+    }
+    for rust in [
+        "i64",
+        "invalid type",
+        "Spanned",
+        "serde",
+        "Number out of bounds",
+    ] {
+        assert!(!stderr.contains(rust), "{rust}: {stderr}");
+    }
+}
+
+/// A token file that would fail later (a second line, a byte-order mark, a `Bearer `
+/// prefix) is refused by `check`, naming the file and not showing the token.
+#[test]
+fn a_token_file_that_is_not_the_token_alone_is_refused_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    for (text, says) in [
+        ("tok-secret\nold-secret\n", "holds more than one line"),
+        ("\u{feff}tok-secret\n", "starts with a byte-order mark"),
+        ("Bearer tok-secret\n", "starts with \"Bearer \""),
+    ] {
+        std::fs::write(&token, text).unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let body = format!("[api]\ntoken_file = \"{}\"\n{GOOD_POLICY}", token.display());
+        let (code, out, err) = check(dir.path(), &body);
+        assert_eq!(code, 78, "{text:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "key `api.token_file`: the token file {} {says}",
+                token.display()
+            )),
+            "{err}"
+        );
+        assert!(!out.contains("secret") && !err.contains("secret"), "{err}");
+    }
+}
+
+/// `status` and `next` make no API call: they work with no token anywhere, and with a
+/// token file this user cannot read.
+#[test]
+fn status_and_next_need_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let path = dir.path().join("snaprotd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[api]\ntoken_file = \"/nonexistent/token\"\n[daemon]\nstate_dir = \"{}\"\n{GOOD_POLICY}",
+            state.display()
+        ),
+    )
+    .unwrap();
+    for (args, code) in [(&["status"][..], 0), (&["next"], 0), (&["check"], 78)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+            .args(args)
+            .arg("-c")
+            .arg(&path)
+            .env_remove("SNAPROTD_API_TOKEN")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+}
+
+/// As under the unit: the token file is root's, snaprotd runs as another user, and the
+/// credential `api-token` is there. `check` says to use the credential.
+#[test]
+fn an_unreadable_token_file_with_the_credential_at_hand_is_explained() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root_runs_tests = std::fs::metadata(dir.path())
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap();
+    if !root_runs_tests {
+        eprintln!("skipped: needs root to run check as another user");
+        return;
+    }
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let token = secrets.join("token");
+    std::fs::write(&token, "tok-secret\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("api-token"), "tok-secret\n").unwrap();
+    for p in [dir.path(), &secrets, &creds] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(
+        creds.join("api-token"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let path = dir.path().join("snaprotd.toml");
+    std::fs::write(
+        &path,
+        format!("[api]\ntoken_file = \"{}\"\n{GOOD_POLICY}", token.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env_remove("SNAPROTD_API_TOKEN")
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(
+        err.contains("the systemd credential api-token is there and would serve: remove token_file from [api]"),
+        "{err}"
+    );
 }

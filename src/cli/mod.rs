@@ -7,6 +7,7 @@ mod check;
 mod demo;
 mod exit;
 mod list;
+mod logging;
 mod next;
 mod once;
 mod output;
@@ -41,6 +42,14 @@ pub struct Cli {
     /// when standard error is connected to it (as under systemd)
     #[arg(long, global = true, value_enum, default_value_t = LogTarget::Auto)]
     pub log: LogTarget,
+
+    /// Log warnings and errors only (no progress line either)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log more: each retry's details (-v), everything (-vv); SNAPROTD_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     /// What to do; without a command, snaprotd runs the daemon
     #[command(subcommand)]
@@ -88,7 +97,13 @@ pub type CliResult = Result<Exit, CliError>;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log);
+    logging::init(
+        cli.log,
+        logging::Verbosity {
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+        },
+    );
     log_panics();
     let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,6 +115,7 @@ pub fn main() -> ExitCode {
             source,
         }),
     };
+    logging::clear_status_line();
     let output_failed = output::finish();
     match &result {
         Ok(_) => {}
@@ -133,7 +149,16 @@ async fn run(cli: Cli) -> CliResult {
 
 /// Loads the configuration and prints its warnings.
 pub fn load_config(path: &std::path::Path) -> Result<Config, CliError> {
-    let config = Config::load(path)?;
+    warned(Config::load(path)?)
+}
+
+/// Loads the configuration without the API token, for a command that makes no API
+/// call, and prints its warnings.
+pub fn load_config_offline(path: &std::path::Path) -> Result<Config, CliError> {
+    warned(Config::load_offline(path)?)
+}
+
+fn warned(config: Config) -> Result<Config, CliError> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -155,45 +180,4 @@ fn log_panics() {
             .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
         tracing::error!("internal error{at}: {what} (a bug in snaprotd, please report it)");
     }));
-}
-
-/// Logs to the journal (with `SYSLOG_IDENTIFIER=snaprotd` and the fields `POLICY`,
-/// `SERVER_ID`, `JOB_ID`, `SNAPSHOT_ID`, `SNAPSHOT_NAME` unprefixed) or as text on
-/// standard error. Errors map to priority 3, so `journalctl -p err` shows failures only.
-fn init_logging(target: LogTarget) {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::prelude::*;
-    let filter = || {
-        EnvFilter::try_from_env("SNAPROTD_LOG")
-            .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"))
-    };
-    let journal = target == LogTarget::Journald
-        || (target == LogTarget::Auto && crate::systemd::stderr_is_journal());
-    if journal {
-        match tracing_journald::layer() {
-            Ok(layer) => {
-                let layer = layer
-                    .with_field_prefix(None)
-                    .with_syslog_identifier("snaprotd".into());
-                let _ = tracing_subscriber::registry()
-                    .with(filter())
-                    .with(layer)
-                    .try_init();
-                return;
-            }
-            Err(e) => {
-                errln!("snaprotd: cannot log to the journal ({e}); logging to standard error")
-            }
-        }
-    }
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .with_timer(tracing_subscriber::fmt::time::ChronoLocal::new(
-            "%Y-%m-%dT%H:%M:%S%.3f%:z".into(),
-        ))
-        .try_init();
 }

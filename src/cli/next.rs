@@ -5,7 +5,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{CliResult, Exit, load_config, output};
+use super::{CliResult, Exit, load_config_offline, output};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(path: &Path, args: Args) -> CliResult {
-    let config = load_config(path)?;
+    let config = load_config_offline(path)?;
     // Merge the policies' fire sequences: repeatedly take the earliest pending fire.
     let now = Utc::now();
     let mut pending: Vec<(Option<DateTime<Utc>>, usize)> = config

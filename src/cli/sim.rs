@@ -12,9 +12,9 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free port; the first line printed is the URL)
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The token clients must send
+    /// The token clients must send [default: sim-token]
     #[arg(long, env = "SNAPROTD_API_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// Servers to create, as comma-separated ids or ranges (1-1000)
     #[arg(long, value_delimiter = ',', value_parser = parse_ids)]
     servers: Vec<Vec<u64>>,
@@ -46,8 +46,11 @@ pub async fn run(args: Args) -> CliResult {
     if !args.listen.ip().is_loopback() {
         return Err(CliError::NotLoopback);
     }
+    // A token chosen here is shown; one given (perhaps a real one, from the
+    // environment) is not.
+    let shown = args.token.is_none().then_some(SIM_TOKEN);
     let options = SimOptions {
-        token: args.token,
+        token: args.token.unwrap_or_else(|| SIM_TOKEN.into()),
         page_size: args.page_size,
         create_time: args.create_time,
         transition_time: args.transition_time,
@@ -75,9 +78,15 @@ pub async fn run(args: Args) -> CliResult {
         sim.base_url(),
         sim.addr
     );
+    if let Some(token) = shown {
+        errln!("clients send the token {token} (--token to choose another)");
+    }
     super::signals::stop_signal().await;
     Ok(Exit::Success)
 }
+
+/// The token when none is given.
+const SIM_TOKEN: &str = "sim-token";
 
 /// "7" or "1-1000".
 fn parse_ids(text: &str) -> Result<Vec<u64>, String> {

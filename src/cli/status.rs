@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::output::{self, outln};
 use super::views::{RunJson, TimeJson};
-use super::{CliResult, Exit, Health, load_config};
+use super::{CliResult, Exit, Health, load_config_offline};
 use crate::config::file::{FileError, read_text};
 use crate::config::{Config, Policy};
 use crate::job::JobId;
@@ -141,7 +141,7 @@ fn health(jobs: &[JobStatus]) -> Health {
 }
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
-    let config = load_config(path)?;
+    let config = load_config_offline(path)?;
     let root = &config.daemon.state_dir;
     if let Some(reason) = unreadable_state(root) {
         let error = format!(

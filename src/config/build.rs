@@ -147,7 +147,11 @@ fn api(
         None,
         |v| checks::int_in(v, checks::MAX_REQUESTS_PER_SECOND).map(|r| Some(r as f64)),
     );
-    let (token, token_source) = token?;
+    let (token, token_source) = match token {
+        Some((token, source)) => (Some(token), source),
+        None if found.errors.is_empty() => (None, "none (not read: not needed)".to_string()),
+        None => return None,
+    };
     Some(ApiConfig {
         base_url: base_url?,
         token,
@@ -352,8 +356,26 @@ fn across_policies(raw: &RawConfig, policies: &[Policy], cap: usize, found: &mut
             by_server.entry(*s).or_default().push(p);
         }
     }
+    // Where the `keep` of a policy is written: its own key, else `[defaults]`, else
+    // (the default) its name.
+    let keep_at = |name: &str| -> (Range<usize>, String) {
+        let policy = raw
+            .policy
+            .iter()
+            .find(|p| p.get_ref().name.get_ref() == name);
+        match (
+            policy.and_then(|p| p.get_ref().keep.as_ref()),
+            &raw.defaults.keep,
+        ) {
+            (Some(k), _) => (k.span(), format!("policy[{name}].keep")),
+            (None, Some(k)) => (k.span(), "defaults.keep".into()),
+            (None, None) => (name_span(name), format!("policy[{name}].keep")),
+        }
+    };
     for (server, ps) in &by_server {
-        let last = ps.last().map_or(0..0, |p| name_span(&p.name));
+        let last = ps
+            .last()
+            .map_or((0..0, String::new()), |p| keep_at(&p.name));
         match checks::keep_within_cap(*server, ps, cap, last) {
             Ok(None) => {}
             Ok(Some(warning)) => found.warnings.push(warning),

@@ -222,13 +222,13 @@ pub(super) fn description(v: &At<String>) -> Result<String, Problem> {
 }
 
 /// The policies of one server keep no more than the cap in all; exactly the cap works
-/// but earns a warning (`Ok(Some(_))`). `last` is the name of the last of `policies`,
-/// where the problem is reported.
+/// but earns a warning (`Ok(Some(_))`). `last` is where the `keep` of the last of
+/// `policies` is written, and its key: the problem is reported there.
 pub(super) fn keep_within_cap(
     server: u64,
     policies: &[&Policy],
     cap: usize,
-    last: Range<usize>,
+    (last, key): (Range<usize>, String),
 ) -> Result<Option<Problem>, Problem> {
     let total: usize = policies.iter().map(|p| p.keep).sum();
     let names = policies
@@ -236,8 +236,6 @@ pub(super) fn keep_within_cap(
         .map(|p| format!("{} keeps {}", p.name, p.keep))
         .collect::<Vec<_>>()
         .join(", ");
-    let last_name = policies.last().map_or("", |p| p.name.as_str());
-    let key = format!("policy[{last_name}].keep");
     if total > cap {
         Err(Problem::new(
             last,

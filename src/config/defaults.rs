@@ -10,6 +10,9 @@ use chrono_tz::Tz;
 pub const PATH: &str = "/etc/snaprotd/snaprotd.toml";
 
 // [api]
+/// The token file read when no source is configured: the file the unit hands over as
+/// the credential `api-token`.
+pub const TOKEN_FILE: &str = "/etc/snaprotd/token";
 pub const BASE_URL: &str = "https://admin.vps.org/api/v1";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_ATTEMPTS: u32 = 5;

@@ -13,6 +13,7 @@ mod checks;
 mod defaults;
 mod errors;
 pub(crate) mod file;
+mod keys;
 mod raw;
 mod read;
 mod schema;
@@ -24,7 +25,7 @@ use std::path::Path;
 pub use defaults::PATH as DEFAULT_PATH;
 pub use errors::{ConfigError, ConfigErrors};
 pub use schema::{ApiConfig, Config, DaemonConfig, Policy, Timing, job_policy};
-pub(crate) use sources::{Environment, ProcessEnvironment};
+pub(crate) use sources::{Environment, Need, ProcessEnvironment};
 pub use sources::{TOKEN_CREDENTIAL, TOKEN_ENV};
 pub use template::NameTemplate;
 
@@ -32,14 +33,24 @@ impl Config {
     /// Reads and validates the file at `path`: a regular file of at most 1 MiB, opened
     /// without blocking (every command and the daemon's reload come through here).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_for(path, Need::Token)
+    }
+
+    /// [`Config::load`] for a command that makes no API call (`status`, `next`): the
+    /// token is not read, and `api.token` is `None`.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_for(path, Need::NoToken)
+    }
+
+    fn load_for(path: &Path, need: Need) -> Result<Config, ConfigErrors> {
         let (source, _) = file::read_text(path, file::MAX_CONFIG_BYTES, "a configuration file")
             .map_err(|e| ConfigErrors::unreadable(path, e))?;
-        Config::from_source(path, &source)
+        Config::from_source_in(path, &source, &ProcessEnvironment, need)
     }
 
     /// Validates `source` as if it were the contents of `path`.
     pub fn from_source(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
-        Config::from_source_in(path, source, &ProcessEnvironment)
+        Config::from_source_in(path, source, &ProcessEnvironment, Need::Token)
     }
 
     /// Validates `source` as if it were the contents of `path`, with the environment
@@ -48,13 +59,21 @@ impl Config {
         path: &Path,
         source: &str,
         env: &dyn Environment,
+        need: Need,
     ) -> Result<Config, ConfigErrors> {
         let locate = |p: errors::Problem| p.locate(path, source);
-        let raw = read::parse(source).map_err(|p| ConfigErrors(vec![locate(p)]))?;
-        let outside = sources::Outside::read(&raw.api, env);
+        // With problems of name or kind, the rules are checked on the rest of the
+        // file too, so that one run reports every problem.
+        let read::Read { raw, mut problems } = read::parse_all(source);
+        let Some(raw) = raw else {
+            return Err(ConfigErrors(problems.into_iter().map(locate).collect()));
+        };
+        let outside = sources::Outside::read(&raw.api, env, need);
         let found = build::config(path, &raw, outside);
-        if !found.errors.is_empty() {
-            return Err(ConfigErrors(found.errors.into_iter().map(locate).collect()));
+        problems.extend(found.errors);
+        if !problems.is_empty() {
+            problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
+            return Err(ConfigErrors(problems.into_iter().map(locate).collect()));
         }
         let mut config = found.config.ok_or_else(|| ConfigErrors(Vec::new()))?;
         config.warnings = found

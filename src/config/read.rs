@@ -18,15 +18,56 @@ const SPANNED_FIELD: &str = "$__serde_spanned_private";
 /// As deep as the toml crate lets arrays and inline tables nest.
 const MAX_DEPTH: u32 = 80;
 
-pub(super) fn parse(source: &str) -> Result<RawConfig, Problem> {
-    let document = Deserializer::parse(source).map_err(|e| {
+#[cfg(test)]
+pub(super) fn parse(source: &str) -> Result<RawConfig, Vec<Problem>> {
+    strict(source)
+}
+
+/// What reading the file came to: the problems of syntax, name and kind, and the file
+/// as written — all of it when there are none, else the rest of it without the pairs
+/// that have them (so that the rules can be checked on it too), when that can be read.
+pub(super) struct Read {
+    pub raw: Option<RawConfig>,
+    pub problems: Vec<Problem>,
+}
+
+pub(super) fn parse_all(source: &str) -> Read {
+    match strict(source) {
+        Ok(raw) => Read {
+            raw: Some(raw),
+            problems: Vec::new(),
+        },
+        Err(problems) => Read {
+            raw: DeTable::parse(source)
+                .ok()
+                .and_then(|d| super::keys::without_bad_pairs(source, d.get_ref()))
+                .and_then(|cleaned| strict(&cleaned).ok()),
+            problems,
+        },
+    }
+}
+
+/// The file as written, or every problem of syntax, name or kind in it: a syntax
+/// error stops the reading, but every unknown key and every value of the wrong kind is
+/// reported (`keys.rs`).
+fn strict(source: &str) -> Result<RawConfig, Vec<Problem>> {
+    let syntax = |e: toml::de::Error| {
         let span = e.span().unwrap_or(0..0);
-        Problem::new(span.clone(), key_read_at(source, span.start), message(&e))
-    })?;
+        vec![Problem::new(
+            span.clone(),
+            key_read_at(source, span.start),
+            message(&e),
+        )]
+    };
+    let document = Deserializer::parse(source).map_err(syntax)?;
+    let problems = super::keys::check(DeTable::parse(source).map_err(syntax)?.get_ref());
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     serde_path_to_error::deserialize(document).map_err(|e| {
         let key = key_of(source, e.path());
         let span = e.inner().span().unwrap_or(0..0);
-        Problem::new(span, key, message(e.inner()))
+        vec![Problem::new(span, key, message(e.inner()))]
     })
 }
 
@@ -196,7 +237,7 @@ mod tests {
 
     /// Key and "line:column" of the problem in `source`.
     fn problem(source: &str) -> (String, String) {
-        let p = parse(source).map(|_| ()).unwrap_err();
+        let p = parse(source).map(|_| ()).unwrap_err().remove(0);
         let located = p.clone().locate(std::path::Path::new("f"), source);
         let (line, col) = located.at.unwrap();
         (p.key, format!("{line}:{col}"))
@@ -249,9 +290,12 @@ mod tests {
         assert_eq!(problem(named), at("policy[b].keeep", "9:1"));
         let unnamed = "[[policy]]\nservers = [1]\nschedule = \"@daily\"\n";
         let (key, _) = problem(unnamed);
-        assert_eq!(key, "policy[0]");
-        let e = parse(unnamed).map(|_| ()).unwrap_err();
-        assert_eq!(e.message, "missing field `name`");
+        assert_eq!(key, "policy[0].name");
+        let e = parse(unnamed).map(|_| ()).unwrap_err().remove(0);
+        assert_eq!(
+            e.message,
+            "policy[0] has no `name`: add a line like name = \"nightly\""
+        );
     }
 
     #[test]

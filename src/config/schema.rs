@@ -27,7 +27,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub base_url: Url,
-    pub token: ApiToken,
+    /// The token; `None` only for a configuration loaded by `Config::load_offline`.
+    pub token: Option<ApiToken>,
     /// Where the token came from, for `check` (never the token itself).
     pub token_source: String,
     pub request_timeout: Duration,

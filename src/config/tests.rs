@@ -9,7 +9,12 @@ use super::*;
 const POLICY: &str = "[[policy]]\nname = \"nightly\"\nservers = [1]\nschedule = \"30 2 * * *\"\n";
 
 fn load(text: &str) -> Result<Config, ConfigErrors> {
-    Config::from_source_in(Path::new("s.toml"), text, &Vars::of(&[(TOKEN_ENV, "t")]))
+    Config::from_source_in(
+        Path::new("s.toml"),
+        text,
+        &Vars::of(&[(TOKEN_ENV, "t")]),
+        Need::Token,
+    )
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -84,7 +89,9 @@ fn every_problem_of_a_file_is_reported_at_once() {
     assert!(e[0].starts_with("s.toml:2:16: key `api.max_attempts`: 0 is out of range"));
     assert!(e[1].starts_with("s.toml:4:20: key `daemon.shutdown_timeout`: \"soon\""));
     assert!(e[2].starts_with("s.toml:7:12: key `policy[a].servers`: 0 is not a server id"));
-    assert!(e[3].starts_with("s.toml:8:12: key `policy[a].schedule`: invalid cron"));
+    assert!(e[3].starts_with(
+        "s.toml:8:12: key `policy[a].schedule`: minute field \"61\": 61 is out of range"
+    ));
 }
 
 #[test]
@@ -101,7 +108,9 @@ fn a_shared_value_used_by_several_policies_is_reported_once() {
 #[test]
 fn the_state_directory_comes_from_the_file_then_systemd_then_the_default() {
     let systemd = Vars::of(&[(TOKEN_ENV, "t"), ("STATE_DIRECTORY", "/run/sd:/x")]);
-    let with = |text: &str| Config::from_source_in(Path::new("s.toml"), text, &systemd).unwrap();
+    let with = |text: &str| {
+        Config::from_source_in(Path::new("s.toml"), text, &systemd, Need::Token).unwrap()
+    };
     assert_eq!(with(POLICY).daemon.state_dir, PathBuf::from("/run/sd"));
     let own = format!("[daemon]\nstate_dir = \"/srv/s\"\n{POLICY}");
     assert_eq!(with(&own).daemon.state_dir, PathBuf::from("/srv/s"));
@@ -117,13 +126,14 @@ fn warnings_name_their_place_and_leave_the_configuration_usable() {
     let c = load(&format!("{POLICY}keep = 5\n")).unwrap();
     assert_eq!(c.warnings.len(), 1);
     assert!(c.warnings[0].starts_with(
-        "s.toml:2:8: key `policy[nightly].keep`: server 1: keep adds up to the cap of 5"
+        "s.toml:5:8: key `policy[nightly].keep`: server 1: keep adds up to the cap of 5"
     ));
 }
 
 #[test]
 fn without_a_token_the_file_is_refused_naming_where_one_may_come_from() {
-    let e = Config::from_source_in(Path::new("s.toml"), POLICY, &Vars::of(&[])).unwrap_err();
+    let e = Config::from_source_in(Path::new("s.toml"), POLICY, &Vars::of(&[]), Need::Token)
+        .unwrap_err();
     assert_eq!(e.0.len(), 1);
     assert!(
         e.0[0]

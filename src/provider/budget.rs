@@ -240,6 +240,17 @@ impl RateBudget {
         let limit = answered_rate.min(b.rate());
         b.known_limit = Some(limit);
         let dropped = b.cap(limit * 0.9);
+        tracing::warn!(
+            "the provider answered 429 (too many requests): every request waits {:.1}s, then they go at {dropped:.1} a second",
+            wait.as_secs_f64()
+        );
+        let until = chrono::Local::now() + wait;
+        tracing::info!(
+            target: crate::PROGRESS,
+            key = "provider",
+            "provider: too many requests (429), paused until {}",
+            until.format("%H:%M:%S")
+        );
         b.pace.set_rate(dropped);
         b.pace.empty();
         b.slow_start = false;

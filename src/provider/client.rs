@@ -95,7 +95,9 @@ impl Client {
         Ok(Client {
             http,
             base,
-            token: api.token.clone(),
+            token: api.token.clone().ok_or_else(|| {
+                ApiError::Setup("no API token was read for this command (a bug)".into())
+            })?,
             max_attempts: api.max_attempts.max(1),
             retry_backoff: api.retry_backoff,
             requests: Arc::new(AtomicU64::new(0)),
@@ -221,7 +223,12 @@ impl Client {
                             attempts: attempt,
                         });
                     }
-                    self.pause(attempt, None).await;
+                    let wait = self.backoff(attempt, None);
+                    tracing::warn!(
+                        "create of {name} not sent ({message}); retrying in {:.1}s",
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
                 Attempt::Lost(message) => message,
@@ -249,7 +256,12 @@ impl Client {
                     attempts: attempt,
                 });
             }
-            self.pause(attempt, None).await;
+            let wait = self.backoff(attempt, None);
+            tracing::warn!(
+                "snapshot {name} is not there yet; creating it again in {:.1}s",
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -399,8 +411,14 @@ impl Client {
             if attempt >= self.max_attempts {
                 return Err(error);
             }
-            tracing::debug!("{error}; retrying");
-            self.pause(attempt, retry_after).await;
+            let wait = self.backoff(attempt, retry_after);
+            tracing::warn!(
+                "{error}; retrying in {:.1}s (attempt {} of {})",
+                wait.as_secs_f64(),
+                attempt + 1,
+                self.max_attempts
+            );
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -508,14 +526,16 @@ impl Client {
 
     /// Waits before attempt `attempt + 1`: exponential backoff with jitter, and never
     /// less than the provider's `Retry-After`.
-    async fn pause(&self, attempt: u32, retry_after: Option<Duration>) {
+    /// How long to wait before attempt `attempt + 1`: exponential from
+    /// `retry_backoff`, capped, jittered, and never shorter than the provider's
+    /// `Retry-After`.
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self
             .retry_backoff
             .saturating_mul(1 << (attempt - 1).min(16));
         let capped = exp.min(Duration::from_secs(60));
         let jittered = capped.mul_f64(0.5 + 0.5 * jitter());
-        let wait = retry_after.map_or(jittered, |r| r.max(jittered.min(r + self.retry_backoff)));
-        tokio::time::sleep(wait).await;
+        retry_after.map_or(jittered, |r| r.max(jittered.min(r + self.retry_backoff)))
     }
 
     /// Text made safe to show: the token blanked out, cut to a sane length.

@@ -71,6 +71,26 @@ struct Completed {
 /// How often a long wait says it is still waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
+/// Progress of one wait of a job (a status line on a terminal: see [`crate::PROGRESS`]);
+/// its entry ends when this is dropped.
+struct Progress(String);
+
+impl Progress {
+    fn of(job: &JobId) -> Progress {
+        Progress(job.to_string())
+    }
+
+    fn say(&self, text: std::fmt::Arguments<'_>) {
+        tracing::info!(target: crate::PROGRESS, key = %self.0, "{}: {text}", self.0);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        tracing::info!(target: crate::PROGRESS, key = %self.0, "");
+    }
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
@@ -382,7 +402,14 @@ impl Rotation<'_> {
         let mut noted_progress = Instant::now();
         let mut listing = None;
         let mut missing = 0;
+        let progress = Progress::of(&job.id());
         loop {
+            progress.say(format_args!(
+                "snapshot {} {} for {}",
+                snapshot.name,
+                snapshot.status.as_str(),
+                humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+            ));
             match &snapshot.status {
                 SnapshotStatus::Completed => {
                     info!(

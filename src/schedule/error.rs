@@ -42,6 +42,10 @@ pub enum FieldProblem {
         "{name} is a weekday name, which only the day-of-week field takes; this field takes {takes}"
     )]
     WeekdayName { name: String, takes: &'static str },
+    #[error("{value} is out of range: this field takes {takes}")]
+    OutOfRange { value: String, takes: &'static str },
+    #[error("a step of 0 never moves on; use 1 or more")]
+    StepZero,
     #[error("{value:?} is not a value this field takes ({takes})")]
     NotAValue { value: String, takes: &'static str },
 }

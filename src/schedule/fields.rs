@@ -41,6 +41,17 @@ impl Field {
         }
     }
 
+    /// The numbers the field takes.
+    fn bounds(self) -> (u32, u32) {
+        match self {
+            Field::Second | Field::Minute => (0, 59),
+            Field::Hour => (0, 23),
+            Field::DayOfMonth => (1, 31),
+            Field::Month => (1, 12),
+            Field::DayOfWeek => (0, 7),
+        }
+    }
+
     /// What the field takes, for error messages.
     fn takes(self) -> &'static str {
         match self {
@@ -83,6 +94,9 @@ impl Field {
                 if step.is_empty() || !step.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(fail(FieldProblem::StepNotANumber(step.to_string())));
                 }
+                if step.bytes().all(|b| b == b'0') {
+                    return Err(fail(FieldProblem::StepZero));
+                }
                 out = format!("{out}/{step}");
             }
             items.push(out);
@@ -93,6 +107,16 @@ impl Field {
     /// One value of a range: a name of this field becomes its number (Sunday ending a
     /// range is 7, so `sat-sun` works); anything else with letters is refused.
     fn value(self, value: &str, ends_range: bool) -> Result<String, FieldProblem> {
+        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            let (low, high) = self.bounds();
+            return match value.parse::<u32>() {
+                Ok(n) if (low..=high).contains(&n) => Ok(value.to_string()),
+                _ => Err(FieldProblem::OutOfRange {
+                    value: value.to_string(),
+                    takes: self.takes(),
+                }),
+            };
+        }
         if !value.bytes().any(|b| b.is_ascii_alphabetic()) {
             return Ok(value.to_string());
         }
@@ -182,6 +206,31 @@ mod tests {
                 value: "L".into(),
                 takes: "0-59"
             }
+        );
+    }
+
+    #[test]
+    fn numbers_are_checked_against_the_fields_range() {
+        let out = |field: Field, value: &str| FieldProblem::OutOfRange {
+            value: value.into(),
+            takes: field.takes(),
+        };
+        assert_eq!(problem(Field::Hour, "25"), out(Field::Hour, "25"));
+        assert_eq!(problem(Field::Minute, "61"), out(Field::Minute, "61"));
+        assert_eq!(problem(Field::Minute, "5-60"), out(Field::Minute, "60"));
+        assert_eq!(problem(Field::DayOfMonth, "0"), out(Field::DayOfMonth, "0"));
+        assert_eq!(problem(Field::Month, "13"), out(Field::Month, "13"));
+        assert_eq!(problem(Field::DayOfWeek, "8"), out(Field::DayOfWeek, "8"));
+        assert_eq!(
+            problem(Field::Hour, "99999999999999999999"),
+            out(Field::Hour, "99999999999999999999")
+        );
+        assert_eq!(problem(Field::Minute, "*/0"), FieldProblem::StepZero);
+        assert_eq!(Field::DayOfWeek.normalise("0,7").unwrap(), "0,7");
+        assert_eq!(Field::Hour.normalise("0-23/6").unwrap(), "0-23/6");
+        assert_eq!(
+            Field::Hour.normalise("25").unwrap_err().to_string(),
+            "hour field \"25\": 25 is out of range: this field takes 0-23"
         );
     }
 

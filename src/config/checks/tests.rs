@@ -229,15 +229,20 @@ fn a_description_is_at_most_200_characters() {
 #[test]
 fn the_policies_of_a_server_keep_no_more_than_the_cap() {
     let (a, b) = (policy("a", 2, "a-%Y%m%d"), policy("b", 3, "b-%Y%m%d"));
-    assert_eq!(keep_within_cap(7, &[&a, &b], 6, 9..10), Ok(None));
-    let warning = keep_within_cap(7, &[&a, &b], 5, 9..10).unwrap().unwrap();
+    assert_eq!(
+        keep_within_cap(7, &[&a, &b], 6, (9..10, "policy[b].keep".into())),
+        Ok(None)
+    );
+    let warning = keep_within_cap(7, &[&a, &b], 5, (9..10, "policy[b].keep".into()))
+        .unwrap()
+        .unwrap();
     assert_eq!(warning.key, "policy[b].keep");
     assert!(
         warning
             .message
             .starts_with("server 7: keep adds up to the cap of 5 (a keeps 2, b keeps 3)")
     );
-    let error = keep_within_cap(7, &[&a, &b], 4, 9..10).unwrap_err();
+    let error = keep_within_cap(7, &[&a, &b], 4, (9..10, "policy[b].keep".into())).unwrap_err();
     assert_eq!(error.span, Some(9..10));
     assert_eq!(
         error.message,

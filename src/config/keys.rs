@@ -1,0 +1,453 @@
+//! Every key the file may hold, with the kind of value it takes: the file is checked
+//! against this list before it is read into `raw.rs`, so that every unknown key (with
+//! the known key it was likely meant to be) and every value of the wrong kind is
+//! reported at once, in words, not only the first one serde meets and in Rust's type
+//! names. A test holds this list and `raw.rs` together.
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::errors::Problem;
+
+/// The kind of value a key takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Text,
+    WholeNumber,
+    TrueOrFalse,
+    ListOfWholeNumbers,
+    Table(&'static [Key]),
+    /// `[[name]]` tables.
+    Tables(&'static [Key]),
+}
+
+/// A key, its kind, and an example of its value for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub example: &'static str,
+    pub required: bool,
+}
+
+const fn key(name: &'static str, kind: Kind, example: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        example,
+        required: false,
+    }
+}
+
+const fn required(name: &'static str, kind: Kind, example: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        example,
+        required: true,
+    }
+}
+
+use Kind::*;
+
+const API: &[Key] = &[
+    key("base_url", Text, "\"https://api.example.com/v1\""),
+    key("token_file", Text, "\"/etc/snaprotd/token\""),
+    key("token_env", Text, "\"SNAPROTD_API_TOKEN\""),
+    key("request_timeout", Text, "\"30s\""),
+    key("max_attempts", WholeNumber, "5"),
+    key("retry_backoff", Text, "\"1s\""),
+    key("snapshot_cap", WholeNumber, "5"),
+    key("max_requests_per_second", WholeNumber, "10"),
+];
+
+const DAEMON: &[Key] = &[
+    key("state_dir", Text, "\"/var/lib/snaprotd\""),
+    key("max_concurrent_jobs", WholeNumber, "4"),
+    key("shutdown_timeout", Text, "\"10m\""),
+    key(
+        "metrics_file",
+        Text,
+        "\"/var/lib/prometheus/node-exporter/snaprotd.prom\"",
+    ),
+];
+
+/// The keys a `[[policy]]` shares with `[defaults]`.
+const SHARED: &[Key] = &[
+    key("timezone", Text, "\"Europe/Berlin\""),
+    key("keep", WholeNumber, "3"),
+    key("stop_server", TrueOrFalse, "true"),
+    key("snapshot_name", Text, "\"{policy}-{date}-{time}\""),
+    key("poll_interval", Text, "\"10s\""),
+    key("wait_timeout", Text, "\"1h\""),
+    key("stop_timeout", Text, "\"5m\""),
+    key("catch_up", TrueOrFalse, "true"),
+];
+
+const POLICY_OWN: &[Key] = &[
+    required("name", Text, "\"nightly\""),
+    required("servers", ListOfWholeNumbers, "[12345, 12346]"),
+    required("schedule", Text, "\"30 2 * * *\""),
+    key("description", Text, "\"nightly backup\""),
+];
+
+const TOP: &[Key] = &[
+    key("api", Table(API), "[api]"),
+    key("daemon", Table(DAEMON), "[daemon]"),
+    key("defaults", Table(SHARED), "[defaults]"),
+    key("policy", Tables(&[]), "[[policy]]"),
+];
+
+/// The keys of a `[[policy]]`: its own and the shared ones.
+fn policy_keys() -> impl Iterator<Item = &'static Key> {
+    POLICY_OWN.iter().chain(SHARED)
+}
+
+/// Every problem of kind and name in `document`.
+pub(super) fn check(document: &DeTable<'_>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let top: Vec<&Key> = TOP.iter().collect();
+    table(document, &top, "", None, &mut problems);
+    // In the order of the file.
+    problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
+    problems
+}
+
+/// `source` with every key/value pair that has a problem blanked out (spaces, line
+/// breaks kept, so every other value keeps its place), for reading the rest; `None`
+/// when a problem is not of one pair (a missing key).
+pub(super) fn without_bad_pairs(source: &str, document: &DeTable<'_>) -> Option<String> {
+    let mut pairs = Vec::new();
+    let top: Vec<&Key> = TOP.iter().collect();
+    bad_pairs(document, &top, &mut pairs)?;
+    let mut bytes = source.as_bytes().to_vec();
+    for range in pairs {
+        for b in bytes.get_mut(range)? {
+            if *b != b'\n' {
+                *b = b' ';
+            }
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// The byte ranges (key to end of value) of the pairs [`table`] reports.
+fn bad_pairs(
+    t: &DeTable<'_>,
+    keys: &[&'static Key],
+    pairs: &mut Vec<std::ops::Range<usize>>,
+) -> Option<()> {
+    for key in keys.iter().filter(|k| k.required) {
+        if !t.keys().any(|k| k.get_ref() == key.name) {
+            return None;
+        }
+    }
+    for (k, v) in t {
+        let pair = k.span().start..v.span().end;
+        let Some(key) = keys.iter().find(|key| key.name == k.get_ref()) else {
+            pairs.push(pair);
+            continue;
+        };
+        let mut inner = Vec::new();
+        value(key, v, "", &mut inner);
+        if inner.is_empty() {
+            continue;
+        }
+        match (key.kind, v.get_ref()) {
+            (Table(keys), DeValue::Table(t)) => {
+                let keys: Vec<&Key> = keys.iter().collect();
+                bad_pairs(t, &keys, pairs)?;
+            }
+            (Tables(_), DeValue::Array(items)) => {
+                let keys: Vec<&Key> = policy_keys().collect();
+                for item in items.iter() {
+                    let DeValue::Table(t) = item.get_ref() else {
+                        return None;
+                    };
+                    bad_pairs(t, &keys, pairs)?;
+                }
+            }
+            // A required key of the wrong kind cannot be left out.
+            _ if key.required => return None,
+            _ => pairs.push(pair),
+        }
+    }
+    Some(())
+}
+
+/// Checks the keys of one table, named `path` (empty at the top), whose header or
+/// place is at `at` (for a missing key).
+fn table(
+    t: &DeTable<'_>,
+    keys: &[&'static Key],
+    path: &str,
+    at: Option<std::ops::Range<usize>>,
+    problems: &mut Vec<Problem>,
+) {
+    let full = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    for (k, v) in t {
+        let name: &str = k.get_ref();
+        match keys.iter().find(|key| key.name == name) {
+            Some(key) => value(key, v, &full(name), problems),
+            None => problems.push(Problem::new(
+                k.span(),
+                full(name),
+                unknown(name, path, keys),
+            )),
+        }
+    }
+    for key in keys.iter().filter(|k| k.required) {
+        if !t.keys().any(|k| k.get_ref() == key.name) {
+            let what = if path.is_empty() {
+                "the file".to_string()
+            } else {
+                path.to_string()
+            };
+            problems.push(Problem::new(
+                at.clone().unwrap_or(0..0),
+                full(key.name),
+                format!(
+                    "{what} has no `{}`: add a line like {} = {}",
+                    key.name, key.name, key.example
+                ),
+            ));
+        }
+    }
+}
+
+/// "unknown key `kep` in [[policy]]; did you mean `keep`?"
+fn unknown(name: &str, path: &str, keys: &[&'static Key]) -> String {
+    let place = match path {
+        "" => "at the top of the file".to_string(),
+        p if p.starts_with("policy[") => "in a [[policy]]".to_string(),
+        p => format!("in [{p}]"),
+    };
+    let closest = keys
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(name, k.name), k.name))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min();
+    let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
+    match closest {
+        Some((_, k)) => format!("unknown key `{name}` {place}; did you mean `{k}`?"),
+        None => format!(
+            "unknown key `{name}` {place}; the keys there are {}",
+            names.join(", ")
+        ),
+    }
+}
+
+fn value(key: &Key, v: &Spanned<DeValue<'_>>, path: &str, problems: &mut Vec<Problem>) {
+    let wrong = |problems: &mut Vec<Problem>, span, found: &str| {
+        let like = match key.kind {
+            Table(_) | Tables(_) => key.example.to_string(),
+            _ => format!("{} = {}", key.name, key.example),
+        };
+        problems.push(Problem::new(
+            span,
+            path,
+            format!(
+                "expected {}, like {like}; found {found}",
+                expected(key.kind)
+            ),
+        ))
+    };
+    match (key.kind, v.get_ref()) {
+        (Text, DeValue::String(_)) | (TrueOrFalse, DeValue::Boolean(_)) => {}
+        (WholeNumber, DeValue::Integer(i)) => {
+            if i64::from_str_radix(i.as_str(), i.radix()).is_err() {
+                wrong(problems, v.span(), "a number too large");
+            }
+        }
+        (ListOfWholeNumbers, DeValue::Array(items)) => {
+            for item in items.iter() {
+                match item.get_ref() {
+                    DeValue::Integer(i) if i64::from_str_radix(i.as_str(), i.radix()).is_ok() => {}
+                    other => problems.push(Problem::new(
+                        item.span(),
+                        path,
+                        format!(
+                            "expected server ids (whole numbers), like {} = {}; found {}",
+                            key.name,
+                            key.example,
+                            found(other)
+                        ),
+                    )),
+                }
+            }
+        }
+        (Table(keys), DeValue::Table(t)) => {
+            let keys: Vec<&Key> = keys.iter().collect();
+            table(t, &keys, path, Some(v.span()), problems);
+        }
+        (Tables(_), DeValue::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let DeValue::Table(t) = item.get_ref() else {
+                    wrong(problems, item.span(), found(item.get_ref()));
+                    continue;
+                };
+                let name = match t.get("name").map(|n| n.get_ref()) {
+                    Some(DeValue::String(n)) => n.to_string(),
+                    _ => i.to_string(),
+                };
+                let keys: Vec<&Key> = policy_keys().collect();
+                table(
+                    t,
+                    &keys,
+                    &format!("{path}[{name}]"),
+                    Some(item.span()),
+                    problems,
+                );
+            }
+        }
+        (_, other) => wrong(problems, v.span(), found(other)),
+    }
+}
+
+fn expected(kind: Kind) -> &'static str {
+    match kind {
+        Text => "text in quotes",
+        WholeNumber => "a whole number",
+        TrueOrFalse => "true or false",
+        ListOfWholeNumbers => "a list of server ids",
+        Table(_) => "a table",
+        Tables(_) => "tables",
+    }
+}
+
+fn found(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "text",
+        DeValue::Integer(_) => "a whole number",
+        DeValue::Float(_) => "a number with a fraction",
+        DeValue::Boolean(_) => "true or false",
+        DeValue::Datetime(_) => "a date",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(source: &str) -> Vec<(String, String)> {
+        let doc = DeTable::parse(source).unwrap();
+        check(doc.get_ref())
+            .into_iter()
+            .map(|p| (p.key, p.message))
+            .collect()
+    }
+
+    /// Every key of the list, with its example, is read by `raw.rs` (which refuses
+    /// what it does not know): the list and the structures hold the same keys.
+    #[test]
+    fn every_key_listed_is_a_key_of_the_file() {
+        let mut text = String::new();
+        for (table, keys) in [("api", API), ("daemon", DAEMON), ("defaults", SHARED)] {
+            text.push_str(&format!("[{table}]\n"));
+            for k in keys {
+                text.push_str(&format!("{} = {}\n", k.name, k.example));
+            }
+        }
+        text.push_str("[[policy]]\n");
+        for k in policy_keys() {
+            text.push_str(&format!("{} = {}\n", k.name, k.example));
+        }
+        assert_eq!(problems(&text), vec![]);
+        let read = super::super::read::parse(&text);
+        assert!(read.is_ok(), "{:?}", read.err());
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_the_key_it_was_likely_meant_to_be() {
+        let found = problems(
+            "[api]\nbase_ur = \"x\"\n[[policy]]\nname = \"a\"\nservers = [1]\n\
+             schedule = \"@daily\"\nkep = 3\nstop_servr = true\nflavour = 1\n[apis]\n",
+        );
+        let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "api.base_ur",
+                "policy[a].kep",
+                "policy[a].stop_servr",
+                "policy[a].flavour",
+                "apis"
+            ]
+        );
+        assert!(
+            found[0].1.ends_with("did you mean `base_url`?"),
+            "{found:?}"
+        );
+        assert!(found[1].1.ends_with("did you mean `keep`?"), "{found:?}");
+        assert!(
+            found[2].1.ends_with("did you mean `stop_server`?"),
+            "{found:?}"
+        );
+        assert!(
+            found[3].1.contains("the keys there are name, servers"),
+            "{found:?}"
+        );
+        assert!(found[4].1.ends_with("did you mean `api`?"), "{found:?}");
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_named_in_words() {
+        let found = problems(
+            "[api]\nmax_attempts = 1.5\n[[policy]]\nname = \"a\"\nservers = [1, \"x\"]\n\
+             schedule = \"@daily\"\nkeep = \"3\"\nstop_server = \"yes\"\n",
+        );
+        assert_eq!(
+            found,
+            [
+                (
+                    "api.max_attempts".into(),
+                    "expected a whole number, like max_attempts = 5; found a number with a fraction"
+                        .into()
+                ),
+                (
+                    "policy[a].servers".into(),
+                    "expected server ids (whole numbers), like servers = [12345, 12346]; found text"
+                        .into()
+                ),
+                (
+                    "policy[a].keep".into(),
+                    "expected a whole number, like keep = 3; found text".into()
+                ),
+                (
+                    "policy[a].stop_server".into(),
+                    "expected true or false, like stop_server = true; found text".into()
+                ),
+            ]
+        );
+        for (_, message) in &found {
+            assert!(!message.contains("i64") && !message.contains("invalid type"));
+        }
+    }
+
+    #[test]
+    fn a_policy_without_a_required_key_says_what_to_add() {
+        let found = problems("[[policy]]\nname = \"a\"\nschedule = \"@daily\"\n");
+        assert_eq!(
+            found,
+            [(
+                "policy[a].servers".into(),
+                "policy[a] has no `servers`: add a line like servers = [12345, 12346]".into()
+            )]
+        );
+        assert_eq!(
+            problems("policy = 3\n"),
+            [(
+                "policy".into(),
+                "expected tables, like [[policy]]; found a whole number".into()
+            )]
+        );
+    }
+}
