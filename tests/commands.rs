@@ -173,7 +173,7 @@ keep = 1
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_shows_the_whole_lifecycle_and_exits_0() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-        .args(["demo", "--duration", "17s"])
+        .args(["demo", "--duration", "17s", "--keep"])
         .env_remove("SNAPROTD_CONFIG")
         .output()
         .await
@@ -192,7 +192,20 @@ async fn the_demo_shows_the_whole_lifecycle_and_exits_0() {
         "making room",
         "beyond keep",
         "manual snapshots left alone: 3 of 3",
+        "servers not running:         none",
+        "failing jobs:                none",
     ] {
         assert!(all.contains(step), "the demo did not show {step:?}:\n{all}");
     }
+    // No Rust debug format for people.
+    assert!(!all.contains("[]") && !all.contains("{:?}"), "{all}");
+    // --keep: its files stay, and it says where.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("files kept in "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let kept = std::path::Path::new(kept);
+    assert!(kept.join("snaprotd.toml").is_file(), "{}", kept.display());
+    std::fs::remove_dir_all(kept).unwrap();
 }

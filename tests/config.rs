@@ -523,3 +523,36 @@ fn an_unreadable_token_file_with_the_credential_at_hand_is_explained() {
         "{err}"
     );
 }
+
+/// `check --json` prints its errors as a JSON document on standard output (and still
+/// exits 78), so a script reads them without parsing standard error.
+#[test]
+fn check_json_prints_its_errors_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snaprotd.toml");
+    std::fs::write(&path, format!("{GOOD_POLICY}kep = 3\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .args(["check", "--json", "-c"])
+        .arg(&path)
+        .env("SNAPROTD_API_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["version"], 1, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    let e = &v["errors"][0];
+    assert_eq!(
+        (&e["line"], &e["column"], &e["key"]),
+        (&5.into(), &1.into(), &"policy[nightly].kep".into()),
+        "{v}"
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `keep`?"),
+        "{v}"
+    );
+    assert_eq!(e["file"], path.display().to_string(), "{v}");
+}

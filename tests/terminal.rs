@@ -130,3 +130,38 @@ async fn a_retry_is_a_warning_with_its_cause() {
     assert!(retry.contains("503"), "{retry}");
     assert!(retry.contains("(attempt 2 of 3)"), "{retry}");
 }
+
+/// A failure's message is printed below the summary table, not in a column that makes
+/// every row as wide as the longest error.
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_are_printed_below_the_table() {
+    use snaprotd::sim::Fault;
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    env.sim.add_server(2, "web");
+    env.write_config(&POLICY.replace("servers = [1]", "servers = [1, 2]"));
+    env.sim
+        .inject(Fault::status("POST", "/snapshots/", 400, None).times(1));
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let header = lines.iter().position(|l| l.starts_with("JOB")).unwrap();
+    let table = &lines[header..header + 3];
+    let failed = table
+        .iter()
+        .find(|l| l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("no failed row: {}", out.stdout));
+    let job = failed.split_whitespace().next().unwrap();
+    // Every row as wide as the header, give or take a name.
+    assert!(
+        table.iter().all(|l| l.len() <= table[0].len() + 10),
+        "{}",
+        out.stdout
+    );
+    let note = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("  {job}: ")))
+        .unwrap_or_else(|| panic!("no note below the table: {}", out.stdout));
+    assert!(note > header + 2, "{}", out.stdout);
+    assert!(lines[note].contains("400"), "{}", out.stdout);
+}

@@ -20,6 +20,9 @@ pub struct Args {
     /// How long the demo runs
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Keep the demo's files (configuration, state directory) after it ends
+    #[arg(long)]
+    keep: bool,
 }
 
 const WEB: u64 = 101;
@@ -190,9 +193,23 @@ pub async fn run(args: Args) -> CliResult {
         .into_iter()
         .filter(|id| sim.state().server_status(*id) != Some("running"))
         .collect();
-    outln!(
-        "\nmanual snapshots left alone: {manual} of 3; servers not running: {stopped:?}; failing jobs: {failures:?}"
-    );
+    let listed = |items: &[String], none: &str| {
+        if items.is_empty() {
+            none.to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    let stopped: Vec<String> = stopped.iter().map(u64::to_string).collect();
+    outln!();
+    outln!("manual snapshots left alone: {manual} of 3");
+    outln!("servers not running:         {}", listed(&stopped, "none"));
+    outln!("failing jobs:                {}", listed(&failures, "none"));
+    if args.keep {
+        outln!("files kept in {}", dir.keep().display());
+    } else {
+        outln!("files removed (--keep keeps them)");
+    }
     if manual != 3 || !stopped.is_empty() || !failures.is_empty() {
         return Err(CliError::DemoFailed);
     }

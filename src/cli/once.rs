@@ -104,15 +104,15 @@ pub fn print_summary(reports: &[RunReport], as_json: bool) {
     }
     let rows: Vec<Vec<String>> = reports
         .iter()
-        .map(|r| match (&r.outcome, &r.error) {
+        .map(|r| match &r.outcome {
             _ if r.skipped.is_some() => vec![
                 r.job.to_string(),
                 "SKIPPED".into(),
-                r.skipped.clone().unwrap_or_default(),
+                "-".into(),
                 "0".into(),
                 "-".into(),
             ],
-            (Some(o), _) => vec![
+            Some(o) => vec![
                 r.job.to_string(),
                 "ok".into(),
                 format!(
@@ -123,10 +123,10 @@ pub fn print_summary(reports: &[RunReport], as_json: bool) {
                 o.deleted.len().to_string(),
                 format!("{:.1}s", r.seconds),
             ],
-            (None, e) => vec![
+            None => vec![
                 r.job.to_string(),
                 "FAILED".into(),
-                e.clone().unwrap_or_default(),
+                r.snapshot_name.clone().unwrap_or_else(|| "-".into()),
                 "0".into(),
                 format!("{:.1}s", r.seconds),
             ],
@@ -145,6 +145,16 @@ pub fn print_summary(reports: &[RunReport], as_json: bool) {
             String::new()
         }
     );
+    let why: Vec<(String, String)> = reports
+        .iter()
+        .filter_map(|r| {
+            let text = r.skipped.clone().or_else(|| {
+                (!r.ok).then(|| r.error.clone().unwrap_or_else(|| r.message.clone()))
+            })?;
+            Some((r.job.to_string(), text))
+        })
+        .collect();
+    output::notes("Failed or skipped", &why);
 }
 
 /// Reads only: lists each server, and prints what a run would do.
