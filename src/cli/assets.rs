@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use clap_complete::Shell;
+use clap_complete::env::{self, EnvCompleter};
 
 use super::{Cli, CliError, CliResult, Exit};
 
@@ -12,6 +12,9 @@ use super::{Cli, CliError, CliResult, Exit};
 pub struct Args {
     /// Directory to write into
     out: PathBuf,
+    /// The program the completion scripts ask
+    #[arg(long, default_value = "/usr/bin/snaprotd")]
+    completer: String,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -21,15 +24,27 @@ pub fn run(args: Args) -> CliResult {
     };
     std::fs::create_dir_all(&args.out).map_err(|e| failed("the directory", e))?;
     let cmd = Cli::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .render(&mut page)
-        .map_err(|e| failed("the man page", e))?;
+    let page = super::manpage::render(&cmd).map_err(|e| failed("the man page", e))?;
     std::fs::write(args.out.join("snaprotd.1"), page).map_err(|e| failed("the man page", e))?;
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut cmd = cmd.clone();
-        clap_complete::generate_to(shell, &mut cmd, "snaprotd", &args.out)
+    // The shells' registration scripts: each asks /usr/bin/snaprotd for completions
+    // (`complete.rs`).
+    let shells: [(&dyn EnvCompleter, &str); 3] = [
+        (&env::Bash, "snaprotd.bash"),
+        (&env::Zsh, "_snaprotd"),
+        (&env::Fish, "snaprotd.fish"),
+    ];
+    for (shell, file) in shells {
+        let mut script = Vec::new();
+        shell
+            .write_registration(
+                super::complete::VAR,
+                "snaprotd",
+                "snaprotd",
+                &args.completer,
+                &mut script,
+            )
             .map_err(|e| failed("completions", e))?;
+        std::fs::write(args.out.join(file), script).map_err(|e| failed("completions", e))?;
     }
     Ok(Exit::Success)
 }

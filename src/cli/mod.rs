@@ -4,10 +4,12 @@
 
 mod assets;
 mod check;
+mod complete;
 mod demo;
 mod exit;
 mod list;
 mod logging;
+mod manpage;
 mod next;
 mod once;
 mod output;
@@ -20,7 +22,7 @@ mod views;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_PATH};
 pub use exit::{CliError, Exit, Health};
@@ -31,6 +33,16 @@ use output::errln;
     name = "snaprotd",
     version,
     about = "Keeps rolling, dated snapshots of VPS servers through the provider's Snapshots API",
+    long_about = "Keeps rolling, dated snapshots of VPS servers through the provider's Snapshots API.\n\n\
+        Per-server policies in one TOML file say when to snapshot (a cron schedule in a \
+        time zone), how many snapshots to keep and whether to stop the server first. On \
+        each fire snaprotd creates a named, dated snapshot, waits for it to complete, \
+        starts the server again if it stopped it, and prunes the policy's older snapshots \
+        so the provider's cap per server is respected. It never touches a snapshot it did \
+        not make, never prunes after a failure, and never leaves a server it stopped \
+        stopped.\n\n\
+        Run as a systemd service (snaprotd.service), it logs every step to the journal; \
+        `snaprotd status` is a monitoring check.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -96,6 +108,11 @@ pub enum Command {
 pub type CliResult = Result<Exit, CliError>;
 
 pub fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=bash snaprotd …`) is answered, and the
+    // process ends here.
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .var(complete::VAR)
+        .complete();
     let cli = Cli::parse();
     logging::init(
         cli.log,

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
+use clap_complete::engine::ArgValueCompleter;
 use serde_json::json;
 
 use super::output::{self, outln};
@@ -19,10 +20,10 @@ use crate::runner::{RunReport, Runner};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only this policy
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(super::complete::policies))]
     policy: Option<String>,
     /// Only this server
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(super::complete::servers))]
     server: Option<u64>,
     /// Print the plan, make no changing call
     #[arg(long)]

@@ -91,6 +91,9 @@ const POLICY_OWN: &[Key] = &[
     key("description", Text, "\"nightly backup\""),
 ];
 
+/// The keys every `[[policy]]` must have.
+pub const REQUIRED_POLICY_KEYS: &[&str] = &["name", "servers", "schedule"];
+
 const TOP: &[Key] = &[
     key("api", Table(API), "[api]"),
     key("daemon", Table(DAEMON), "[daemon]"),
@@ -347,6 +350,15 @@ mod tests {
 
     /// Every key of the list, with its example, is read by `raw.rs` (which refuses
     /// what it does not know): the list and the structures hold the same keys.
+    #[test]
+    fn the_required_keys_are_the_ones_marked() {
+        let marked: Vec<&str> = policy_keys()
+            .filter(|k| k.required)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(marked, REQUIRED_POLICY_KEYS);
+    }
+
     #[test]
     fn every_key_listed_is_a_key_of_the_file() {
         let mut text = String::new();
