@@ -396,14 +396,21 @@ async fn wait_for_server(
     want: ServerStatus,
     timing: Timing,
 ) -> Result<(), RotationError> {
-    let deadline = Instant::now() + timing.stop_timeout;
+    let started = Instant::now();
+    let deadline = started + timing.stop_timeout;
     let interval = timing.poll_interval.min(std::time::Duration::from_secs(5));
+    let progress = super::Progress::of(format_args!("server {server}"));
     loop {
         let status = client
             .server(server)
             .await
             .map_err(RotationError::api("reading the server's status"))?
             .status;
+        progress.say(format_args!(
+            "{} for {}s",
+            status.as_str(),
+            started.elapsed().as_secs()
+        ));
         if status == want {
             return Ok(());
         }

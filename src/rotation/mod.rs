@@ -71,13 +71,13 @@ struct Completed {
 /// How often a long wait says it is still waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
-/// Progress of one wait of a job (a status line on a terminal: see [`crate::PROGRESS`]);
-/// its entry ends when this is dropped.
+/// Progress of one wait (a status line on a terminal: see [`crate::PROGRESS`]), named
+/// by what waits; its entry ends when this is dropped.
 struct Progress(String);
 
 impl Progress {
-    fn of(job: &JobId) -> Progress {
-        Progress(job.to_string())
+    fn of(what: impl std::fmt::Display) -> Progress {
+        Progress(what.to_string())
     }
 
     fn say(&self, text: std::fmt::Arguments<'_>) {
@@ -402,7 +402,7 @@ impl Rotation<'_> {
         let mut noted_progress = Instant::now();
         let mut listing = None;
         let mut missing = 0;
-        let progress = Progress::of(&job.id());
+        let progress = Progress::of(job.id());
         loop {
             progress.say(format_args!(
                 "snapshot {} {} for {}",
