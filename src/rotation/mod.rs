@@ -404,12 +404,6 @@ impl Rotation<'_> {
         let mut missing = 0;
         let progress = Progress::of(job.id());
         loop {
-            progress.say(format_args!(
-                "snapshot {} {} for {}",
-                snapshot.name,
-                snapshot.status.as_str(),
-                humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-            ));
             match &snapshot.status {
                 SnapshotStatus::Completed => {
                     info!(
@@ -438,6 +432,12 @@ impl Rotation<'_> {
                 }
                 _ => {}
             }
+            progress.say(format_args!(
+                "snapshot {} {} for {}",
+                snapshot.name,
+                snapshot.status.as_str(),
+                humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+            ));
             if noted_progress.elapsed() >= PROGRESS_EVERY {
                 info!(
                     "still waiting for snapshot {}: {} for {}",
