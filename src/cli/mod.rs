@@ -10,6 +10,7 @@ mod list;
 mod next;
 mod once;
 mod output;
+mod progress;
 mod restore;
 mod signals;
 mod sim;

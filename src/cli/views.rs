@@ -134,3 +134,14 @@ impl From<&RunReport> for RunJson {
 #[derive(Serialize)]
 #[serde(transparent)]
 pub struct TimeJson(#[serde(serialize_with = "ser_opt_time")] pub Option<DateTime<Utc>>);
+
+/// What `restore` did.
+#[derive(Serialize)]
+pub struct RestoreJson {
+    pub snapshot: SnapshotJson,
+    pub server: u64,
+    /// The provider's message.
+    pub message: Option<String>,
+    /// With `--wait`: how long until the server ran again.
+    pub waited_seconds: Option<f64>,
+}
