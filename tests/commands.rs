@@ -198,6 +198,64 @@ async fn the_demo_shows_the_whole_lifecycle_and_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn list_shows_when_each_snapshot_was_made_in_its_policys_zone() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    env.sim
+        .state()
+        .add_snapshot(5, "before-upgrade", "completed", days_ago(3));
+    // A zone without daylight saving time: its offset is always +05:30.
+    env.write_config(&POLICY.replace("keep = 2", "keep = 2\ntimezone = \"Asia/Kolkata\""));
+    assert_eq!(env.snaprotd(&["once"]).await.code, 0);
+    let out = env.snaprotd(&["list"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let header = out.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("CREATED") && header.contains("AGE"),
+        "{}",
+        out.stdout
+    );
+    let row = |name: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{}", out.stdout))
+            .to_string()
+    };
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let nightly = row("nightly-");
+    assert!(nightly.contains(" +05:30"), "{nightly}");
+    let manual = row("before-upgrade");
+    let made = days_ago(3).format("%Y-%m-%d").to_string();
+    assert!(
+        manual.contains(&format!("{made} ")) && manual.contains(" +00:00"),
+        "{manual}"
+    );
+    assert!(!manual.contains(&today), "{manual}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_of_a_server_without_snapshots_says_whether_it_exists() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    env.write_config(POLICY);
+    let out = env.snaprotd(&["list", "--server", "5"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.all().contains("server 5 has no snapshots"),
+        "{}",
+        out.all()
+    );
+    let out = env.snaprotd(&["list", "--server", "999"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.all().contains("server 999 does not exist"),
+        "{}",
+        out.all()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn restore_by_name_waits_until_the_server_runs_again() {
     let env = Env::new().await;
     env.sim.add_server(5, "web");

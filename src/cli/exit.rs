@@ -74,6 +74,10 @@ pub enum CliError {
         ids: String,
     },
     #[error(
+        "server {0} does not exist (the provider knows no such server); `snaprotd list` shows the servers that have snapshots"
+    )]
+    NoSuchServer(u64),
+    #[error(
         "restoring {0} overwrites all data on the server; pass --yes to confirm when not on a terminal"
     )]
     NotConfirmed(String),
@@ -91,6 +95,19 @@ pub enum CliError {
         status: String,
         timeout: String,
     },
+    #[error(
+        "prune deletes orphans only: pass --orphans to delete the snapshots snaprotd made for a policy that \
+         no longer owns them (`snaprotd list` shows them as orphan:<policy>); a policy's own snapshots are pruned by its runs"
+    )]
+    PruneWhat,
+    #[error(
+        "deleting {0} snapshot(s) cannot be undone; pass --yes to confirm when not on a terminal (--dry-run shows them)"
+    )]
+    PruneNotConfirmed(usize),
+    #[error(
+        "the provider's listing does not add up ({0}); nothing is deleted on its word: try again later"
+    )]
+    ListingInDoubt(String),
     #[error("the simulator listens on loopback addresses only")]
     NotLoopback,
     #[error("cannot catch {signal}: {source}")]
