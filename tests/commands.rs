@@ -209,3 +209,231 @@ async fn the_demo_shows_the_whole_lifecycle_and_exits_0() {
     assert!(kept.join("snaprotd.toml").is_file(), "{}", kept.display());
     std::fs::remove_dir_all(kept).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_shows_when_each_snapshot_was_made_in_its_policys_zone() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    env.sim
+        .state()
+        .add_snapshot(5, "before-upgrade", "completed", days_ago(3));
+    // A zone without daylight saving time: its offset is always +05:30.
+    env.write_config(&POLICY.replace("keep = 2", "keep = 2\ntimezone = \"Asia/Kolkata\""));
+    assert_eq!(env.snaprotd(&["once"]).await.code, 0);
+    let out = env.snaprotd(&["list"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let header = out.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("CREATED") && header.contains("AGE"),
+        "{}",
+        out.stdout
+    );
+    let row = |name: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{}", out.stdout))
+            .to_string()
+    };
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let nightly = row("nightly-");
+    assert!(nightly.contains(" +05:30"), "{nightly}");
+    let manual = row("before-upgrade");
+    let made = days_ago(3).format("%Y-%m-%d").to_string();
+    assert!(
+        manual.contains(&format!("{made} ")) && manual.contains(" +00:00"),
+        "{manual}"
+    );
+    assert!(!manual.contains(&today), "{manual}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_of_a_server_without_snapshots_says_whether_it_exists() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    env.write_config(POLICY);
+    let out = env.snaprotd(&["list", "--server", "5"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.all().contains("server 5 has no snapshots"),
+        "{}",
+        out.all()
+    );
+    let out = env.snaprotd(&["list", "--server", "999"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.all().contains("server 999 does not exist"),
+        "{}",
+        out.all()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_by_name_waits_until_the_server_runs_again() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    let id = env
+        .sim
+        .state()
+        .add_snapshot(5, "known-good", "completed", days_ago(1));
+    env.write_config(POLICY);
+    let out = env
+        .snaprotd(&["restore", "known-good", "--yes", "--wait"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        env.changes(),
+        vec![format!("POST /snapshots/{id}/restore/")]
+    );
+    // It returned only once the server ran again, and said so.
+    assert_eq!(env.sim.state().server_status(5), Some("running"));
+    assert!(out.all().contains("runs again"), "{}", out.all());
+    // Not a terminal: plain lines, never rewritten in place.
+    assert!(!out.stderr.contains('\r'), "{:?}", out.stderr);
+
+    let out = env
+        .snaprotd(&["restore", &id.to_string(), "--yes", "--json"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["version"], 1, "{v}");
+    assert_eq!(v["snapshot"]["id"], id, "{v}");
+    assert_eq!(v["server"], 5, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_wait_gives_up_after_its_timeout() {
+    let env = Env::with_options(snaprotd::sim::SimOptions {
+        restore_time: std::time::Duration::from_secs(60),
+        ..common::fast_options()
+    })
+    .await;
+    env.sim.add_server(5, "web");
+    env.sim
+        .state()
+        .add_snapshot(5, "known-good", "completed", days_ago(1));
+    env.write_config(POLICY);
+    let out = env
+        .snaprotd(&[
+            "restore",
+            "known-good",
+            "--yes",
+            "--wait",
+            "--timeout",
+            "1s",
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.all().contains("still restoring"), "{}", out.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_names_what_it_cannot_tell_apart_and_points_to_list() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    env.sim.add_server(6, "db");
+    let a = env
+        .sim
+        .state()
+        .add_snapshot(5, "pre-migration", "completed", days_ago(2));
+    let b = env
+        .sim
+        .state()
+        .add_snapshot(6, "pre-migration", "completed", days_ago(1));
+    env.write_config(POLICY);
+    let out = env.snaprotd(&["restore", "pre-migration", "--yes"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.all().contains(&a.to_string()) && out.all().contains(&b.to_string()),
+        "{}",
+        out.all()
+    );
+    assert!(env.changes().is_empty(), "{:?}", env.changes());
+
+    for bad in ["99999", "no-such-snapshot"] {
+        let out = env.snaprotd(&["restore", bad, "--yes"]).await;
+        assert_eq!(out.code, 1, "{}", out.all());
+        assert!(out.all().contains("snaprotd list"), "{}", out.all());
+    }
+}
+
+/// A real terminal: a pty as standard input and standard error, its output collected.
+struct Terminal {
+    master: std::fs::File,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    /// Runs `cmd` with the pty's other end as standard input and standard error.
+    fn spawn(mut cmd: tokio::process::Command) -> (Terminal, tokio::process::Child) {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave = std::fs::File::from(pty.slave);
+        cmd.stdin(slave.try_clone().expect("dup"))
+            .stderr(slave.try_clone().expect("dup"));
+        let child = cmd.spawn().expect("snaprotd runs");
+        drop(cmd);
+        drop(slave);
+        let master = std::fs::File::from(pty.master);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let mut reader = master.try_clone().expect("dup");
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 4096];
+                // Ends with EIO once the last holder of the other end has exited.
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        (Terminal { master, seen }, child)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        self.master
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("typed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_on_a_terminal_asks_and_shows_its_wait_in_place() {
+    let env = Env::new().await;
+    env.sim.add_server(5, "web");
+    let id = env
+        .sim
+        .state()
+        .add_snapshot(5, "known-good", "completed", days_ago(1));
+    env.write_config(POLICY);
+    let (mut term, child) = Terminal::spawn(env.command(&["restore", "known-good", "--wait"]));
+    let asked = common::eventually(10, || term.text().contains("Type yes")).await;
+    assert!(asked, "no question on the terminal: {:?}", term.text());
+    assert!(env.changes().is_empty(), "{:?}", env.changes());
+    term.type_line("yes");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("restore ends")
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", term.text());
+    assert_eq!(
+        env.changes(),
+        vec![format!("POST /snapshots/{id}/restore/")]
+    );
+    let shown = common::eventually(5, || term.text().contains("runs again")).await;
+    assert!(shown, "{:?}", term.text());
+    // The progress line was rewritten in place (the status line log lines share).
+    assert!(
+        term.text().contains("\r\x1b[Krestoring server 5: "),
+        "{:?}",
+        term.text()
+    );
+}

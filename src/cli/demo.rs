@@ -9,9 +9,10 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::output::{self, outln};
-use super::{CliError, CliResult, Exit, list};
+use super::{CliError, CliResult, Exit};
 use crate::config::Config;
 use crate::daemon::Control;
+use crate::rotation::Owner;
 use crate::runner::RunReport;
 use crate::sim::{SimHandle, SimOptions};
 
@@ -180,14 +181,14 @@ pub async fn run(args: Args) -> CliResult {
                 s.name.clone(),
                 s.status.as_str().to_string(),
                 output::age(s.created_at),
-                list::owner(&config, s),
+                Owner::of(&config.policies, s).to_string(),
             ]
         })
         .collect();
     output::table(&["SERVER", "NAME", "STATUS", "AGE", "OWNER"], &rows);
     let manual = snapshots
         .iter()
-        .filter(|s| list::owner(&config, s) == "manual")
+        .filter(|s| matches!(Owner::of(&config.policies, s), Owner::Manual))
         .count();
     let stopped: Vec<u64> = [WEB, DB, FULL]
         .into_iter()

@@ -61,12 +61,53 @@ pub enum CliError {
     NoSuchPolicy { name: String, configured: String },
     #[error("no configured job matches --policy/--server")]
     NoMatchingJob,
-    #[error("snapshot {0} does not exist")]
-    NoSuchSnapshot(u64),
+    #[error(
+        "snapshot {0:?} does not exist (no snapshot has that id or name); `snaprotd list` shows the snapshots"
+    )]
+    NoSuchSnapshot(String),
+    #[error(
+        "{count} snapshots are named {name:?} ({ids}); restore one by its id (`snaprotd list` shows them)"
+    )]
+    AmbiguousSnapshot {
+        name: String,
+        count: usize,
+        ids: String,
+    },
+    #[error(
+        "server {0} does not exist (the provider knows no such server); `snaprotd list` shows the servers that have snapshots"
+    )]
+    NoSuchServer(u64),
     #[error(
         "restoring {0} overwrites all data on the server; pass --yes to confirm when not on a terminal"
     )]
     NotConfirmed(String),
+    #[error("the restore of server {server} was accepted, but waiting for it failed: {source}")]
+    RestoreWait {
+        server: u64,
+        #[source]
+        source: ApiError,
+    },
+    #[error(
+        "server {server} is still {status} after {timeout} (--timeout); the restore goes on at the provider"
+    )]
+    RestoreTimeout {
+        server: u64,
+        status: String,
+        timeout: String,
+    },
+    #[error(
+        "prune deletes orphans only: pass --orphans to delete the snapshots snaprotd made for a policy that \
+         no longer owns them (`snaprotd list` shows them as orphan:<policy>); a policy's own snapshots are pruned by its runs"
+    )]
+    PruneWhat,
+    #[error(
+        "deleting {0} snapshot(s) cannot be undone; pass --yes to confirm when not on a terminal (--dry-run shows them)"
+    )]
+    PruneNotConfirmed(usize),
+    #[error(
+        "the provider's listing does not add up ({0}); nothing is deleted on its word: try again later"
+    )]
+    ListingInDoubt(String),
     #[error("the simulator listens on loopback addresses only")]
     NotLoopback,
     #[error("cannot catch {signal}: {source}")]

@@ -13,6 +13,8 @@ mod manpage;
 mod next;
 mod once;
 mod output;
+mod progress;
+mod prune;
 mod restore;
 mod signals;
 mod sim;
@@ -95,6 +97,8 @@ pub enum Command {
     List(list::Args),
     /// Restore a server from a snapshot (overwrites the server's data)
     Restore(restore::Args),
+    /// Delete snapshots snaprotd made for a policy that no longer owns them (--orphans)
+    Prune(prune::Args),
     /// Run the provider simulator (for tests and trials)
     Sim(sim::Args),
     /// The whole lifecycle against a built-in simulator on a fast schedule
@@ -158,6 +162,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Next(args) => next::run(&cli.config, args),
         Command::List(args) => list::run(&cli.config, args).await,
         Command::Restore(args) => restore::run(&cli.config, args).await,
+        Command::Prune(args) => prune::run(&cli.config, args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Assets(args) => assets::run(args),

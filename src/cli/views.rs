@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::output::{ser_opt_time, ser_time};
 use crate::provider::Snapshot;
-use crate::rotation::{Outcome, Reason};
+use crate::rotation::{Outcome, Owner, Reason};
 use crate::runner::RunReport;
 
 /// A snapshot as the provider listed it.
@@ -42,7 +42,7 @@ impl From<&Snapshot> for SnapshotJson {
 #[derive(Serialize)]
 pub struct DeletionJson {
     pub snapshot: SnapshotJson,
-    /// `beyond_keep`, `failed`, `tainted`, `make_room` or `orphan`.
+    /// `beyond_keep`, `failed`, `tainted` or `make_room`.
     pub reason: Reason,
 }
 
@@ -134,3 +134,51 @@ impl From<&RunReport> for RunJson {
 #[derive(Serialize)]
 #[serde(transparent)]
 pub struct TimeJson(#[serde(serialize_with = "ser_opt_time")] pub Option<DateTime<Utc>>);
+
+/// A snapshot of `list`, with who made it (see `rotation::Owner`).
+#[derive(Serialize)]
+pub struct ListedJson {
+    #[serde(flatten)]
+    pub snapshot: SnapshotJson,
+    /// The configured policy that owns it, `orphan:<policy>`, or `manual`.
+    pub owner: String,
+    /// The configured policy that owns it (its rotation prunes it), if one does.
+    pub policy: Option<String>,
+    /// For an orphan: the policy snaprotd made it for, which no longer owns it.
+    pub orphan_of: Option<String>,
+}
+
+impl ListedJson {
+    pub fn new(s: &Snapshot, owner: &Owner<'_>) -> Self {
+        ListedJson {
+            snapshot: s.into(),
+            owner: owner.to_string(),
+            policy: owner.policy().map(|p| p.name.clone()),
+            orphan_of: owner.orphan_of().map(str::to_string),
+        }
+    }
+}
+
+/// An orphan of `prune --orphans` and what became of it.
+#[derive(Serialize)]
+pub struct OrphanJson {
+    pub snapshot: SnapshotJson,
+    /// The policy snaprotd made it for, which no longer owns it.
+    pub orphan_of: String,
+    /// `would_delete` (a dry run), `deleted`, `gone` (deleted meanwhile), `left` (in
+    /// progress), `changed` (no longer an orphan when it was to be deleted) or `failed`.
+    pub result: &'static str,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// What `restore` did.
+#[derive(Serialize)]
+pub struct RestoreJson {
+    pub snapshot: SnapshotJson,
+    pub server: u64,
+    /// The provider's message.
+    pub message: Option<String>,
+    /// With `--wait`: how long until the server ran again.
+    pub waited_seconds: Option<f64>,
+}

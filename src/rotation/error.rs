@@ -13,7 +13,8 @@ pub enum RotationError {
     },
     #[error(
         "server {server} is at the cap ({used} of {cap} snapshots: {occupants}) and none of them is one policy {policy} would delete; \
-         delete a snapshot by hand, lower keep of another policy on this server, or raise [api] snapshot_cap if the provider allows more"
+         {}delete a snapshot by hand, lower keep of another policy on this server, or raise [api] snapshot_cap if the provider allows more",
+        orphan_advice(*.server, .orphans)
     )]
     CapFull {
         server: u64,
@@ -21,6 +22,8 @@ pub enum RotationError {
         used: usize,
         cap: usize,
         occupants: String,
+        /// Snapshots snaprotd made for a policy that no longer owns them, "NAME (id N)".
+        orphans: Vec<String>,
     },
     #[error("snapshot {name} (id {id}) ended as {status:?}")]
     SnapshotFailed {
@@ -68,6 +71,19 @@ pub enum RotationError {
         first: String,
         restart: String,
     },
+}
+
+/// What to do about the orphans taking places on `server`, when there are any.
+fn orphan_advice(server: u64, orphans: &[String]) -> String {
+    if orphans.is_empty() {
+        return String::new();
+    }
+    format!(
+        "snaprotd made {} of them for a policy that no longer owns them ({}): delete those with \
+         `snaprotd prune --orphans --server {server}`; or ",
+        orphans.len(),
+        orphans.join(", ")
+    )
 }
 
 impl RotationError {

@@ -9,6 +9,7 @@
 
 mod error;
 mod guard;
+mod owner;
 mod plan;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::provider::{Client, Listing, Listings, ServerStatus, Snapshot, Snapsho
 use crate::state::{StateDir, StoppedEntry, StoppedRecord, TaintedSnapshot};
 pub use error::RotationError;
 pub use guard::StoppedServer;
+pub use owner::{Owner, described_policy};
 pub use plan::{Plan, Reason, is_tainted, plan, prune_list};
 
 /// One policy on one server: a [`JobId`] with its policy looked up.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Job, RotationError};
+use super::{Job, Owner, RotationError};
 use crate::config::Policy;
 use crate::provider::{Snapshot, SnapshotStatus};
 use crate::state::TaintedSnapshot;
@@ -98,6 +98,7 @@ pub fn plan(
             used: listing.len(),
             cap,
             occupants: occupants(job.server, all_policies, listing),
+            orphans: orphans(job.server, all_policies, listing),
         });
     }
     make_room.extend(
@@ -113,12 +114,38 @@ pub fn plan(
     })
 }
 
-/// "3 manual, 2 of policy nightly (1 in progress)".
+/// What occupies the server's places, by who made them (see [`Owner`]):
+/// "1 manual, 2 orphaned (of policy old), 2 of policy nightly (keep 3)".
 fn occupants(server: u64, policies: &[Policy], listing: &[Snapshot]) -> String {
-    let mut parts = Vec::new();
-    let mut counted = 0;
+    let owners: Vec<Owner<'_>> = listing
+        .iter()
+        .filter(|s| s.server.id == server)
+        .map(|s| Owner::of(policies, s))
+        .collect();
+    let manual = owners.iter().filter(|o| matches!(o, Owner::Manual)).count();
+    let mut parts = vec![format!("{manual} manual")];
+    let mut orphaned: Vec<&str> = owners.iter().filter_map(Owner::orphan_of).collect();
+    if !orphaned.is_empty() {
+        let count = orphaned.len();
+        orphaned.sort_unstable();
+        orphaned.dedup();
+        let of = if orphaned.len() == 1 {
+            "policy"
+        } else {
+            "policies"
+        };
+        parts.push(format!(
+            "{count} orphaned (of {of} {})",
+            orphaned.join(", ")
+        ));
+    }
     for p in policies.iter().filter(|p| p.servers.contains(&server)) {
-        let mine: Vec<&Snapshot> = listing.iter().filter(|s| p.owns(server, &s.name)).collect();
+        let mine: Vec<&Snapshot> = listing
+            .iter()
+            .zip(&owners)
+            .filter(|(_, o)| o.policy().is_some_and(|o| std::ptr::eq(o, p)))
+            .map(|(s, _)| s)
+            .collect();
         if !mine.is_empty() {
             let busy = mine
                 .iter()
@@ -129,11 +156,18 @@ fn occupants(server: u64, policies: &[Policy], listing: &[Snapshot]) -> String {
                 let _ = write!(text, ", {busy} not completed");
             }
             parts.push(text);
-            counted += mine.len();
         }
     }
-    parts.insert(0, format!("{} manual", listing.len() - counted));
     parts.join(", ")
+}
+
+/// The orphans among `listing` (see [`Owner`]), as "NAME (id N)", oldest first.
+fn orphans(server: u64, policies: &[Policy], listing: &[Snapshot]) -> Vec<String> {
+    listing
+        .iter()
+        .filter(|s| s.server.id == server && Owner::of(policies, s).is_orphan())
+        .map(|s| format!("{} (id {})", s.name, s.id))
+        .collect()
 }
 
 /// What pruning deletes from `listing`, oldest first: this policy's failed and tainted

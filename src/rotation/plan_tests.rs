@@ -206,6 +206,52 @@ fn a_cap_full_of_manual_snapshots_is_an_error_naming_who_holds_it() {
     assert_eq!(occupants, "4 manual, 1 of policy nightly (keep 2)");
 }
 
+#[test]
+fn a_cap_full_with_orphans_names_them_and_the_command_that_deletes_them() {
+    let p = policy("nightly", 2);
+    let weekly = Policy {
+        servers: vec![SERVER + 1],
+        ..policy("weekly", 1)
+    };
+    let orphan = |id, name: &str, of: &str| Snapshot {
+        description: Some(format!("snaprotd policy {of}")),
+        ..snapshot(id, SERVER, name, SnapshotStatus::Completed, 1)
+    };
+    let listing = vec![
+        orphan(1, "old-20260101-0230", "old"),
+        orphan(2, "weekly-20260101-0400", "weekly"),
+        orphan(3, "old-20260102-0230", "old"),
+        snapshot(4, SERVER, "by-hand", SnapshotStatus::Completed, 1),
+        made(5, "nightly", 2),
+    ];
+    let err = plan(
+        job(&p),
+        &[p.clone(), weekly],
+        5,
+        "nightly-20260103-0230",
+        &listing,
+        &[],
+    )
+    .unwrap_err();
+    let RotationError::CapFull {
+        occupants, orphans, ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        occupants,
+        "1 manual, 3 orphaned (of policies old, weekly), 1 of policy nightly (keep 2)"
+    );
+    assert_eq!(orphans.len(), 3);
+    let text = err.to_string();
+    assert!(text.contains("old-20260101-0230 (id 1)"), "{text}");
+    assert!(
+        text.contains("`snaprotd prune --orphans --server 7`"),
+        "{text}"
+    );
+}
+
 fn status() -> impl Strategy<Value = SnapshotStatus> {
     prop_oneof![
         Just(SnapshotStatus::Completed),
