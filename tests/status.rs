@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::Env;
+use common::{Env, eventually};
 
 fn write_run(env: &Env, job: &str, ok: bool, scheduled_for: chrono::DateTime<Utc>) {
     let dir = env.dir.path().join("state/runs");
@@ -68,4 +68,64 @@ keep = 1
     let out = env.snaprotd(&["status"]).await;
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.stdout.contains("OVERDUE"), "{}", out.stdout);
+}
+
+/// The `STATUS=` texts sent so far, in order.
+fn statuses(d: &common::Daemon) -> Vec<String> {
+    d.notes()
+        .into_iter()
+        .filter_map(|n| n.strip_prefix("STATUS=").map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_reload_stays_in_the_status_line_until_a_good_one() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "web");
+    env.write_config(common::EVERY_2S);
+    let good = std::fs::read_to_string(&env.config).unwrap();
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_note("READY=1", 1, 10).await;
+    assert!(
+        statuses(&d).iter().all(|s| !s.contains("reload")),
+        "{:?}",
+        statuses(&d)
+    );
+
+    std::fs::write(&env.config, format!("{good}\nkeep = 9\n")).unwrap();
+    d.signal("HUP");
+    d.wait_note("READY=1", 2, 10).await;
+    let failed_at = statuses(&d).len();
+    let after_reload = statuses(&d).last().cloned().unwrap();
+    assert!(
+        after_reload.contains("reload failed") && after_reload.contains("snaprotd.toml:"),
+        "the status after a bad reload says so, and why: {after_reload:?}"
+    );
+    // Jobs keep ending (every 2 s) and each ending updates STATUS=: every one of them
+    // still says the reload failed.
+    assert!(
+        eventually(15, || statuses(&d).len() >= failed_at + 3).await,
+        "no later status: {:?}",
+        statuses(&d)
+    );
+    let later = statuses(&d);
+    for s in &later[failed_at - 1..] {
+        assert!(s.contains("reload failed"), "forgotten: {s:?} in {later:?}");
+    }
+
+    std::fs::write(&env.config, &good).unwrap();
+    d.signal("HUP");
+    d.wait_note("READY=1", 3, 10).await;
+    let good_at = statuses(&d).len();
+    assert!(
+        eventually(15, || statuses(&d).len() >= good_at + 2).await,
+        "no later status: {:?}",
+        statuses(&d)
+    );
+    let after = statuses(&d);
+    for s in &after[good_at - 1..] {
+        assert!(!s.contains("reload failed"), "still failed: {s:?}");
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
 }

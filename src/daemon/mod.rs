@@ -84,6 +84,8 @@ struct Daemon {
     released: std::collections::HashSet<u64>,
     /// The runner of the configuration in force, for the metrics writer.
     current: tokio::sync::watch::Sender<Arc<Runner>>,
+    /// The last reload failed: said in every `STATUS=` until one succeeds.
+    reload_failure: Option<ReloadFailure>,
 }
 
 /// Runs the daemon on the configuration at `path` until `controls` says stop (or ends).
@@ -128,6 +130,7 @@ pub async fn run(
         start_retries: Default::default(),
         released: Default::default(),
         current: tokio::sync::watch::Sender::new(runner_for_metrics),
+        reload_failure: None,
     };
     daemon.start().await;
     let metrics = tokio::spawn(metrics_writer(
@@ -347,52 +350,72 @@ impl Daemon {
 
     /// Reads the configuration again; keeps the old one if the new one is bad. Tells
     /// systemd `RELOADING=1` (with the monotonic time) first and `READY=1` after, also
-    /// when the reload failed.
+    /// when the reload failed. A failed reload is said in every `STATUS=` text until a
+    /// reload succeeds.
     async fn reload(&mut self, why: &str) {
         systemd::reloading();
         info!("{why}: reloading {}", self.path.display());
-        match Config::load(&self.path) {
-            Ok(config) if config.daemon.state_dir != self.config().daemon.state_dir => {
-                error!(
-                    "reload refused, keeping the old configuration: [daemon] state_dir changed from {} to {}; \
-                     the state directory holds the servers snaprotd stopped and its locks, so changing it needs a restart \
-                     (systemctl restart snaprotd)",
-                    self.config().daemon.state_dir.display(),
-                    config.daemon.state_dir.display()
-                );
-            }
-            Ok(config) => {
-                for w in &config.warnings {
-                    warn!("{w}");
-                }
-                let config = Arc::new(config);
-                match Runner::reloaded(config.clone(), &self.runner) {
-                    Ok(runner) => {
-                        self.runner = Arc::new(runner);
-                        self.current.send_replace(self.runner.clone());
-                        self.remember_jobs(Utc::now()).await;
-                        let (was, now) = (self.dispatch.limit(), config.daemon.max_concurrent_jobs);
-                        if was != now {
-                            self.dispatch.resize(now);
-                            info!("max_concurrent_jobs: {was} → {now}");
-                        }
-                        self.timetable = Timetable::new(&config, Utc::now());
-                        self.arm().await;
-                        info!("configuration reloaded: {} job(s)", self.timetable.len());
-                    }
-                    Err(e) => error!("reload failed, keeping the old configuration: {e}"),
-                }
-            }
+        let at = Utc::now();
+        self.reload_failure = match self.apply_reload().await {
+            Ok(()) => None,
+            Err(reason) => Some(ReloadFailure { at, reason }),
+        };
+        systemd::ready(&self.status_line());
+    }
+
+    /// Loads the configuration and puts it in force; `Err` (logged already) says
+    /// briefly why the old one was kept.
+    async fn apply_reload(&mut self) -> Result<(), String> {
+        let config = match Config::load(&self.path) {
+            Ok(config) => config,
             Err(errors) => {
                 for e in &errors.0 {
                     error!("reload failed, keeping the old configuration: {e}");
                 }
+                let first = errors
+                    .0
+                    .first()
+                    .map_or("a bad file".into(), |e| e.to_string());
+                return Err(match errors.0.len() {
+                    0 | 1 => first,
+                    n => format!("{first} (and {} more)", n - 1),
+                });
             }
+        };
+        if config.daemon.state_dir != self.config().daemon.state_dir {
+            error!(
+                "reload refused, keeping the old configuration: [daemon] state_dir changed from {} to {}; \
+                 the state directory holds the servers snaprotd stopped and its locks, so changing it needs a restart \
+                 (systemctl restart snaprotd)",
+                self.config().daemon.state_dir.display(),
+                config.daemon.state_dir.display()
+            );
+            return Err("[daemon] state_dir changed, which needs a restart".into());
         }
-        systemd::ready(&self.status_line());
+        for w in &config.warnings {
+            warn!("{w}");
+        }
+        let config = Arc::new(config);
+        let runner = Runner::reloaded(config.clone(), &self.runner).map_err(|e| {
+            error!("reload failed, keeping the old configuration: {e}");
+            e.to_string()
+        })?;
+        self.runner = Arc::new(runner);
+        self.current.send_replace(self.runner.clone());
+        self.remember_jobs(Utc::now()).await;
+        let (was, now) = (self.dispatch.limit(), config.daemon.max_concurrent_jobs);
+        if was != now {
+            self.dispatch.resize(now);
+            info!("max_concurrent_jobs: {was} → {now}");
+        }
+        self.timetable = Timetable::new(&config, Utc::now());
+        self.arm().await;
+        info!("configuration reloaded: {} job(s)", self.timetable.len());
+        Ok(())
     }
 
-    /// The `STATUS=` text: jobs, the next fire, failures.
+    /// The `STATUS=` text: a failed reload (until a good one), jobs, the next fire,
+    /// failures. Every `STATUS=` the daemon sends is this text.
     fn status_line(&self) -> String {
         let next = match self.timetable.earliest() {
             Some((at, job)) => format!("next {job} at {}", at.to_rfc3339()),
@@ -407,10 +430,46 @@ impl Daemon {
             ),
             None => "no failures".into(),
         };
+        let reload = self.reload_failure.as_ref().map_or(String::new(), |f| {
+            format!(
+                "reload failed at {}, old configuration in force: {}; ",
+                f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                brief(&f.reason)
+            )
+        });
         format!(
-            "{} jobs, {} running; {next}; {failing}",
+            "{reload}{} jobs, {} running; {next}; {failing}",
             self.timetable.len(),
             self.dispatch.running()
         )
+    }
+}
+
+/// Why the last reload kept the old configuration, and when.
+struct ReloadFailure {
+    at: DateTime<Utc>,
+    reason: String,
+}
+
+/// `text` on one line and cut short for a status line (the journal has it whole).
+fn brief(text: &str) -> String {
+    const MAX: usize = 200;
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::brief;
+
+    #[test]
+    fn a_reason_is_one_line_of_at_most_200_characters() {
+        assert_eq!(brief("a\n  b"), "a b");
+        let long = "é".repeat(300);
+        assert_eq!(brief(&long).chars().count(), 201);
+        assert!(brief(&long).ends_with('…'));
     }
 }
