@@ -29,8 +29,8 @@ use tracing::{error, info, warn};
 use crate::config::{Config, ConfigErrors};
 use crate::job::JobId;
 use crate::provider::ApiError;
-use crate::runner::{Dispatcher, LEFT_STOPPED, RunReport, Runner, Work};
-use crate::state::StateError;
+use crate::runner::{Dispatcher, LEFT_STOPPED, RunReport, Runner, Submitted, Work};
+use crate::state::{LastReload, StateError};
 use crate::systemd;
 use alarm::Alarm;
 use clock::ClockWatch;
@@ -133,9 +133,13 @@ pub async fn run(
         reload_failure: None,
     };
     daemon.start().await;
+    // The configuration read at start is in force: the last reload succeeded.
+    daemon.record_reload(Utc::now(), None).await;
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
     let metrics = tokio::spawn(metrics_writer(
         daemon.metrics_due.clone(),
         daemon.current.subscribe(),
+        stop_metrics.clone(),
     ));
     let watchdog = systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, ping_tx)));
 
@@ -161,24 +165,34 @@ pub async fn run(
     if let Some(w) = watchdog {
         w.abort();
     }
-    metrics.abort();
+    // Not aborted: a write cut short could add its counts again in the last write.
+    stop_metrics.cancel();
+    let _ = metrics.await;
     let runner = daemon.runner.clone();
     daemon.shutdown(&mut done_rx).await;
     runner.write_metrics().await;
     Ok(())
 }
 
-/// Rewrites the metrics file after jobs end, at most once a second so a burst of
-/// thousands of jobs costs a handful of writes.
+/// Rewrites the metrics file after jobs end (and after a reload), at most once a
+/// second so a burst of thousands of jobs costs a handful of writes; ends, between
+/// writes, when `stop` is cancelled.
 async fn metrics_writer(
     due: Arc<tokio::sync::Notify>,
     runner: tokio::sync::watch::Receiver<Arc<Runner>>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        due.notified().await;
+        tokio::select! {
+            () = due.notified() => {}
+            () = stop.cancelled() => return,
+        }
         let current = runner.borrow().clone();
         current.write_metrics().await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = stop.cancelled() => return,
+        }
     }
 }
 
@@ -228,11 +242,21 @@ impl Daemon {
         let now = Utc::now();
         let config = self.runner.config.clone();
         for (job, fire_time) in self.timetable.take_due(&config, now) {
-            self.dispatch
-                .submit(self.runner.clone(), job, fire_time, Work::Fire);
+            self.fire(job, fire_time);
         }
         self.arm().await;
         systemd::status(&self.status_line());
+    }
+
+    /// Hands the fire of `job` at `fire_time` to the dispatcher; one skipped (its job
+    /// still running) is counted.
+    fn fire(&mut self, job: JobId, fire_time: DateTime<Utc>) {
+        let submitted = self
+            .dispatch
+            .submit(self.runner.clone(), job, fire_time, Work::Fire);
+        if submitted == Submitted::Skipped {
+            self.runner.metrics.fire_skipped();
+        }
     }
 
     /// Compares the wall clock with the monotonic clock since the last look. After a
@@ -261,8 +285,7 @@ impl Daemon {
         );
         let config = self.runner.config.clone();
         for (job, fire_time) in self.timetable.rebuild(&config, now) {
-            self.dispatch
-                .submit(self.runner.clone(), job, fire_time, Work::Fire);
+            self.fire(job, fire_time);
         }
         self.arm().await;
         systemd::status(&self.status_line());
@@ -356,11 +379,24 @@ impl Daemon {
         systemd::reloading();
         info!("{why}: reloading {}", self.path.display());
         let at = Utc::now();
-        self.reload_failure = match self.apply_reload().await {
-            Ok(()) => None,
-            Err(reason) => Some(ReloadFailure { at, reason }),
-        };
+        let result = self.apply_reload().await;
+        self.record_reload(at, result.as_ref().err()).await;
+        self.reload_failure = result.err().map(|reason| ReloadFailure { at, reason });
         systemd::ready(&self.status_line());
+    }
+
+    /// Notes in the state directory (for the metrics file) what reading the
+    /// configuration at `at` came to, and has the metrics file written again.
+    async fn record_reload(&self, at: DateTime<Utc>, error: Option<&String>) {
+        let reload = LastReload {
+            at,
+            ok: error.is_none(),
+            error: error.cloned(),
+        };
+        if let Err(e) = self.runner.state.record_reload(&reload).await {
+            warn!("cannot record the reload in the state directory: {e}");
+        }
+        self.metrics_due.notify_one();
     }
 
     /// Loads the configuration and puts it in force; `Err` (logged already) says
