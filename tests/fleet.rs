@@ -91,15 +91,15 @@ async fn the_metrics_file_is_written_after_jobs() {
     assert_eq!(out.code, 0, "{}", out.all());
     let text = std::fs::read_to_string(&metrics).expect("the metrics file");
     for line in [
-        "snaprotd_job_last_run_success{job=\"fleet@5\",policy=\"fleet\",server=\"5\"} 1",
-        "snaprotd_owned_snapshots{server=\"5\",policy=\"fleet\"} 1",
+        "snaprotd_job_last_run_success{job_id=\"fleet@5\",policy=\"fleet\",server=\"5\"} 1",
+        "snaprotd_owned_snapshots{job_id=\"fleet@5\",policy=\"fleet\",server=\"5\"} 1",
         "snaprotd_api_requests_total{method=\"POST\"} 1",
         "# TYPE snaprotd_job_last_run_duration_seconds gauge",
         "# TYPE snaprotd_api_errors_total counter",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
-    assert!(text.contains("snaprotd_job_last_run_timestamp_seconds{job=\"fleet@5\""));
+    assert!(text.contains("snaprotd_job_last_run_timestamp_seconds{job_id=\"fleet@5\""));
 
     // The daemon rewrites it after each job.
     env.sim.state().requests.clear();

@@ -21,27 +21,40 @@ pub enum Exit {
     Status(Health),
 }
 
-/// What `status` found, by the monitoring-plugin convention.
+/// What `status` found, by the monitoring-plugin convention (Nagios, Icinga, Sensu):
+/// the worst of what it found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Health {
-    /// Every job's last run is ok and no fire is overdue.
+    /// Every job's last run is ok; nothing is overdue, stale or left stopped.
     Ok,
     /// A job's last run failed.
-    Failed,
-    /// A fire passed and no run answered it.
-    Overdue,
-    /// The state could not be read: nothing is known about the jobs.
+    Warning,
+    /// A fire passed and no run answered it; a job's newest snapshot is too old or
+    /// missing (`--provider`); a server snaprotd stopped was not started again.
+    Critical,
+    /// The state could not be read, or the provider could not be asked (`--provider`):
+    /// nothing is known.
     Unknown,
 }
 
 impl Health {
-    /// The word a monitoring check and `status --json` show.
+    /// The word `status --json` shows.
     pub fn word(self) -> &'static str {
         match self {
             Health::Ok => "ok",
-            Health::Failed => "warning",
-            Health::Overdue => "critical",
+            Health::Warning => "warning",
+            Health::Critical => "critical",
             Health::Unknown => "unknown",
+        }
+    }
+
+    /// The word a monitoring plugin's line starts with.
+    pub fn plugin_word(self) -> &'static str {
+        match self {
+            Health::Ok => "OK",
+            Health::Warning => "WARNING",
+            Health::Critical => "CRITICAL",
+            Health::Unknown => "UNKNOWN",
         }
     }
 }
@@ -165,8 +178,8 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Exit::Success | Exit::Status(Health::Ok) => 0,
-            Exit::Failure | Exit::Status(Health::Failed) => 1,
-            Exit::Status(Health::Overdue) => 2,
+            Exit::Failure | Exit::Status(Health::Warning) => 1,
+            Exit::Status(Health::Critical) => 2,
             Exit::Status(Health::Unknown) => 3,
         }
     }
@@ -193,8 +206,8 @@ mod tests {
             Exit::Success,
             Exit::Failure,
             Exit::Status(Health::Ok),
-            Exit::Status(Health::Failed),
-            Exit::Status(Health::Overdue),
+            Exit::Status(Health::Warning),
+            Exit::Status(Health::Critical),
             Exit::Status(Health::Unknown),
         ]
         .map(Exit::code)
@@ -211,7 +224,7 @@ mod tests {
         assert_eq!(CliError::NoMatchingJob.code(), 1);
         // Output that could not be written fails a success, and only a success.
         assert_eq!(code(&Ok(Exit::Success), true), 1);
-        assert_eq!(code(&Ok(Exit::Status(Health::Overdue)), true), 2);
+        assert_eq!(code(&Ok(Exit::Status(Health::Critical)), true), 2);
         assert_eq!(code(&Ok(Exit::Success), false), 0);
         // A bad configuration found by the daemon is still a bad configuration.
         let from_daemon = CliError::from(DaemonError::Config(ConfigErrors(Vec::new())));

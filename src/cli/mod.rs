@@ -81,11 +81,13 @@ pub enum LogTarget {
 pub enum Command {
     /// Run the daemon (what a bare `snaprotd` does)
     Run,
-    /// Last run, outcome and next fire of every job; exit 0 ok, 1 failed, 2 overdue, 3 unknown
+    /// Last run, outcome and next fire of every job; exit 0 ok, 1 failed, 2 overdue/stale/left stopped, 3 unknown
     ///
-    /// Reads the state directory. Exit codes, as monitoring plugins use them: 0 ok, 1 a last
-    /// run failed, 2 overdue (a fire passed and no run answered it), 3 unknown (the state
-    /// directory is missing or cannot be read by this user; nothing is known).
+    /// Reads the state directory (with --provider, also one listing of the snapshots).
+    /// Exit codes, as monitoring plugins use them: 0 ok, 1 a last run failed, 2 overdue (a
+    /// fire passed and no run answered it), a job stale (--provider) or a server snaprotd
+    /// stopped left stopped, 3 unknown (the state directory is missing or cannot be read
+    /// by this user, or the provider cannot be asked; nothing is known).
     Status(status::Args),
     /// Validate the configuration; print each policy, its servers and next three fires
     Check(check::Args),

@@ -1,26 +1,41 @@
-//! `snaprotd status`: last run, outcome and next fire of every job, from the state
-//! directory; usable as a monitoring check (exit codes of the monitoring-plugin
-//! convention: 0 ok, 1 a last run failed, 2 overdue, 3 unknown).
+//! `snaprotd status`: last run, outcome and next fire of every job, and the servers
+//! snaprotd stopped and left stopped, from the state directory (no API call); with
+//! `--provider`, also each job's newest completed snapshot from one account-wide
+//! listing, and whether it is stale. A monitoring check: exit codes of the
+//! monitoring-plugin convention (0 ok, 1 a last run failed, 2 overdue, stale or a server
+//! left stopped, 3 unknown), and `--check` prints the plugin's one line.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::json;
 
-use super::output::{self, outln};
+use super::output::{self, outln, ser_time};
 use super::views::{RunJson, TimeJson};
 use super::{CliResult, Exit, Health, load_config_offline};
 use crate::config::file::{FileError, read_text};
 use crate::config::{Config, Policy};
 use crate::job::JobId;
+use crate::provider::{Client, Snapshot, SnapshotStatus};
 use crate::runner::RunReport;
-use crate::state::StateDir;
+use crate::state::{StateDir, StoppedEntry};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
+    /// Also ask the provider (one account-wide listing; needs the API token) for each
+    /// job's newest completed snapshot: a job is stale when it is older than two periods
+    /// of its schedule plus wait_timeout, or when there is none
+    #[arg(long)]
+    provider: bool,
+    /// Print one line for Nagios, Icinga or Sensu: `SNAPROTD <STATE> - <summary> |
+    /// <performance data>`, with the same exit code
+    #[arg(long, conflicts_with = "json")]
+    check: bool,
 }
 
 struct JobStatus {
@@ -29,6 +44,39 @@ struct JobStatus {
     next_fire: Option<DateTime<Utc>>,
     /// A fire passed (with time to finish) and no run answered it.
     overdue: bool,
+    /// With `--provider`: the job's newest snapshot, and whether it is stale.
+    freshness: Option<Freshness>,
+}
+
+impl JobStatus {
+    fn failed(&self) -> bool {
+        self.last_run.as_ref().is_some_and(|l| !l.ok)
+    }
+
+    fn stale(&self) -> bool {
+        self.freshness.as_ref().is_some_and(|f| f.stale)
+    }
+}
+
+/// A job's newest snapshot at the provider, measured against its schedule.
+struct Freshness {
+    /// Its newest completed snapshot.
+    newest: Option<Snapshot>,
+    /// Two periods of the schedule plus `wait_timeout` (none: the schedule has no two
+    /// fires to measure).
+    limit: Option<chrono::Duration>,
+    /// When the job was first scheduled, if the daemon has.
+    known_since: Option<DateTime<Utc>>,
+    stale: bool,
+}
+
+/// What `status` found.
+struct Found {
+    jobs: Vec<JobStatus>,
+    /// Servers snaprotd stopped and did not start again (no job is working on them).
+    stopped: Vec<StoppedEntry>,
+    /// Whether the provider was asked (`--provider`).
+    provider: bool,
 }
 
 /// Far above any record the daemon writes.
@@ -41,8 +89,7 @@ fn grace(p: &Policy) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
 }
 
-async fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
-    let state = StateDir::new(&config.daemon.state_dir);
+async fn statuses(config: &Config, state: &StateDir, now: DateTime<Utc>) -> Vec<JobStatus> {
     let known = state.known_jobs().await;
     let mut out = Vec::new();
     for p in &config.policies {
@@ -60,10 +107,93 @@ async fn statuses(config: &Config, now: DateTime<Utc>) -> Vec<JobStatus> {
                 last_run,
                 next_fire: p.schedule.next_fire(p.timezone, now),
                 overdue,
+                freshness: None,
             });
         }
     }
     out
+}
+
+/// Older than this, a job's newest snapshot is stale: two periods of its schedule (the
+/// time between its two latest fires, or its next two when it has not fired yet) plus
+/// `wait_timeout`, as sanoid's `--monitor-snapshots` measures.
+fn stale_after(p: &Policy, now: DateTime<Utc>) -> Option<chrono::Duration> {
+    let (s, tz) = (&p.schedule, p.timezone);
+    let latest_two = s
+        .previous_fire(tz, now)
+        .and_then(|b| Some((s.previous_fire(tz, b - chrono::Duration::seconds(1))?, b)));
+    let (a, b) = latest_two.or_else(|| {
+        let a = s.next_fire(tz, now)?;
+        Some((a, s.next_fire(tz, a)?))
+    })?;
+    Some((b - a) * 2 + chrono::Duration::from_std(p.wait_timeout).ok()?)
+}
+
+/// Whether a job is stale: its newest completed snapshot is older than `limit`, or it
+/// has none and has been scheduled for longer than that (a job the daemon never
+/// scheduled is stale: nothing makes its snapshots).
+fn is_stale(
+    newest: Option<&Snapshot>,
+    limit: Option<chrono::Duration>,
+    known_since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    match (newest, limit, known_since) {
+        (Some(s), Some(limit), _) => now - s.created_at > limit,
+        (Some(_), None, _) => false,
+        (None, Some(limit), Some(since)) => now - since > limit,
+        (None, _, _) => true,
+    }
+}
+
+/// The newest completed snapshot of every job, from a listing of the account: a
+/// snapshot is a job's when its policy owns its name on its server.
+fn newest_owned(config: &Config, snapshots: Vec<Snapshot>) -> HashMap<JobId, Snapshot> {
+    let mut newest: HashMap<JobId, Snapshot> = HashMap::new();
+    for s in snapshots {
+        if s.status != SnapshotStatus::Completed {
+            continue;
+        }
+        let server = s.server.id;
+        let owner = config
+            .policies
+            .iter()
+            .find(|p| p.servers.contains(&server) && p.owns(server, &s.name));
+        let Some(p) = owner else { continue };
+        let job = JobId::new(p.name.as_str(), server);
+        match newest.get(&job) {
+            Some(seen) if (seen.created_at, seen.id) >= (s.created_at, s.id) => {}
+            _ => {
+                newest.insert(job, s);
+            }
+        }
+    }
+    newest
+}
+
+/// Adds each job's newest snapshot and whether it is stale.
+fn add_freshness(
+    config: &Config,
+    jobs: &mut [JobStatus],
+    snapshots: Vec<Snapshot>,
+    known: &std::collections::BTreeMap<JobId, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    let mut newest = newest_owned(config, snapshots);
+    for j in jobs {
+        let Some(p) = config.job_policy(&j.job.policy, j.job.server) else {
+            continue;
+        };
+        let newest = newest.remove(&j.job);
+        let limit = stale_after(p, now);
+        let known_since = known.get(&j.job).copied();
+        j.freshness = Some(Freshness {
+            stale: is_stale(newest.as_ref(), limit, known_since, now),
+            newest,
+            limit,
+            known_since,
+        });
+    }
 }
 
 /// Why what the state directory says cannot be trusted, if it cannot: it is missing,
@@ -126,18 +256,33 @@ fn unreadable_state(root: &Path) -> Option<String> {
     None
 }
 
-/// What the jobs' states say, the worst first: overdue, then failed.
-fn health(jobs: &[JobStatus]) -> Health {
-    if jobs.iter().any(|j| j.overdue) {
-        Health::Overdue
-    } else if jobs
-        .iter()
-        .any(|j| j.last_run.as_ref().is_some_and(|l| !l.ok))
-    {
-        Health::Failed
+/// The worst of what was found: overdue, stale or left stopped, then failed.
+fn health(found: &Found) -> Health {
+    let jobs = &found.jobs;
+    if jobs.iter().any(|j| j.overdue || j.stale()) || !found.stopped.is_empty() {
+        Health::Critical
+    } else if jobs.iter().any(JobStatus::failed) {
+        Health::Warning
     } else {
         Health::Ok
     }
+}
+
+/// Prints that nothing is known, and why; exit 3. `extra` adds fields to the JSON.
+fn unknown(args: &Args, error: &str, extra: serde_json::Value) -> CliResult {
+    if args.check {
+        outln!("SNAPROTD UNKNOWN - {error}");
+    } else if args.json {
+        let mut doc = json!({ "status": "unknown" });
+        if let (Some(doc), serde_json::Value::Object(extra)) = (doc.as_object_mut(), extra) {
+            doc.extend(extra);
+            doc.insert("error".into(), error.into());
+        }
+        output::json(&doc);
+    } else {
+        outln!("UNKNOWN: {error}");
+    }
+    Ok(Exit::Status(Health::Unknown))
 }
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
@@ -148,65 +293,304 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             "cannot read the state directory {}: {reason}",
             root.display()
         );
-        if args.json {
-            output::json(&serde_json::json!({
-                "status": "unknown", "state_dir": root, "error": error,
-            }));
-        } else {
-            outln!("UNKNOWN: {error}");
-        }
-        return Ok(Exit::Status(Health::Unknown));
+        return unknown(&args, &error, json!({ "state_dir": root }));
     }
-    let jobs = statuses(&config, Utc::now()).await;
-    let health = health(&jobs);
-    if args.json {
-        let list: Vec<_> = jobs
-            .iter()
-            .map(|j| {
-                json!({
-                    "job": j.job.to_string(), "policy": j.job.policy.as_ref(),
-                    "server": j.job.server,
-                    "last_run": j.last_run.as_ref().map(RunJson::from),
-                    "next_fire": TimeJson(j.next_fire), "overdue": j.overdue,
-                })
-            })
-            .collect();
-        output::json(&json!({ "status": health.word(), "jobs": list }));
+    let now = Utc::now();
+    let state = StateDir::new(root);
+    let mut found = Found {
+        jobs: statuses(&config, &state, now).await,
+        stopped: state.servers_left_stopped().await,
+        provider: args.provider,
+    };
+    if args.provider {
+        let listed = match Client::new(&config.api) {
+            Ok(client) => client.list_snapshots(None).await,
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(listing) => {
+                let known = state.known_jobs().await;
+                add_freshness(&config, &mut found.jobs, listing.snapshots, &known, now);
+            }
+            Err(e) => {
+                let error = format!("cannot list the snapshots at the provider: {e}");
+                return unknown(&args, &error, json!({}));
+            }
+        }
+    }
+    let health = health(&found);
+    if args.check {
+        outln!("SNAPROTD {} - {}", health.plugin_word(), check_line(&found));
+    } else if args.json {
+        print_json(&found, health, now);
     } else {
-        let rows: Vec<Vec<String>> = jobs
-            .iter()
-            .map(|j| {
-                let tz = config
-                    .policy(&j.job.policy)
-                    .map_or(chrono_tz::UTC, |p| p.timezone);
-                let (last, outcome) = match &j.last_run {
-                    Some(l) => (
-                        output::when(l.finished_at, tz),
-                        if l.ok { "ok" } else { "FAILED" },
-                    ),
-                    None => ("never".into(), "-"),
-                };
-                let next = j.next_fire.map_or("-".into(), |t| output::when(t, tz));
-                let left = j.next_fire.map_or("-".into(), output::left);
-                let outcome = if j.overdue {
-                    format!("OVERDUE, last {outcome}")
-                } else {
-                    outcome.to_string()
-                };
-                vec![j.job.to_string(), last, next, left, outcome]
-            })
-            .collect();
-        output::table(&["JOB", "LAST RUN", "NEXT FIRE", "LEFT", "OUTCOME"], &rows);
-        let failures: Vec<(String, String)> = jobs
-            .iter()
-            .filter_map(|j| {
-                let l = j.last_run.as_ref().filter(|l| !l.ok)?;
-                Some((j.job.to_string(), l.message.clone()))
-            })
-            .collect();
-        output::notes("Failed last runs", &failures);
+        print_table(&config, &found, now);
     }
     Ok(Exit::Status(health))
+}
+
+/// Up to three items, then "…".
+fn some(items: Vec<String>) -> String {
+    let more = items.len() > 3;
+    let mut shown: Vec<String> = items.into_iter().take(3).collect();
+    if more {
+        shown.push("…".into());
+    }
+    shown.join(", ")
+}
+
+/// The summary and performance data of `status --check`: what is wrong, the worst
+/// first, naming a few jobs each.
+fn check_line(found: &Found) -> String {
+    let jobs = &found.jobs;
+    let n = jobs.len();
+    let of = |pick: fn(&JobStatus) -> bool, what: &str, say: fn(&JobStatus) -> String| {
+        let hit: Vec<String> = jobs.iter().filter(|j| pick(j)).map(say).collect();
+        (!hit.is_empty()).then(|| format!("{} of {n} jobs {what} ({})", hit.len(), some(hit)))
+    };
+    let stopped: Vec<String> = found
+        .stopped
+        .iter()
+        .map(|e| e.server().to_string())
+        .collect();
+    let stopped_part = match stopped.len() {
+        0 => None,
+        1 => Some(format!("server {} left stopped", stopped[0])),
+        k => Some(format!("{k} servers left stopped ({})", some(stopped))),
+    };
+    let parts: Vec<String> = [
+        of(|j| j.overdue, "overdue", |j| j.job.to_string()),
+        of(JobStatus::stale, "stale", |j| {
+            match j.freshness.as_ref().and_then(|f| f.newest.as_ref()) {
+                Some(s) => format!("{} newest {} ago", j.job, output::age(s.created_at)),
+                None => format!("{} none", j.job),
+            }
+        }),
+        stopped_part,
+        of(JobStatus::failed, "failed", |j| j.job.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let summary = if parts.is_empty() {
+        format!("{n} jobs ok")
+    } else {
+        parts.join("; ")
+    };
+    let count = |pick: fn(&JobStatus) -> bool| jobs.iter().filter(|j| pick(j)).count();
+    let stale = if found.provider {
+        format!(" stale={}", count(JobStatus::stale))
+    } else {
+        String::new()
+    };
+    format!(
+        "{summary} | jobs={n} failed={} overdue={}{stale} stopped={}",
+        count(JobStatus::failed),
+        count(|j| j.overdue),
+        found.stopped.len()
+    )
+}
+
+/// A job's newest snapshot, for `--json`.
+#[derive(Serialize)]
+struct NewestJson {
+    name: String,
+    id: u64,
+    #[serde(serialize_with = "ser_time")]
+    created_at: DateTime<Utc>,
+    age_seconds: i64,
+}
+
+/// A job, for `--json`.
+#[derive(Serialize)]
+struct StatusJobJson {
+    job: String,
+    policy: String,
+    server: u64,
+    last_run: Option<RunJson>,
+    /// When the job last succeeded.
+    last_success: TimeJson,
+    next_fire: TimeJson,
+    overdue: bool,
+    /// With `--provider`: its newest completed snapshot (`null`: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    newest_snapshot: Option<Option<NewestJson>>,
+    /// With `--provider`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<bool>,
+}
+
+/// A server left stopped, for `--json`.
+#[derive(Serialize)]
+struct StoppedJson {
+    server: u64,
+    job: Option<String>,
+    policy: Option<String>,
+    snapshot_name: Option<String>,
+    snapshot_id: Option<u64>,
+    stopped_at: TimeJson,
+    /// Why its record cannot be read, when it cannot.
+    error: Option<String>,
+}
+
+fn print_json(found: &Found, health: Health, now: DateTime<Utc>) {
+    let jobs: Vec<StatusJobJson> = found
+        .jobs
+        .iter()
+        .map(|j| StatusJobJson {
+            job: j.job.to_string(),
+            policy: j.job.policy.to_string(),
+            server: j.job.server,
+            last_run: j.last_run.as_ref().map(RunJson::from),
+            last_success: TimeJson(j.last_run.as_ref().and_then(RunReport::last_success)),
+            next_fire: TimeJson(j.next_fire),
+            overdue: j.overdue,
+            newest_snapshot: j.freshness.as_ref().map(|f| {
+                f.newest.as_ref().map(|s| NewestJson {
+                    name: s.name.clone(),
+                    id: s.id,
+                    created_at: s.created_at,
+                    age_seconds: (now - s.created_at).num_seconds(),
+                })
+            }),
+            stale: j.freshness.as_ref().map(|f| f.stale),
+        })
+        .collect();
+    let stopped: Vec<StoppedJson> = found
+        .stopped
+        .iter()
+        .map(|e| match e {
+            StoppedEntry::Record(r) => StoppedJson {
+                server: r.server(),
+                job: Some(r.job.to_string()),
+                policy: Some(r.job.policy.to_string()),
+                snapshot_name: Some(r.snapshot_name.clone()),
+                snapshot_id: r.snapshot_id,
+                stopped_at: TimeJson(Some(r.stopped_at)),
+                error: None,
+            },
+            StoppedEntry::Corrupt { server, problem } => StoppedJson {
+                server: *server,
+                job: None,
+                policy: None,
+                snapshot_name: None,
+                snapshot_id: None,
+                stopped_at: TimeJson(None),
+                error: Some(problem.clone()),
+            },
+        })
+        .collect();
+    output::json(&json!({
+        "status": health.word(), "jobs": jobs, "servers_stopped": stopped,
+    }));
+}
+
+fn print_table(config: &Config, found: &Found, now: DateTime<Utc>) {
+    let zone = |job: &JobId| {
+        config
+            .policy(&job.policy)
+            .map_or(chrono_tz::UTC, |p| p.timezone)
+    };
+    let rows: Vec<Vec<String>> = found
+        .jobs
+        .iter()
+        .map(|j| {
+            let tz = zone(&j.job);
+            let (last, outcome) = match &j.last_run {
+                Some(l) => (
+                    output::when(l.finished_at, tz),
+                    if l.ok { "ok" } else { "FAILED" },
+                ),
+                None => ("never".into(), "-"),
+            };
+            let next = j.next_fire.map_or("-".into(), |t| output::when(t, tz));
+            let left = j.next_fire.map_or("-".into(), output::left);
+            let problems: Vec<&str> = [(j.overdue, "OVERDUE"), (j.stale(), "STALE")]
+                .into_iter()
+                .filter_map(|(is, word)| is.then_some(word))
+                .collect();
+            let outcome = if problems.is_empty() {
+                outcome.to_string()
+            } else {
+                format!("{}, last {outcome}", problems.join(", "))
+            };
+            let mut row = vec![j.job.to_string(), last, next, left];
+            if let Some(f) = &j.freshness {
+                row.push(f.newest.as_ref().map_or("none".into(), |s| {
+                    format!("{} ago", output::span((now - s.created_at).num_seconds()))
+                }));
+            }
+            row.push(outcome);
+            row
+        })
+        .collect();
+    let mut header = vec!["JOB", "LAST RUN", "NEXT FIRE", "LEFT"];
+    if found.provider {
+        header.push("NEWEST");
+    }
+    header.push("OUTCOME");
+    output::table(&header, &rows);
+    let failures: Vec<(String, String)> = found
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            let l = j.last_run.as_ref().filter(|l| !l.ok)?;
+            Some((j.job.to_string(), l.message.clone()))
+        })
+        .collect();
+    output::notes("Failed last runs", &failures);
+    let stale: Vec<(String, String)> = found
+        .jobs
+        .iter()
+        .filter(|j| j.stale())
+        .filter_map(|j| Some((j.job.to_string(), stale_note(j.freshness.as_ref()?, now))))
+        .collect();
+    output::notes("Stale jobs", &stale);
+    let stopped: Vec<(String, String)> = found
+        .stopped
+        .iter()
+        .map(|e| (format!("server {}", e.server()), stopped_note(e, zone)))
+        .collect();
+    output::notes("Servers left stopped", &stopped);
+}
+
+/// Why a job is stale, in a line.
+fn stale_note(f: &Freshness, now: DateTime<Utc>) -> String {
+    let limit = f.limit.map_or(String::new(), |l| {
+        format!(
+            ", more than {} (two periods of the schedule plus wait_timeout)",
+            output::span(l.num_seconds())
+        )
+    });
+    match (&f.newest, f.known_since) {
+        (Some(s), _) => format!(
+            "its newest snapshot, {} (id {}), is {} old{limit}",
+            s.name,
+            s.id,
+            output::span((now - s.created_at).num_seconds())
+        ),
+        (None, Some(since)) => format!(
+            "no completed snapshot of this policy on this server, in {} since the job was first scheduled",
+            output::span((now - since).num_seconds())
+        ),
+        (None, None) => "no completed snapshot of this policy on this server, and the daemon has not scheduled this job (is it running with this configuration?)".into(),
+    }
+}
+
+/// What a server left stopped is, in a line.
+fn stopped_note(e: &StoppedEntry, zone: impl Fn(&JobId) -> chrono_tz::Tz) -> String {
+    match e {
+        StoppedEntry::Record(r) => format!(
+            "stopped by {} at {} for snapshot {}, and not started again (journalctl -u snaprotd SERVER_ID={})",
+            r.job,
+            output::when(r.stopped_at, zone(&r.job)),
+            r.snapshot_name,
+            r.server()
+        ),
+        StoppedEntry::Corrupt { server, problem } => format!(
+            "its record stopped/{server}.json cannot be read ({problem}); the daemon starts it again at its next start"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -221,24 +605,100 @@ mod tests {
             last_run: ok.map(|ok| if ok { run } else { run.fail("no".into()) }),
             next_fire: None,
             overdue,
+            freshness: None,
+        }
+    }
+
+    fn found(jobs: Vec<JobStatus>) -> Found {
+        Found {
+            jobs,
+            stopped: Vec::new(),
+            provider: false,
         }
     }
 
     #[test]
-    fn overdue_outranks_failed_which_outranks_ok() {
-        assert_eq!(health(&[]), Health::Ok);
+    fn critical_outranks_warning_which_outranks_ok() {
+        assert_eq!(health(&found(vec![])), Health::Ok);
         assert_eq!(
-            health(&[job(false, None), job(false, Some(true))]),
+            health(&found(vec![job(false, None), job(false, Some(true))])),
             Health::Ok
         );
         assert_eq!(
-            health(&[job(false, Some(true)), job(false, Some(false))]),
-            Health::Failed
+            health(&found(vec![
+                job(false, Some(true)),
+                job(false, Some(false))
+            ])),
+            Health::Warning
         );
         assert_eq!(
-            health(&[job(false, Some(false)), job(true, Some(true))]),
-            Health::Overdue
+            health(&found(vec![job(false, Some(false)), job(true, Some(true))])),
+            Health::Critical
         );
+        let mut stale = job(false, Some(false));
+        stale.freshness = Some(Freshness {
+            newest: None,
+            limit: None,
+            known_since: None,
+            stale: true,
+        });
+        assert_eq!(health(&found(vec![stale])), Health::Critical);
+        let mut left = found(vec![job(false, Some(false))]);
+        left.stopped.push(StoppedEntry::Corrupt {
+            server: 2,
+            problem: "bad".into(),
+        });
+        assert_eq!(health(&left), Health::Critical);
+    }
+
+    fn policy(schedule: &str, wait: u64) -> Policy {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").unwrap();
+        let text = format!(
+            "[api]\ntoken_file = {token:?}\n[[policy]]\nname = \"p\"\nservers = [1]\nschedule = \"{schedule}\"\nkeep = 1\nwait_timeout = \"{wait}s\"\n"
+        );
+        let mut config = Config::from_source(&dir.path().join("c.toml"), &text).unwrap();
+        config.policies.remove(0)
+    }
+
+    #[test]
+    fn stale_means_older_than_two_periods_plus_wait_timeout() {
+        let now: DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
+        let h = chrono::Duration::hours;
+        // Daily at midnight, wait_timeout 10 minutes: 2 days and 10 minutes.
+        let daily = policy("0 0 * * *", 600);
+        let limit = stale_after(&daily, now).unwrap();
+        assert_eq!(limit, h(48) + chrono::Duration::minutes(10));
+        let s = chrono::Duration::seconds;
+        // Every 6 hours: the time between its two latest fires.
+        assert_eq!(
+            stale_after(&policy("0 */6 * * *", 1), now),
+            Some(h(12) + s(1))
+        );
+        // Weekdays only: seen on a Tuesday, Tuesday's fire came a day after Monday's;
+        // seen on a Monday, Monday's came three days after Friday's.
+        let weekdays = policy("0 1 * * 1-5", 1);
+        assert_eq!(stale_after(&weekdays, now), Some(h(48) + s(1)));
+        let monday: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        assert_eq!(stale_after(&weekdays, monday), Some(h(144) + s(1)));
+
+        let snap = |age: chrono::Duration| Snapshot {
+            id: 1,
+            server: crate::provider::ServerRef { id: 1, name: None },
+            name: "p".into(),
+            status: SnapshotStatus::Completed,
+            size_mb: None,
+            created_at: now - age,
+            description: None,
+        };
+        let limit = Some(limit);
+        assert!(!is_stale(Some(&snap(h(48))), limit, None, now));
+        assert!(is_stale(Some(&snap(h(49))), limit, None, now));
+        // None: stale, unless the job is newer than the limit.
+        assert!(is_stale(None, limit, None, now));
+        assert!(is_stale(None, limit, Some(now - h(72)), now));
+        assert!(!is_stale(None, limit, Some(now - h(1)), now));
     }
 
     #[test]

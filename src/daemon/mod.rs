@@ -29,8 +29,8 @@ use tracing::{error, info, warn};
 use crate::config::{Config, ConfigErrors};
 use crate::job::JobId;
 use crate::provider::ApiError;
-use crate::runner::{Dispatcher, LEFT_STOPPED, RunReport, Runner, Work};
-use crate::state::StateError;
+use crate::runner::{Dispatcher, LEFT_STOPPED, RunReport, Runner, Submitted, Work};
+use crate::state::{LastReload, StateError};
 use crate::systemd;
 use alarm::Alarm;
 use clock::ClockWatch;
@@ -84,6 +84,8 @@ struct Daemon {
     released: std::collections::HashSet<u64>,
     /// The runner of the configuration in force, for the metrics writer.
     current: tokio::sync::watch::Sender<Arc<Runner>>,
+    /// The last reload failed: said in every `STATUS=` until one succeeds.
+    reload_failure: Option<ReloadFailure>,
 }
 
 /// Runs the daemon on the configuration at `path` until `controls` says stop (or ends).
@@ -128,11 +130,16 @@ pub async fn run(
         start_retries: Default::default(),
         released: Default::default(),
         current: tokio::sync::watch::Sender::new(runner_for_metrics),
+        reload_failure: None,
     };
     daemon.start().await;
+    // The configuration read at start is in force: the last reload succeeded.
+    daemon.record_reload(Utc::now(), None).await;
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
     let metrics = tokio::spawn(metrics_writer(
         daemon.metrics_due.clone(),
         daemon.current.subscribe(),
+        stop_metrics.clone(),
     ));
     let watchdog = systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, ping_tx)));
 
@@ -158,24 +165,34 @@ pub async fn run(
     if let Some(w) = watchdog {
         w.abort();
     }
-    metrics.abort();
+    // Not aborted: a write cut short could add its counts again in the last write.
+    stop_metrics.cancel();
+    let _ = metrics.await;
     let runner = daemon.runner.clone();
     daemon.shutdown(&mut done_rx).await;
     runner.write_metrics().await;
     Ok(())
 }
 
-/// Rewrites the metrics file after jobs end, at most once a second so a burst of
-/// thousands of jobs costs a handful of writes.
+/// Rewrites the metrics file after jobs end (and after a reload), at most once a
+/// second so a burst of thousands of jobs costs a handful of writes; ends, between
+/// writes, when `stop` is cancelled.
 async fn metrics_writer(
     due: Arc<tokio::sync::Notify>,
     runner: tokio::sync::watch::Receiver<Arc<Runner>>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        due.notified().await;
+        tokio::select! {
+            () = due.notified() => {}
+            () = stop.cancelled() => return,
+        }
         let current = runner.borrow().clone();
         current.write_metrics().await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = stop.cancelled() => return,
+        }
     }
 }
 
@@ -225,11 +242,21 @@ impl Daemon {
         let now = Utc::now();
         let config = self.runner.config.clone();
         for (job, fire_time) in self.timetable.take_due(&config, now) {
-            self.dispatch
-                .submit(self.runner.clone(), job, fire_time, Work::Fire);
+            self.fire(job, fire_time);
         }
         self.arm().await;
         systemd::status(&self.status_line());
+    }
+
+    /// Hands the fire of `job` at `fire_time` to the dispatcher; one skipped (its job
+    /// still running) is counted.
+    fn fire(&mut self, job: JobId, fire_time: DateTime<Utc>) {
+        let submitted = self
+            .dispatch
+            .submit(self.runner.clone(), job, fire_time, Work::Fire);
+        if submitted == Submitted::Skipped {
+            self.runner.metrics.fire_skipped();
+        }
     }
 
     /// Compares the wall clock with the monotonic clock since the last look. After a
@@ -258,8 +285,7 @@ impl Daemon {
         );
         let config = self.runner.config.clone();
         for (job, fire_time) in self.timetable.rebuild(&config, now) {
-            self.dispatch
-                .submit(self.runner.clone(), job, fire_time, Work::Fire);
+            self.fire(job, fire_time);
         }
         self.arm().await;
         systemd::status(&self.status_line());
@@ -347,52 +373,85 @@ impl Daemon {
 
     /// Reads the configuration again; keeps the old one if the new one is bad. Tells
     /// systemd `RELOADING=1` (with the monotonic time) first and `READY=1` after, also
-    /// when the reload failed.
+    /// when the reload failed. A failed reload is said in every `STATUS=` text until a
+    /// reload succeeds.
     async fn reload(&mut self, why: &str) {
         systemd::reloading();
         info!("{why}: reloading {}", self.path.display());
-        match Config::load(&self.path) {
-            Ok(config) if config.daemon.state_dir != self.config().daemon.state_dir => {
-                error!(
-                    "reload refused, keeping the old configuration: [daemon] state_dir changed from {} to {}; \
-                     the state directory holds the servers snaprotd stopped and its locks, so changing it needs a restart \
-                     (systemctl restart snaprotd)",
-                    self.config().daemon.state_dir.display(),
-                    config.daemon.state_dir.display()
-                );
-            }
-            Ok(config) => {
-                for w in &config.warnings {
-                    warn!("{w}");
-                }
-                let config = Arc::new(config);
-                match Runner::reloaded(config.clone(), &self.runner) {
-                    Ok(runner) => {
-                        self.runner = Arc::new(runner);
-                        self.current.send_replace(self.runner.clone());
-                        self.remember_jobs(Utc::now()).await;
-                        let (was, now) = (self.dispatch.limit(), config.daemon.max_concurrent_jobs);
-                        if was != now {
-                            self.dispatch.resize(now);
-                            info!("max_concurrent_jobs: {was} → {now}");
-                        }
-                        self.timetable = Timetable::new(&config, Utc::now());
-                        self.arm().await;
-                        info!("configuration reloaded: {} job(s)", self.timetable.len());
-                    }
-                    Err(e) => error!("reload failed, keeping the old configuration: {e}"),
-                }
-            }
+        let at = Utc::now();
+        let result = self.apply_reload().await;
+        self.record_reload(at, result.as_ref().err()).await;
+        self.reload_failure = result.err().map(|reason| ReloadFailure { at, reason });
+        systemd::ready(&self.status_line());
+    }
+
+    /// Notes in the state directory (for the metrics file) what reading the
+    /// configuration at `at` came to, and has the metrics file written again.
+    async fn record_reload(&self, at: DateTime<Utc>, error: Option<&String>) {
+        let reload = LastReload {
+            at,
+            ok: error.is_none(),
+            error: error.cloned(),
+        };
+        if let Err(e) = self.runner.state.record_reload(&reload).await {
+            warn!("cannot record the reload in the state directory: {e}");
+        }
+        self.metrics_due.notify_one();
+    }
+
+    /// Loads the configuration and puts it in force; `Err` (logged already) says
+    /// briefly why the old one was kept.
+    async fn apply_reload(&mut self) -> Result<(), String> {
+        let config = match Config::load(&self.path) {
+            Ok(config) => config,
             Err(errors) => {
                 for e in &errors.0 {
                     error!("reload failed, keeping the old configuration: {e}");
                 }
+                let first = errors
+                    .0
+                    .first()
+                    .map_or("a bad file".into(), |e| e.to_string());
+                return Err(match errors.0.len() {
+                    0 | 1 => first,
+                    n => format!("{first} (and {} more)", n - 1),
+                });
             }
+        };
+        if config.daemon.state_dir != self.config().daemon.state_dir {
+            error!(
+                "reload refused, keeping the old configuration: [daemon] state_dir changed from {} to {}; \
+                 the state directory holds the servers snaprotd stopped and its locks, so changing it needs a restart \
+                 (systemctl restart snaprotd)",
+                self.config().daemon.state_dir.display(),
+                config.daemon.state_dir.display()
+            );
+            return Err("[daemon] state_dir changed, which needs a restart".into());
         }
-        systemd::ready(&self.status_line());
+        for w in &config.warnings {
+            warn!("{w}");
+        }
+        let config = Arc::new(config);
+        let runner = Runner::reloaded(config.clone(), &self.runner).map_err(|e| {
+            error!("reload failed, keeping the old configuration: {e}");
+            e.to_string()
+        })?;
+        self.runner = Arc::new(runner);
+        self.current.send_replace(self.runner.clone());
+        self.remember_jobs(Utc::now()).await;
+        let (was, now) = (self.dispatch.limit(), config.daemon.max_concurrent_jobs);
+        if was != now {
+            self.dispatch.resize(now);
+            info!("max_concurrent_jobs: {was} → {now}");
+        }
+        self.timetable = Timetable::new(&config, Utc::now());
+        self.arm().await;
+        info!("configuration reloaded: {} job(s)", self.timetable.len());
+        Ok(())
     }
 
-    /// The `STATUS=` text: jobs, the next fire, failures.
+    /// The `STATUS=` text: a failed reload (until a good one), jobs, the next fire,
+    /// failures. Every `STATUS=` the daemon sends is this text.
     fn status_line(&self) -> String {
         let next = match self.timetable.earliest() {
             Some((at, job)) => format!("next {job} at {}", at.to_rfc3339()),
@@ -407,10 +466,46 @@ impl Daemon {
             ),
             None => "no failures".into(),
         };
+        let reload = self.reload_failure.as_ref().map_or(String::new(), |f| {
+            format!(
+                "reload failed at {}, old configuration in force: {}; ",
+                f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                brief(&f.reason)
+            )
+        });
         format!(
-            "{} jobs, {} running; {next}; {failing}",
+            "{reload}{} jobs, {} running; {next}; {failing}",
             self.timetable.len(),
             self.dispatch.running()
         )
+    }
+}
+
+/// Why the last reload kept the old configuration, and when.
+struct ReloadFailure {
+    at: DateTime<Utc>,
+    reason: String,
+}
+
+/// `text` on one line and cut short for a status line (the journal has it whole).
+fn brief(text: &str) -> String {
+    const MAX: usize = 200;
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::brief;
+
+    #[test]
+    fn a_reason_is_one_line_of_at_most_200_characters() {
+        assert_eq!(brief("a\n  b"), "a b");
+        let long = "é".repeat(300);
+        assert_eq!(brief(&long).chars().count(), 201);
+        assert!(brief(&long).ends_with('…'));
     }
 }

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::interrupt::Interrupt;
 use crate::job::JobId;
-use crate::metrics::Metrics;
+use crate::metrics::{self, JobSeries, Metrics, Picture};
 use crate::provider::{ApiError, Client, Listings};
 use crate::rotation::{self, Job, Rotation, RotationError};
 use crate::state::{ServerLock, StateDir, StateError, StoppedEntry, busy};
@@ -278,18 +278,20 @@ impl Runner {
         report
     }
 
-    /// Records a job's last run and its metrics.
+    /// Records a job's last run: what a failure does not know (the last success, the
+    /// snapshots owned) is carried over from the run before.
     async fn record(&self, report: &RunReport) {
+        let previous = match report.outcome {
+            Some(_) => None,
+            None => self.state.last_run::<RunReport>(&report.job).await,
+        };
         let kept = RunReport {
             outcome: None,
-            ..report.clone()
+            ..report.clone().after(previous.as_ref())
         };
         if let Err(e) = self.state.record_run(&report.job, &kept).await {
             tracing::warn!("cannot record the last run: {e}");
         }
-        let owned = report.outcome.as_ref().map(|o| o.owned);
-        self.metrics
-            .record(&report.job, report.ok, report.seconds, owned);
     }
 
     /// Starts the server of a stopped-server record again (after its snapshot).
@@ -307,11 +309,50 @@ impl Runner {
         report.ended(started.elapsed().as_secs_f64())
     }
 
-    /// Rewrites the metrics file, when one is configured.
+    /// Rewrites the metrics file, when one is configured, with the whole picture from
+    /// the state directory (whoever wrote it): the last run of every configured job,
+    /// the servers left stopped, the daemon's last reload, and the counters — to which
+    /// this process first adds what it counted since its last write.
     pub async fn write_metrics(&self) {
-        if let Some(path) = &self.config.daemon.metrics_file
-            && let Err(e) = self.metrics.write(path, self.client.stats()).await
-        {
+        let Some(path) = &self.config.daemon.metrics_file else {
+            return;
+        };
+        let _one = self.metrics.writing().await;
+        let (all, unsaved) = self.metrics.unsaved(self.client.stats());
+        let counts = match self.state.add_counts(unsaved.clone()).await {
+            Ok(counts) => {
+                self.metrics.saved(all);
+                counts
+            }
+            Err(e) => {
+                tracing::warn!("cannot add to the counters in the state directory: {e}");
+                let mut counts = self.state.counts().await;
+                crate::state::merge_counts(&mut counts, &unsaved);
+                counts
+            }
+        };
+        let jobs: Vec<JobId> = self.config.policies.iter().flat_map(|p| p.jobs()).collect();
+        let jobs = self
+            .state
+            .last_runs::<RunReport>(jobs)
+            .await
+            .into_iter()
+            .map(|(job, run)| JobSeries {
+                job,
+                finished_at: run.finished_at,
+                ok: run.ok,
+                seconds: run.seconds,
+                last_success: run.last_success(),
+                owned: run.owned,
+            })
+            .collect();
+        let picture = Picture {
+            jobs,
+            counts,
+            servers_stopped: self.state.servers_left_stopped().await.len(),
+            reload: self.state.last_reload().await,
+        };
+        if let Err(e) = self.metrics.write(path, metrics::render(&picture)).await {
             tracing::warn!("cannot write the metrics file: {e}");
         }
     }

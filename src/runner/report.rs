@@ -40,6 +40,14 @@ pub struct RunReport {
     /// What a successful rotation did (`once --json`); left out of the state directory.
     #[serde(default, skip_deserializing)]
     pub outcome: Option<Outcome>,
+    /// When the job last succeeded, this run or an earlier one (carried over failures
+    /// by [`RunReport::after`]). Read through [`RunReport::last_success`]: a record of
+    /// an earlier release has none.
+    #[serde(default)]
+    pub last_success: Option<DateTime<Utc>>,
+    /// Snapshots of the policy on the server after the last successful run.
+    #[serde(default)]
+    pub owned: Option<usize>,
 }
 
 impl RunReport {
@@ -58,6 +66,8 @@ impl RunReport {
             error: None,
             skipped: None,
             outcome: None,
+            last_success: None,
+            owned: None,
         }
     }
 
@@ -93,6 +103,26 @@ impl RunReport {
         }
     }
 
+    /// When the job last succeeded, as far as this record knows: a successful run's
+    /// own end when an earlier release wrote it.
+    pub fn last_success(&self) -> Option<DateTime<Utc>> {
+        let own = (self.ok && self.skipped.is_none()).then_some(self.finished_at);
+        own.or(self.last_success)
+    }
+
+    /// This run as the job's last run, following `previous`: what a failure does not
+    /// know (the last success, the snapshots owned) is carried over from it.
+    pub fn after(self, previous: Option<&RunReport>) -> RunReport {
+        let owned = self.outcome.as_ref().map(|o| o.owned);
+        RunReport {
+            last_success: self
+                .last_success()
+                .or_else(|| previous.and_then(RunReport::last_success)),
+            owned: owned.or_else(|| previous.and_then(|p| p.owned)),
+            ..self
+        }
+    }
+
     /// This run, ended now after `seconds`.
     pub fn ended(self, seconds: f64) -> RunReport {
         RunReport {
@@ -119,6 +149,39 @@ mod tests {
         assert!(r.message.contains("ended as"), "{}", r.message);
         assert_eq!(r.scheduled_for.to_rfc3339(), "2026-11-24T02:30:00+00:00");
         assert_eq!((r.seconds, &r.skipped), (0.0, &None));
+        assert_eq!((r.last_success(), r.owned), (None, None));
+    }
+
+    #[test]
+    fn the_last_success_and_owned_snapshots_are_carried_over_failures() {
+        let at = "2026-11-24T02:30:00Z".parse().unwrap();
+        let job = JobId::new("p", 2);
+        // A successful run of an earlier release: its end is the last success.
+        let old: RunReport = serde_json::from_str(
+            r#"{"job": "p@2", "policy": "p", "server": 2, "scheduled_for": "2026-11-24T02:30:00Z",
+                "started_at": "2026-11-24T02:30:00Z", "finished_at": "2026-11-24T02:31:00Z",
+                "ok": true, "message": "ok", "snapshot_name": "p-1"}"#,
+        )
+        .unwrap();
+        let ended: DateTime<Utc> = "2026-11-24T02:31:00Z".parse().unwrap();
+        assert_eq!(old.last_success(), Some(ended));
+        let failed = RunReport::failed(job.clone(), at, "no".into()).after(Some(&old));
+        assert_eq!(failed.last_success(), Some(ended));
+        let again = RunReport::failed(job.clone(), at, "no".into()).after(Some(&failed));
+        assert_eq!(again.last_success(), Some(ended));
+        // Kept in the record, and read back.
+        let back: RunReport =
+            serde_json::from_value(serde_json::to_value(&again).unwrap()).unwrap();
+        assert_eq!(back.last_success(), Some(ended));
+        // A success is its own last success.
+        let ok = RunReport::new(job.clone(), at).after(Some(&again));
+        assert_eq!(ok.last_success(), Some(ok.finished_at));
+        assert_eq!(
+            RunReport::failed(job, at, "no".into())
+                .after(None)
+                .last_success(),
+            None
+        );
     }
 
     #[test]

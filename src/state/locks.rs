@@ -55,6 +55,20 @@ pub(super) fn server_holder(root: &Path, server: u64) -> String {
     holder(&server_lock_path(root, server))
 }
 
+/// Whether a job (of any process) holds server `server`'s lock now. Only looked at: the
+/// lock file is opened read-only and never created, and a shared lock taken for an
+/// instant shows whether another holds it.
+pub(super) fn server_in_use(root: &Path, server: u64) -> bool {
+    let Ok(file) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(server_lock_path(root, server))
+    else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+}
+
 fn server_lock_path(root: &Path, server: u64) -> PathBuf {
     root.join("locks").join(format!("{server}.lock"))
 }
@@ -114,10 +128,13 @@ mod tests {
         drop(held);
         lock(root).expect("free again");
 
+        assert!(!server_in_use(root, 3));
         let job = try_lock_server(root, 3).unwrap().expect("free");
         assert!(try_lock_server(root, 3).unwrap().is_none());
+        assert!(server_in_use(root, 3) && !server_in_use(root, 4));
         assert!(try_lock_server(root, 4).unwrap().is_some());
         drop(job);
+        assert!(!server_in_use(root, 3));
         assert!(try_lock_server(root, 3).unwrap().is_some());
     }
 

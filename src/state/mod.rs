@@ -10,12 +10,15 @@
 //! fsyncs) run on tokio's blocking threads, never on the threads that run the jobs;
 //! the files themselves are handled by the modules below, one concern each:
 //! `files` (atomic writes, reads that follow no link), `check` (nobody else writes
-//! here), `locks` (one daemon, one job per server), `stopped`, `tainted` and `runs`.
+//! here), `locks` (one daemon, one job per server), `stopped`, `tainted`, `runs`,
+//! `counters` (counts every process adds to) and `reload` (the daemon's last reload).
 
 mod check;
+mod counters;
 mod error;
 mod files;
 mod locks;
+mod reload;
 mod runs;
 mod stopped;
 mod tainted;
@@ -28,9 +31,11 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::job::JobId;
+pub use counters::{Counts, merge as merge_counts};
 pub use error::StateError;
 pub use files::write_atomic;
 pub use locks::{DirLock, ServerLock, busy};
+pub use reload::LastReload;
 pub use stopped::{StoppedEntry, StoppedRecord};
 pub use tainted::TaintedSnapshot;
 
@@ -136,6 +141,18 @@ impl StateDir {
         self.blocking(stopped::all).await
     }
 
+    /// The servers snaprotd stopped and left stopped: a record whose server no job is
+    /// working on now (its lock is free). Only read: nothing is copied or logged.
+    pub async fn servers_left_stopped(&self) -> Vec<StoppedEntry> {
+        self.blocking(|root| {
+            stopped::peek(root)
+                .into_iter()
+                .filter(|e| !locks::server_in_use(root, e.server()))
+                .collect()
+        })
+        .await
+    }
+
     /// The record of `server`, if there is one: its own file, read alone.
     pub async fn stopped_server(&self, server: u64) -> Option<StoppedEntry> {
         self.blocking(move |root| stopped::one(root, server)).await
@@ -172,6 +189,37 @@ impl StateDir {
     pub async fn last_run<T: DeserializeOwned + Send + 'static>(&self, job: &JobId) -> Option<T> {
         let job = job.clone();
         self.blocking(move |root| runs::last(root, &job)).await
+    }
+
+    /// The last runs of `jobs` that were recorded and can be read.
+    pub async fn last_runs<T: DeserializeOwned + Send + 'static>(
+        &self,
+        jobs: Vec<JobId>,
+    ) -> Vec<(JobId, T)> {
+        self.blocking(move |root| runs::last_of(root, &jobs)).await
+    }
+
+    /// Adds `deltas` to the counts every process keeps here; returns the counts after.
+    pub async fn add_counts(&self, deltas: Counts) -> Result<Counts, StateError> {
+        self.blocking(move |root| counters::add(root, &deltas))
+            .await
+    }
+
+    /// The counts every process keeps here.
+    pub async fn counts(&self) -> Counts {
+        self.blocking(counters::counts).await
+    }
+
+    /// Notes what the daemon's last reading of its configuration came to.
+    pub async fn record_reload(&self, reload: &LastReload) -> Result<(), StateError> {
+        let reload = reload.clone();
+        self.blocking(move |root| reload::record(root, &reload))
+            .await
+    }
+
+    /// What the daemon's last reading of its configuration came to, if known.
+    pub async fn last_reload(&self) -> Option<LastReload> {
+        self.blocking(reload::last).await
     }
 
     /// When each job was first scheduled, so that a catch-up can tell "never ran" (a

@@ -29,6 +29,16 @@ pub(super) fn last<T: DeserializeOwned>(root: &Path, job: &JobId) -> Option<T> {
     read(&existing_subdir(root, "runs")?.join(file_name(job)))
 }
 
+/// The last runs of `jobs` that were recorded and can be read, in one pass.
+pub(super) fn last_of<T: DeserializeOwned>(root: &Path, jobs: &[JobId]) -> Vec<(JobId, T)> {
+    let Some(dir) = existing_subdir(root, "runs") else {
+        return Vec::new();
+    };
+    jobs.iter()
+        .filter_map(|job| Some((job.clone(), read(&dir.join(file_name(job)))?)))
+        .collect()
+}
+
 pub(super) fn known_jobs(root: &Path) -> BTreeMap<JobId, DateTime<Utc>> {
     read::<BTreeMap<String, DateTime<Utc>>>(&root.join("known-jobs.json"))
         .unwrap_or_default()

@@ -82,12 +82,26 @@ pub(super) fn clear(root: &Path, server: u64) -> Result<(), StateError> {
 /// and `stopped/<server>.json.corrupt` alone (an unreadable record that an earlier
 /// release set aside and forgot: its server is started again too).
 pub(super) fn all(root: &Path) -> Vec<StoppedEntry> {
+    let (servers, odd) = servers(root);
+    for path in odd {
+        tracing::error!(
+            "state file {} does not name a server; ignored",
+            path.display()
+        );
+    }
+    servers.into_iter().filter_map(|s| one(root, s)).collect()
+}
+
+/// The servers that `stopped/` holds a record of, in order; and the files there that
+/// name no server.
+fn servers(root: &Path) -> (Vec<u64>, Vec<PathBuf>) {
     let Some(dir) = existing_subdir(root, "stopped") else {
-        return Vec::new();
+        return Default::default();
     };
     let Ok(entries) = fs::read_dir(&dir) else {
-        return Vec::new();
+        return Default::default();
     };
+    let mut odd = Vec::new();
     let mut servers: Vec<u64> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -95,21 +109,67 @@ pub(super) fn all(root: &Path) -> Vec<StoppedEntry> {
             let stem = name
                 .strip_suffix(".json")
                 .or_else(|| name.strip_suffix(LEGACY_CORRUPT))?;
-            match stem.parse::<u64>() {
-                Ok(server) => Some(server),
-                Err(_) => {
-                    tracing::error!(
-                        "state file {} does not name a server; ignored",
-                        dir.join(&name).display()
-                    );
-                    None
-                }
-            }
+            stem.parse::<u64>()
+                .inspect_err(|_| odd.push(dir.join(&name)))
+                .ok()
         })
         .collect();
     servers.sort_unstable();
     servers.dedup();
-    servers.into_iter().filter_map(|s| one(root, s)).collect()
+    (servers, odd)
+}
+
+/// Every stopped-server record as [`all`] finds them, only looked at: nothing is
+/// copied or logged (for `status` and the metrics, which read them often).
+pub(super) fn peek(root: &Path) -> Vec<StoppedEntry> {
+    let Some(dir) = existing_subdir(root, "stopped") else {
+        return Vec::new();
+    };
+    servers(root)
+        .0
+        .into_iter()
+        .filter_map(|server| match look(&dir, server)? {
+            Ok(r) => Some(StoppedEntry::Record(r)),
+            Err(Unreadable::Legacy) => Some(StoppedEntry::Corrupt {
+                server,
+                problem: LEGACY_PROBLEM.into(),
+            }),
+            Err(Unreadable::Record(problem)) => Some(StoppedEntry::Corrupt { server, problem }),
+        })
+        .collect()
+}
+
+/// Why a record is not one.
+enum Unreadable {
+    /// Only an earlier release's set-aside copy is there.
+    Legacy,
+    /// The record cannot be read, for this reason.
+    Record(String),
+}
+
+const LEGACY_PROBLEM: &str = "set aside by an earlier release";
+
+/// The record of `server` in `dir`, read and nothing more; `None` when there is none.
+fn look(dir: &Path, server: u64) -> Option<Result<StoppedRecord, Unreadable>> {
+    let path = dir.join(format!("{server}.json"));
+    let problem = match read_state_file(&path) {
+        Ok(bytes) => match serde_json::from_slice::<StoppedRecord>(&bytes) {
+            Ok(r) if r.server() == server => return Some(Ok(r)),
+            Ok(r) => format!(
+                "it names server {} in the file of server {server}",
+                r.server()
+            ),
+            Err(e) => e.to_string(),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let legacy = dir.join(format!("{server}{LEGACY_CORRUPT}"));
+            return fs::symlink_metadata(&legacy)
+                .is_ok()
+                .then_some(Err(Unreadable::Legacy));
+        }
+        Err(e) => e.to_string(),
+    };
+    Some(Err(Unreadable::Record(problem)))
 }
 
 /// The record for `server`, if there is one: its own file, read alone. A corrupt one
@@ -119,32 +179,21 @@ pub(super) fn all(root: &Path) -> Vec<StoppedEntry> {
 pub(super) fn one(root: &Path, server: u64) -> Option<StoppedEntry> {
     let dir = existing_subdir(root, "stopped")?;
     let path = dir.join(format!("{server}.json"));
-    let problem = match read_state_file(&path) {
-        Ok(bytes) => match serde_json::from_slice::<StoppedRecord>(&bytes) {
-            Ok(r) if r.server() == server => return Some(StoppedEntry::Record(r)),
-            Ok(r) => format!(
-                "it names server {} in the file of server {server}",
-                r.server()
-            ),
-            Err(e) => e.to_string(),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let legacy = dir.join(format!("{server}{LEGACY_CORRUPT}"));
-            if fs::symlink_metadata(&legacy).is_err() {
-                return None;
-            }
+    let problem = match look(&dir, server)? {
+        Ok(r) => return Some(StoppedEntry::Record(r)),
+        Err(Unreadable::Legacy) => {
             tracing::error!(
                 server_id = server,
                 "{} is a stopped-server record an earlier release could not read and set aside; \
                  server {server} is started again after any snapshot of ours in progress",
-                legacy.display()
+                dir.join(format!("{server}{LEGACY_CORRUPT}")).display()
             );
             return Some(StoppedEntry::Corrupt {
                 server,
-                problem: "set aside by an earlier release".into(),
+                problem: LEGACY_PROBLEM.into(),
             });
         }
-        Err(e) => e.to_string(),
+        Err(Unreadable::Record(problem)) => problem,
     };
     let copy = keep_copy(&path);
     tracing::error!(
