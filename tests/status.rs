@@ -343,6 +343,18 @@ async fn status_provider_finds_jobs_whose_newest_snapshot_is_stale_or_missing() 
         out.stdout.trim_end(),
         "SNAPROTD OK - 3 jobs ok | jobs=3 failed=0 overdue=0 stopped=0"
     );
+    // No token: --provider is unknown (and says why); without it, no token is needed.
+    std::fs::remove_file(env.dir.path().join("token")).unwrap();
+    let out = env.snaprotd(&["status", "--provider", "--check"]).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stdout
+            .starts_with("SNAPROTD UNKNOWN - cannot read the API token: "),
+        "{}",
+        out.stdout
+    );
+    let out = env.snaprotd(&["status", "--check"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
 }
 
 #[tokio::test(flavor = "multi_thread")]

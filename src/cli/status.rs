@@ -303,7 +303,17 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         provider: args.provider,
     };
     if args.provider {
-        let listed = match Client::new(&config.api) {
+        // The token is read only now: without --provider, status needs none. A
+        // token that cannot be read leaves the provider unknown, as a monitoring
+        // check reports it.
+        let api = match crate::config::Config::load(path) {
+            Ok(with_token) => with_token.api,
+            Err(errors) => {
+                let error = format!("cannot read the API token: {errors}");
+                return unknown(&args, &error, json!({}));
+            }
+        };
+        let listed = match Client::new(&api) {
             Ok(client) => client.list_snapshots(None).await,
             Err(e) => Err(e),
         };
