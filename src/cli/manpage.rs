@@ -252,10 +252,33 @@ process exits (the daemon 0, \fBonce\fR 143 or 130).
 Every \fB\-\-json\fR output is one JSON object whose first field is \fBversion\fR (now 1;
 it changes only when a field changes meaning or goes away; new fields may come
 without it). Times are RFC 3339 in UTC, to the second (2026\-11\-24T02:30:00Z). Lists
-are of objects, never of tuples. \fBstatus\fR: \fIstatus\fR (ok, warning, critical,
-unknown) and \fIjobs\fR; \fBlist\fR: \fIsnapshots\fR; \fBnext\fR: \fIfires\fR;
-\fBonce\fR: \fIruns\fR (with \fB\-\-dry\-run\fR: \fIplans\fR); \fBcheck\fR:
-\fIok\fR, \fIpolicies\fR, or \fIerrors\fR (file, line, column, key, message).
+are of objects, never of tuples. A snapshot is {id, name, server, status, size_mb,
+created_at, description}.
+.TP
+\fBstatus\fR
+\fIstatus\fR (ok, warning, critical, unknown), \fIjobs\fR (per job: job, policy, server,
+last_run, last_success, next_fire, overdue; with \fB\-\-provider\fR newest_snapshot and
+stale) and \fIservers_stopped\fR; when unknown, \fIerror\fR.
+.TP
+\fBcheck\fR
+\fIok\fR, \fIconfig\fR, \fIpolicies\fR; or \fIerrors\fR, each {file, line, column, key,
+message} (and exit 78).
+.TP
+\fBonce\fR
+\fIruns\fR, each {job, policy, server, result (ok, failed, skipped), scheduled_for,
+started_at, finished_at, seconds, snapshot_name, error, skipped, outcome}; with
+\fB\-\-dry\-run\fR \fIplans\fR, each {job, ok, stop_server, name, adopt, make_room,
+prune_after}, a deletion being {snapshot, reason}.
+.TP
+\fBlist\fR
+\fIsnapshots\fR: a snapshot with \fIowner\fR, \fIpolicy\fR and \fIorphan_of\fR.
+.TP
+\fBnext\fR
+\fIfires\fR, each {at, policy, timezone, servers}.
+.TP
+\fBrestore\fR, \fBprune\fR
+what was restored (and waited for); \fIdry_run\fR and \fIorphans\fR, each with its
+result.
 "#;
 
 const SEE_ALSO: &str = ".SH SEE ALSO\n\\fBsystemctl\\fR(1), \\fBjournalctl\\fR(1)\n";
