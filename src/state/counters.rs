@@ -4,14 +4,10 @@
 //! what one writes never undoes what another wrote and no count ever falls.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use nix::fcntl::OFlag;
-
 use super::StateError;
-use super::files::{encode, not_followed, read, write};
+use super::files::{encode, read, write};
 
 /// Counts by group, then by kind.
 pub type Counts = BTreeMap<String, BTreeMap<String, u64>>;
@@ -23,15 +19,7 @@ const LOCK: &str = "counters.lock";
 /// another process's add to end (each is a read and an atomic write).
 pub(super) fn add(root: &Path, deltas: &Counts) -> Result<Counts, StateError> {
     let lock_path = root.join(LOCK);
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(OFlag::O_NOFOLLOW.bits())
-        .open(&lock_path)
-        .map_err(|e| StateError::io(&lock_path)(not_followed(e)))?;
+    let lock = super::locks::open_lock_file(&lock_path)?;
     lock.lock().map_err(StateError::io(&lock_path))?;
     let mut counts = counts(root);
     if deltas.values().all(|kinds| kinds.values().all(|n| *n == 0)) {

@@ -73,10 +73,9 @@ fn server_lock_path(root: &Path, server: u64) -> PathBuf {
     root.join("locks").join(format!("{server}.lock"))
 }
 
-/// Opens `path` (never through a link) and takes an exclusive lock on it, writing this
-/// process's pid into it. `None` when another open file holds it.
-fn try_lock(path: &Path) -> Result<Option<fs::File>, StateError> {
-    let mut file = fs::OpenOptions::new()
+/// Opens (or makes) the lock file at `path`, never through a link.
+pub(super) fn open_lock_file(path: &Path) -> Result<fs::File, StateError> {
+    fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -84,7 +83,13 @@ fn try_lock(path: &Path) -> Result<Option<fs::File>, StateError> {
         .mode(0o644)
         .custom_flags(OFlag::O_NOFOLLOW.bits())
         .open(path)
-        .map_err(|e| StateError::io(path)(not_followed(e)))?;
+        .map_err(|e| StateError::io(path)(not_followed(e)))
+}
+
+/// Opens `path` (never through a link) and takes an exclusive lock on it, writing this
+/// process's pid into it. `None` when another open file holds it.
+fn try_lock(path: &Path) -> Result<Option<fs::File>, StateError> {
+    let mut file = open_lock_file(path)?;
     let is_file = file.metadata().map_err(StateError::io(path))?.is_file();
     if !is_file {
         return Err(StateError::refused(path, "is not a plain file; remove it"));
