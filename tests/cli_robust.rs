@@ -86,7 +86,9 @@ async fn a_config_path_that_is_a_fifo_is_refused_by_every_command_without_blocki
     mkfifo(&fifo);
     for args in COMMANDS {
         let out = snaprotd_with(&env, &fifo, args, Stdio::piped(), 10).await;
-        assert_eq!(out.code, 78, "{args:?}: {}", out.all());
+        // status is a monitoring check: a configuration it cannot read is UNKNOWN.
+        let code = if args[0] == "status" { 3 } else { 78 };
+        assert_eq!(out.code, code, "{args:?}: {}", out.all());
         assert!(
             out.stderr.contains(&format!(
                 "{}: cannot read the configuration: it is a FIFO (named pipe), not a regular file",
@@ -416,5 +418,29 @@ async fn status_help_names_every_exit_code() {
     let out = env.snaprotd(&["status", "--help"]).await;
     for text in ["0 ok", "1 a last run failed", "2 overdue", "3 unknown"] {
         assert!(out.stdout.contains(text), "{text:?}: {}", out.stdout);
+    }
+}
+
+/// A command asked for JSON prints its error as JSON on standard output too (and keeps
+/// its exit code), so a script never parses standard error.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_of_a_json_command_is_json() {
+    let env = Env::new().await;
+    env.write_config(NIGHTLY);
+    for (args, code, says) in [
+        (&["list", "--server", "999", "--json"][..], 1, "server 999"),
+        (&["restore", "nosuch", "--json"], 1, "nosuch"),
+        (
+            &["once", "--server", "999", "--json"],
+            1,
+            "matches --server 999",
+        ),
+    ] {
+        let out = env.snaprotd(args).await;
+        assert_eq!(out.code, code, "{args:?}: {}", out.all());
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {:?}", out.stdout));
+        assert_eq!((&v["version"], &v["ok"]), (&1.into(), &false.into()), "{v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{args:?}: {v}");
     }
 }

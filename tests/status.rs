@@ -389,3 +389,48 @@ async fn status_check_prints_one_line_for_every_state() {
         out.stdout
     );
 }
+
+/// A monitoring check whose configuration was broken by an edit, or whose command line
+/// is wrong, says UNKNOWN (exit 3), in every output form, not a code it does not know.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_configuration_or_command_line_is_unknown() {
+    let env = Env::new().await;
+    env.write_config(NIGHTLY_3);
+    std::fs::create_dir_all(env.dir.path().join("state")).unwrap();
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, format!("{config}kep = 3\n")).unwrap();
+    let out = env.snaprotd(&["status", "--check"]).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stdout
+            .starts_with("SNAPROTD UNKNOWN - the configuration is not valid: "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("did you mean `keep`?"),
+        "{}",
+        out.stdout
+    );
+    let out = env.snaprotd(&["status", "--json"]).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["status"], "unknown", "{v}");
+    let out = env.snaprotd(&["status"]).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(out.stdout.starts_with("UNKNOWN: "), "{}", out.stdout);
+
+    std::fs::remove_file(&env.config).unwrap();
+    let out = env.snaprotd(&["status", "--check"]).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stdout.starts_with("SNAPROTD UNKNOWN - "),
+        "{}",
+        out.stdout
+    );
+
+    // A mistyped option: a usage error, exit 3 for status (2 for other commands).
+    let out = env.snaprotd(&["status", "--chek"]).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert_eq!(env.snaprotd(&["next", "--chek"]).await.code, 2);
+}

@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::output::{self, outln};
-use super::{CliError, CliResult, Exit, load_config};
+use super::{CliResult, Exit, load_config};
 use crate::config::Policy;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print the result as JSON
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// The next `n` fires of a policy.
@@ -31,25 +31,8 @@ pub fn next_fires(policy: &Policy, n: usize) -> Vec<DateTime<Utc>> {
 }
 
 pub fn run(path: &Path, args: Args) -> CliResult {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(CliError::Config(errors)) if args.json => {
-            // The errors on standard output too, for a script; still exit 78.
-            let list: Vec<_> = errors
-                .0
-                .iter()
-                .map(|e| {
-                    json!({
-                        "file": e.file, "line": e.at.map(|a| a.0), "column": e.at.map(|a| a.1),
-                        "key": (!e.key.is_empty()).then_some(&e.key), "message": e.message,
-                    })
-                })
-                .collect();
-            output::json(&json!({ "config": path, "ok": false, "errors": list }));
-            return Err(CliError::Config(errors));
-        }
-        Err(e) => return Err(e),
-    };
+    // With --json, the errors are printed as JSON by `cli::main`, as every command's.
+    let config = load_config(path)?;
     if args.json {
         let policies: Vec<_> = config
             .policies

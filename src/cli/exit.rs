@@ -72,8 +72,10 @@ pub enum CliError {
     Daemon(DaemonError),
     #[error("no policy named {name:?} (configured: {configured})")]
     NoSuchPolicy { name: String, configured: String },
-    #[error("no configured job matches --policy/--server")]
-    NoMatchingJob,
+    #[error(
+        "no configured job matches {0} (`snaprotd check` lists the policies and their servers)"
+    )]
+    NoMatchingJob(String),
     #[error(
         "snapshot {0:?} does not exist (no snapshot has that id or name); `snaprotd list` shows the snapshots"
     )]
@@ -221,7 +223,7 @@ mod tests {
         assert_eq!(interrupted(StopSignal::Int).code(), 130);
         assert_eq!(interrupted(StopSignal::Term).code(), 143);
         assert_eq!(CliError::Config(ConfigErrors(Vec::new())).code(), 78);
-        assert_eq!(CliError::NoMatchingJob.code(), 1);
+        assert_eq!(CliError::NoMatchingJob(String::new()).code(), 1);
         // Output that could not be written fails a success, and only a success.
         assert_eq!(code(&Ok(Exit::Success), true), 1);
         assert_eq!(code(&Ok(Exit::Status(Health::Critical)), true), 2);

@@ -17,7 +17,7 @@ pub struct Args {
     server: Option<u64>,
     /// Print the list as JSON
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub async fn run(path: &Path, args: Args) -> CliResult {

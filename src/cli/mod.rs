@@ -110,6 +110,55 @@ pub enum Command {
     Assets(assets::Args),
 }
 
+impl Command {
+    /// Whether the command was asked for JSON output.
+    fn wants_json(&self) -> bool {
+        match self {
+            Command::Status(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Once(a) => a.json,
+            Command::Next(a) => a.json,
+            Command::List(a) => a.json,
+            Command::Restore(a) => a.json,
+            Command::Prune(a) => a.json,
+            Command::Run | Command::Sim(_) | Command::Demo(_) | Command::Assets(_) => false,
+        }
+    }
+}
+
+/// A command line clap refused: help and version are printed as asked; an error exits
+/// 2, except for `status`, a monitoring check, whose usage error is UNKNOWN (3) as the
+/// monitoring-plugin convention has it.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || intended_command(std::env::args().skip(1)).as_deref() != Some("status")
+    {
+        e.exit()
+    }
+    let _ = e.print();
+    std::process::exit(i32::from(exit::code(
+        &Ok(Exit::Status(Health::Unknown)),
+        false,
+    )))
+}
+
+/// The command a command line meant: its first word that is neither an option nor the
+/// value of one.
+fn intended_command(args: impl Iterator<Item = String>) -> Option<String> {
+    let mut args = args;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-c" | "--config" | "--log" => {
+                args.next();
+            }
+            a if a.starts_with('-') => {}
+            a => return Some(a.to_string()),
+        }
+    }
+    None
+}
+
 /// How a command ends; `exit.rs` turns it into the exit code.
 pub type CliResult = Result<Exit, CliError>;
 
@@ -119,7 +168,11 @@ pub fn main() -> ExitCode {
     clap_complete::CompleteEnv::with_factory(Cli::command)
         .var(complete::VAR)
         .complete();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
+    let json = cli.command.as_ref().is_some_and(Command::wants_json);
     logging::init(
         cli.log,
         logging::Verbosity {
@@ -139,6 +192,10 @@ pub fn main() -> ExitCode {
         }),
     };
     logging::clear_status_line();
+    if json && let Err(e) = &result {
+        // A script that asked for JSON gets its error as JSON too.
+        output::json(&views::ErrorJson::from(e));
+    }
     let output_failed = output::finish();
     match &result {
         Ok(_) => {}

@@ -14,7 +14,7 @@ pub struct Args {
     count: usize,
     /// Print the result as JSON
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(path: &Path, args: Args) -> CliResult {

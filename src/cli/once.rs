@@ -30,7 +30,7 @@ pub struct Args {
     dry_run: bool,
     /// Print the summary as JSON
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Skip a server another snaprotd process (the daemon) is working on, instead of
     /// waiting for it
     #[arg(long)]
@@ -56,7 +56,14 @@ fn selected(config: &Config, args: &Args) -> Result<Vec<JobId>, CliError> {
         .filter(|job| args.server.is_none_or(|want| want == job.server))
         .collect();
     if jobs.is_empty() {
-        return Err(CliError::NoMatchingJob);
+        let mut wanted = Vec::new();
+        if let Some(p) = &args.policy {
+            wanted.push(format!("--policy {p}"));
+        }
+        if let Some(s) = args.server {
+            wanted.push(format!("--server {s}"));
+        }
+        return Err(CliError::NoMatchingJob(wanted.join(" ")));
     }
     Ok(jobs)
 }

@@ -38,7 +38,7 @@ pub struct Args {
     yes: bool,
     /// Print the result as JSON
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// An orphan and what became of it.

@@ -33,7 +33,7 @@ pub struct Args {
     timeout: Duration,
     /// Print the result as JSON
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub async fn run(path: &Path, args: Args) -> CliResult {

@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::output::{self, outln, ser_time};
+use super::output::{self, errln, outln, ser_time};
 use super::views::{RunJson, TimeJson};
-use super::{CliResult, Exit, Health, load_config_offline};
+use super::{CliError, CliResult, Exit, Health, load_config_offline};
 use crate::config::file::{FileError, read_text};
 use crate::config::{Config, Policy};
 use crate::job::JobId;
@@ -26,7 +26,7 @@ use crate::state::{StateDir, StoppedEntry};
 pub struct Args {
     /// Print the result as JSON
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Also ask the provider (one account-wide listing; needs the API token) for each
     /// job's newest completed snapshot: a job is stale when it is older than two periods
     /// of its schedule plus wait_timeout, or when there is none
@@ -286,7 +286,24 @@ fn unknown(args: &Args, error: &str, extra: serde_json::Value) -> CliResult {
 }
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
-    let config = load_config_offline(path)?;
+    // A configuration that cannot be read leaves every job unknown: a monitoring
+    // check says UNKNOWN (exit 3), not a code it does not know.
+    let config = match load_config_offline(path) {
+        Ok(config) => config,
+        Err(CliError::Config(errors)) => {
+            for line in errors.0.iter() {
+                errln!("error: {line}");
+            }
+            let first = errors.0.first().map_or(String::new(), |e| e.to_string());
+            let more = match errors.0.len() {
+                0 | 1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            let error = format!("the configuration is not valid: {first}{more}");
+            return unknown(&args, &error, json!({ "config": path }));
+        }
+        Err(e) => return Err(e),
+    };
     let root = &config.daemon.state_dir;
     if let Some(reason) = unreadable_state(root) {
         let error = format!(

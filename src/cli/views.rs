@@ -182,3 +182,50 @@ pub struct RestoreJson {
     /// With `--wait`: how long until the server ran again.
     pub waited_seconds: Option<f64>,
 }
+
+/// A command that failed, for a script that asked for JSON: `ok` false and the error;
+/// a configuration's errors each with its place.
+#[derive(Serialize)]
+pub struct ErrorJson {
+    pub ok: bool,
+    pub error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ConfigErrorJson>,
+}
+
+/// One problem of the configuration.
+#[derive(Serialize)]
+pub struct ConfigErrorJson {
+    pub file: std::path::PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl From<&super::CliError> for ErrorJson {
+    fn from(e: &super::CliError) -> Self {
+        let errors = match e {
+            super::CliError::Config(errors) => errors
+                .0
+                .iter()
+                .map(|e| ConfigErrorJson {
+                    file: e.file.clone(),
+                    line: e.at.map(|a| a.0),
+                    column: e.at.map(|a| a.1),
+                    key: (!e.key.is_empty()).then(|| e.key.clone()),
+                    message: e.message.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        ErrorJson {
+            ok: false,
+            error: match e {
+                super::CliError::Config(_) => "the configuration is not valid".into(),
+                other => other.to_string(),
+            },
+            errors,
+        }
+    }
+}
