@@ -434,3 +434,51 @@ async fn a_bad_configuration_or_command_line_is_unknown() {
     assert_eq!(out.code, 3, "{}", out.all());
     assert_eq!(env.snaprotd(&["next", "--chek"]).await.code, 2);
 }
+
+/// A daemon that worked on the state directory and is down fires nothing: status says
+/// so at once (CRITICAL), not only after a fire has passed; an overdue job names the
+/// fire it missed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_that_is_down_is_critical_and_a_missed_fire_is_named() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "web");
+    env.write_config(common::EVERY_2S);
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_note("READY=1", 1, 10).await;
+    let out = env.snaprotd(&["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["daemon"], "running", "{v}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+
+    let out = env.snaprotd(&["status", "--check"]).await;
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stdout
+            .starts_with("SNAPROTD CRITICAL - the daemon is not running"),
+        "{}",
+        out.stdout
+    );
+    let out = env.snaprotd(&["status"]).await;
+    assert!(
+        out.stdout.contains("The daemon is not running"),
+        "{}",
+        out.stdout
+    );
+
+    // A job that missed a fire: the note names that fire.
+    env.write_config(NIGHTLY_3);
+    for job in ["nightly@1", "nightly@2", "nightly@3"] {
+        write_run(&env, job, true, last_midnight() - Duration::days(2));
+    }
+    let out = env.snaprotd(&["status"]).await;
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stdout.lines().any(|l| {
+            l.starts_with("  nightly@1: no run answered the fire of ")
+                && l.ends_with(" 00:00:00 +00:00")
+        }),
+        "{}",
+        out.stdout
+    );
+}

@@ -42,13 +42,17 @@ struct JobStatus {
     job: JobId,
     last_run: Option<RunReport>,
     next_fire: Option<DateTime<Utc>>,
-    /// A fire passed (with time to finish) and no run answered it.
-    overdue: bool,
+    /// A fire that passed (with time to finish) and that no run answered.
+    missed: Option<DateTime<Utc>>,
     /// With `--provider`: the job's newest snapshot, and whether it is stale.
     freshness: Option<Freshness>,
 }
 
 impl JobStatus {
+    fn overdue(&self) -> bool {
+        self.missed.is_some()
+    }
+
     fn failed(&self) -> bool {
         self.last_run.as_ref().is_some_and(|l| !l.ok)
     }
@@ -77,6 +81,15 @@ struct Found {
     stopped: Vec<StoppedEntry>,
     /// Whether the provider was asked (`--provider`).
     provider: bool,
+    /// Whether a daemon works on the state directory: `None` when none ever did (jobs
+    /// run by `once` alone); `Some(false)`, it ran here and is down: nothing fires.
+    daemon: Option<bool>,
+}
+
+impl Found {
+    fn daemon_down(&self) -> bool {
+        self.daemon == Some(false)
+    }
 }
 
 /// Far above any record the daemon writes.
@@ -101,12 +114,12 @@ async fn statuses(config: &Config, state: &StateDir, now: DateTime<Utc>) -> Vec<
                 Some(l) => l.scheduled_for >= fire,
                 None => known.get(&job).is_none_or(|since| *since >= fire),
             };
-            let overdue = due.is_some_and(|fire| !answered(fire));
+            let missed = due.filter(|fire| !answered(*fire));
             out.push(JobStatus {
                 job,
                 last_run,
                 next_fire: p.schedule.next_fire(p.timezone, now),
-                overdue,
+                missed,
                 freshness: None,
             });
         }
@@ -259,7 +272,10 @@ fn unreadable_state(root: &Path) -> Option<String> {
 /// The worst of what was found: overdue, stale or left stopped, then failed.
 fn health(found: &Found) -> Health {
     let jobs = &found.jobs;
-    if jobs.iter().any(|j| j.overdue || j.stale()) || !found.stopped.is_empty() {
+    if jobs.iter().any(|j| j.overdue() || j.stale())
+        || !found.stopped.is_empty()
+        || found.daemon_down()
+    {
         Health::Critical
     } else if jobs.iter().any(JobStatus::failed) {
         Health::Warning
@@ -318,6 +334,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         jobs: statuses(&config, &state, now).await,
         stopped: state.servers_left_stopped().await,
         provider: args.provider,
+        daemon: state.daemon_running().await,
     };
     if args.provider {
         // The token is read only now: without --provider, status needs none. A
@@ -386,7 +403,10 @@ fn check_line(found: &Found) -> String {
         k => Some(format!("{k} servers left stopped ({})", some(stopped))),
     };
     let parts: Vec<String> = [
-        of(|j| j.overdue, "overdue", |j| j.job.to_string()),
+        found
+            .daemon_down()
+            .then(|| "the daemon is not running".to_string()),
+        of(|j| j.overdue(), "overdue", |j| j.job.to_string()),
         of(JobStatus::stale, "stale", |j| {
             match j.freshness.as_ref().and_then(|f| f.newest.as_ref()) {
                 Some(s) => format!("{} newest {} ago", j.job, output::age(s.created_at)),
@@ -413,7 +433,7 @@ fn check_line(found: &Found) -> String {
     format!(
         "{summary} | jobs={n} failed={} overdue={}{stale} stopped={}",
         count(JobStatus::failed),
-        count(|j| j.overdue),
+        count(|j| j.overdue()),
         found.stopped.len()
     )
 }
@@ -439,6 +459,8 @@ struct StatusJobJson {
     last_success: TimeJson,
     next_fire: TimeJson,
     overdue: bool,
+    /// The fire no run answered, when overdue.
+    missed_fire: TimeJson,
     /// With `--provider`: its newest completed snapshot (`null`: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     newest_snapshot: Option<Option<NewestJson>>,
@@ -471,7 +493,8 @@ fn print_json(found: &Found, health: Health, now: DateTime<Utc>) {
             last_run: j.last_run.as_ref().map(RunJson::from),
             last_success: TimeJson(j.last_run.as_ref().and_then(RunReport::last_success)),
             next_fire: TimeJson(j.next_fire),
-            overdue: j.overdue,
+            overdue: j.overdue(),
+            missed_fire: TimeJson(j.missed),
             newest_snapshot: j.freshness.as_ref().map(|f| {
                 f.newest.as_ref().map(|s| NewestJson {
                     name: s.name.clone(),
@@ -508,7 +531,13 @@ fn print_json(found: &Found, health: Health, now: DateTime<Utc>) {
         })
         .collect();
     output::json(&json!({
-        "status": health.word(), "jobs": jobs, "servers_stopped": stopped,
+        "status": health.word(),
+        "daemon": match found.daemon {
+            None => "never_ran",
+            Some(true) => "running",
+            Some(false) => "not_running",
+        },
+        "jobs": jobs, "servers_stopped": stopped,
     }));
 }
 
@@ -532,7 +561,7 @@ fn print_table(config: &Config, found: &Found, now: DateTime<Utc>) {
             };
             let next = j.next_fire.map_or("-".into(), |t| output::when(t, tz));
             let left = j.next_fire.map_or("-".into(), output::left);
-            let problems: Vec<&str> = [(j.overdue, "OVERDUE"), (j.stale(), "STALE")]
+            let problems: Vec<&str> = [(j.overdue(), "OVERDUE"), (j.stale(), "STALE")]
                 .into_iter()
                 .filter_map(|(is, word)| is.then_some(word))
                 .collect();
@@ -557,6 +586,29 @@ fn print_table(config: &Config, found: &Found, now: DateTime<Utc>) {
     }
     header.push("OUTCOME");
     output::table(&header, &rows);
+    if found.daemon_down() {
+        outln!();
+        outln!(
+            "The daemon is not running: it worked on {} before, and no job fires until it \
+             runs again (systemctl status snaprotd).",
+            config.daemon.state_dir.display()
+        );
+    }
+    let missed: Vec<(String, String)> = found
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            let fire = j.missed?;
+            Some((
+                j.job.to_string(),
+                format!(
+                    "no run answered the fire of {}",
+                    output::when(fire, zone(&j.job))
+                ),
+            ))
+        })
+        .collect();
+    output::notes("Overdue jobs", &missed);
     let failures: Vec<(String, String)> = found
         .jobs
         .iter()
@@ -631,7 +683,7 @@ mod tests {
             job,
             last_run: ok.map(|ok| if ok { run } else { run.fail("no".into()) }),
             next_fire: None,
-            overdue,
+            missed: overdue.then(Utc::now),
             freshness: None,
         }
     }
@@ -641,6 +693,7 @@ mod tests {
             jobs,
             stopped: Vec::new(),
             provider: false,
+            daemon: None,
         }
     }
 
@@ -676,6 +729,12 @@ mod tests {
             problem: "bad".into(),
         });
         assert_eq!(health(&left), Health::Critical);
+        // A daemon that ran here and is down: nothing fires.
+        let mut down = found(vec![job(false, Some(true))]);
+        down.daemon = Some(false);
+        assert_eq!(health(&down), Health::Critical);
+        down.daemon = Some(true);
+        assert_eq!(health(&down), Health::Ok);
     }
 
     fn policy(schedule: &str, wait: u64) -> Policy {

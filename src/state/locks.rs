@@ -59,14 +59,29 @@ pub(super) fn server_holder(root: &Path, server: u64) -> String {
 /// lock file is opened read-only and never created, and a shared lock taken for an
 /// instant shows whether another holds it.
 pub(super) fn server_in_use(root: &Path, server: u64) -> bool {
-    let Ok(file) = fs::OpenOptions::new()
+    held(&server_lock_path(root, server)) == Some(true)
+}
+
+/// Whether a daemon holds the state directory now: `None` when no daemon ever took it
+/// (there is no lock file), else whether one holds it. Only looked at, as
+/// [`server_in_use`].
+pub(super) fn daemon_running(root: &Path) -> Option<bool> {
+    held(&root.join("lock"))
+}
+
+/// Whether another open file holds the lock at `path` (`None`: there is no lock file
+/// to hold). The file is opened read-only and never created; a shared lock taken for
+/// an instant shows whether another holds it.
+fn held(path: &Path) -> Option<bool> {
+    let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
-        .open(server_lock_path(root, server))
-    else {
-        return false;
-    };
-    matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+        .open(path)
+        .ok()?;
+    Some(matches!(
+        file.try_lock_shared(),
+        Err(fs::TryLockError::WouldBlock)
+    ))
 }
 
 fn server_lock_path(root: &Path, server: u64) -> PathBuf {

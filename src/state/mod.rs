@@ -86,6 +86,11 @@ impl StateDir {
         self.blocking(check::check).await
     }
 
+    /// Whether a daemon works on this state directory now: `None` when none ever did.
+    pub async fn daemon_running(&self) -> Option<bool> {
+        self.blocking(locks::daemon_running).await
+    }
+
     /// Takes the state directory for this process (the daemon), or says which process
     /// has it.
     pub async fn lock(&self) -> Result<DirLock, StateError> {
