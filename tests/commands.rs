@@ -348,7 +348,14 @@ async fn restore_names_what_it_cannot_tell_apart_and_points_to_list() {
         "{}",
         out.all()
     );
+    assert!(out.all().contains("add --server ID"), "{}", out.all());
     assert!(env.changes().is_empty(), "{:?}", env.changes());
+    // --server picks the one of that server.
+    let out = env
+        .snaprotd(&["restore", "pre-migration", "--server", "6", "--yes"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(env.changes(), vec![format!("POST /snapshots/{b}/restore/")]);
 
     for bad in ["99999", "no-such-snapshot"] {
         let out = env.snaprotd(&["restore", bad, "--yes"]).await;

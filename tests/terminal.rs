@@ -165,3 +165,23 @@ async fn errors_are_printed_below_the_table() {
     assert!(note > header + 2, "{}", out.stdout);
     assert!(lines[note].contains("400"), "{}", out.stdout);
 }
+
+/// `-v` shows each request to the provider and its answer (without the base URL);
+/// without it there is none.
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_shows_each_request_and_its_answer() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    env.write_config(POLICY);
+    let out = env.snaprotd(&["-v", "once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let create = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("POST snapshots/: HTTP 20"))
+        .unwrap_or_else(|| panic!("no request line: {}", out.stderr));
+    assert!(create.contains("DEBUG"), "{create}");
+    assert!(!out.stderr.contains(env.sim.base_url()), "{}", out.stderr);
+    let out = env.snaprotd(&["once"]).await;
+    assert!(!out.stderr.contains("POST snapshots/"), "{}", out.stderr);
+}

@@ -81,7 +81,7 @@ pub enum CliError {
     )]
     NoSuchSnapshot(String),
     #[error(
-        "{count} snapshots are named {name:?} ({ids}); restore one by its id (`snaprotd list` shows them)"
+        "{count} snapshots are named {name:?} ({ids}); add --server ID, or restore one by its id (`snaprotd list` shows them)"
     )]
     AmbiguousSnapshot {
         name: String,

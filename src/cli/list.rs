@@ -13,7 +13,7 @@ use crate::rotation::Owner;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only this server
-    #[arg(long)]
+    #[arg(long, value_name = "ID", add = clap_complete::engine::ArgValueCompleter::new(super::complete::servers))]
     server: Option<u64>,
     /// Print the list as JSON
     #[arg(long)]

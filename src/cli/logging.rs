@@ -1,6 +1,7 @@
 //! Where log lines go, and how much: the journal (with its fields) or readable text on
-//! standard error; `-q` for warnings and errors only, `-v` for each request's retries
-//! and more; colour only on a terminal and never with `NO_COLOR`.
+//! standard error; `-q` for warnings and errors only, `-v` for each request to the
+//! provider and its answer, `-vv` for everything snaprotd says; colour only on a
+//! terminal and never with `NO_COLOR`.
 //!
 //! Long waits (a snapshot being made, the provider's 429 pause) send progress events
 //! (target [`crate::PROGRESS`]): on a terminal they make one status line, rewritten in
@@ -34,7 +35,7 @@ impl Verbosity {
             (true, _) => "warn",
             (false, 0) => "info,tokio_cron_scheduler=warn",
             (false, 1) => "info,snaprotd=debug,tokio_cron_scheduler=warn",
-            (false, _) => "debug,snaprotd=trace",
+            (false, _) => "info,snaprotd=trace,tokio_cron_scheduler=warn",
         }
     }
 }

@@ -49,20 +49,27 @@ use output::errln;
 )]
 pub struct Cli {
     /// The configuration file
-    #[arg(short, long, global = true, env = "SNAPROTD_CONFIG", default_value = DEFAULT_PATH, value_name = "PATH")]
+    #[arg(short, long, global = true, help_heading = "Global options", env = "SNAPROTD_CONFIG", default_value = DEFAULT_PATH, value_name = "PATH")]
     pub config: PathBuf,
 
     /// Where log lines go: the journal, plain text on standard error, or the journal
     /// when standard error is connected to it (as under systemd)
-    #[arg(long, global = true, value_enum, default_value_t = LogTarget::Auto)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = LogTarget::Auto)]
     pub log: LogTarget,
 
     /// Log warnings and errors only (no progress line either)
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Global options",
+        conflicts_with = "verbose"
+    )]
     pub quiet: bool,
 
-    /// Log more: each retry's details (-v), everything (-vv); SNAPROTD_LOG overrides
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// Log more: each request to the provider and its answer (-v), everything snaprotd
+    /// says (-vv); SNAPROTD_LOG overrides
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     /// What to do; without a command, snaprotd runs the daemon
@@ -239,9 +246,11 @@ pub fn load_config_offline(path: &std::path::Path) -> Result<Config, CliError> {
     warned(Config::load_offline(path)?)
 }
 
+/// Prints the configuration's warnings as `check` prints its errors (the daemon logs
+/// them instead).
 fn warned(config: Config) -> Result<Config, CliError> {
     for w in &config.warnings {
-        tracing::warn!("{w}");
+        errln!("warning: {w}");
     }
     Ok(config)
 }

@@ -20,10 +20,10 @@ use crate::runner::{RunReport, Runner};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only this policy
-    #[arg(long, add = ArgValueCompleter::new(super::complete::policies))]
+    #[arg(long, value_name = "POLICY", add = ArgValueCompleter::new(super::complete::policies))]
     policy: Option<String>,
     /// Only this server
-    #[arg(long, add = ArgValueCompleter::new(super::complete::servers))]
+    #[arg(long, value_name = "ID", add = ArgValueCompleter::new(super::complete::servers))]
     server: Option<u64>,
     /// Print the plan, make no changing call
     #[arg(long)]

@@ -171,9 +171,7 @@ pub fn ser_opt_time<S: serde::Serializer>(
 /// (`2026-11-24 02:30:00 +01:00`). Every command shows a job's times in its policy's
 /// zone, and times that belong to no policy in UTC.
 pub fn when(t: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
-    t.with_timezone(&zone)
-        .format("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
+    crate::schedule::shown(t, zone)
 }
 
 /// How long ago `since` was: "3d 4h", "12m", "40s".

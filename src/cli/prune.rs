@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     orphans: bool,
     /// Only this server's
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", add = clap_complete::engine::ArgValueCompleter::new(super::complete::servers))]
     server: Option<u64>,
     /// Show what would be deleted; delete nothing
     #[arg(long)]

@@ -6,6 +6,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::time::Duration;
 
+use clap_complete::engine::ArgValueCompleter;
 use tokio::time::Instant;
 
 use super::output::{self, errln, outln};
@@ -22,6 +23,10 @@ pub struct Args {
     /// The snapshot to restore from: its id, or its name (`snaprotd list` shows both)
     #[arg(value_name = "SNAPSHOT")]
     snapshot: String,
+    /// The server whose snapshot of that name to restore from (names repeat across
+    /// the servers of one policy)
+    #[arg(long, value_name = "ID", add = ArgValueCompleter::new(super::complete::servers))]
+    server: Option<u64>,
     /// Do not ask for confirmation
     #[arg(long)]
     yes: bool,
@@ -40,7 +45,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = load_config(path)?;
     let client = Client::new(&config.api)?;
     let listing = client.list_snapshots(None).await?.snapshots;
-    let snapshot = find(listing, &args.snapshot)?;
+    let snapshot = find(listing, &args.snapshot, args.server)?;
     let server = snapshot.server.id;
     let what = format!(
         "server {server} from snapshot {} (id {}, created {})",
@@ -94,11 +99,12 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
 
 /// The snapshot whose id or name is `wanted`: exactly one, or an error that says what
 /// to do.
-fn find(listing: Vec<Snapshot>, wanted: &str) -> Result<Snapshot, CliError> {
+fn find(listing: Vec<Snapshot>, wanted: &str, server: Option<u64>) -> Result<Snapshot, CliError> {
     let id = wanted.parse::<u64>().ok();
     let mut matching: Vec<Snapshot> = listing
         .into_iter()
         .filter(|s| Some(s.id) == id || s.name == wanted)
+        .filter(|s| server.is_none_or(|want| s.server.id == want))
         .collect();
     if matching.len() > 1 {
         matching.sort_by_key(|s| s.id);
@@ -109,7 +115,7 @@ fn find(listing: Vec<Snapshot>, wanted: &str) -> Result<Snapshot, CliError> {
                     "id {} on server {}, created {}",
                     s.id,
                     s.server.id,
-                    output::json_time(s.created_at)
+                    output::when(s.created_at, chrono_tz::UTC)
                 )
             })
             .collect::<Vec<_>>()

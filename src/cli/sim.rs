@@ -12,9 +12,9 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free port; the first line printed is the URL)
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The token clients must send [default: sim-token]
-    #[arg(long, env = "SNAPROTD_API_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// The token clients must send (shown when the simulator starts)
+    #[arg(long, default_value = SIM_TOKEN)]
+    token: String,
     /// Servers to create, as comma-separated ids or ranges (1-1000)
     #[arg(long, value_delimiter = ',', value_parser = parse_ids)]
     servers: Vec<Vec<u64>>,
@@ -46,11 +46,10 @@ pub async fn run(args: Args) -> CliResult {
     if !args.listen.ip().is_loopback() {
         return Err(CliError::NotLoopback);
     }
-    // A token chosen here is shown; one given (perhaps a real one, from the
-    // environment) is not.
-    let shown = args.token.is_none().then_some(SIM_TOKEN);
+    // The simulator's token is no secret: it is shown, so a client knows what to send.
+    let token = args.token.clone();
     let options = SimOptions {
-        token: args.token.unwrap_or_else(|| SIM_TOKEN.into()),
+        token: args.token,
         page_size: args.page_size,
         create_time: args.create_time,
         transition_time: args.transition_time,
@@ -78,9 +77,7 @@ pub async fn run(args: Args) -> CliResult {
         sim.base_url(),
         sim.addr
     );
-    if let Some(token) = shown {
-        errln!("clients send the token {token} (--token to choose another)");
-    }
+    errln!("clients send the token {token} (--token to choose another)");
     super::signals::stop_signal().await;
     Ok(Exit::Success)
 }

@@ -281,7 +281,7 @@ impl Daemon {
         warn!(
             "the wall clock jumped {way} by {} (a clock set, or a suspend); computing every fire time again from {}",
             humantime::format_duration(by),
-            now.to_rfc3339()
+            crate::schedule::shown(now, chrono_tz::UTC)
         );
         let config = self.runner.config.clone();
         for (job, fire_time) in self.timetable.rebuild(&config, now) {
@@ -363,7 +363,7 @@ impl Daemon {
         if earliest + ALARM_SLACK < now {
             warn!(
                 "the fire of {job} at {} did not go off; running it now",
-                earliest.to_rfc3339()
+                crate::schedule::shown(earliest, self.zone_of(&job))
             );
             self.run_due().await;
         } else if self.alarm.set_for() != Some(earliest) {
@@ -450,11 +450,22 @@ impl Daemon {
         Ok(())
     }
 
+    /// The zone `job`'s times are shown in: its policy's, else UTC.
+    fn zone_of(&self, job: &JobId) -> chrono_tz::Tz {
+        self.runner
+            .config
+            .policy(&job.policy)
+            .map_or(chrono_tz::UTC, |p| p.timezone)
+    }
+
     /// The `STATUS=` text: a failed reload (until a good one), jobs, the next fire,
     /// failures. Every `STATUS=` the daemon sends is this text.
     fn status_line(&self) -> String {
         let next = match self.timetable.earliest() {
-            Some((at, job)) => format!("next {job} at {}", at.to_rfc3339()),
+            Some((at, job)) => format!(
+                "next {job} at {}",
+                crate::schedule::shown(at, self.zone_of(&job))
+            ),
             None => "nothing scheduled".into(),
         };
         let failing = match self.failures.iter().max_by_key(|(_, t)| **t) {
@@ -462,7 +473,7 @@ impl Daemon {
                 "{} failing, last {} at {}",
                 self.failures.len(),
                 job,
-                at.to_rfc3339()
+                crate::schedule::shown(*at, self.zone_of(job))
             ),
             None => "no failures".into(),
         };

@@ -78,7 +78,7 @@ impl Daemon {
                         server_id = job.server,
                         job_id = %job,
                         "catch-up: the fire at {} was missed while snaprotd was down; running it now",
-                        previous.with_timezone(&p.timezone).to_rfc3339()
+                        crate::schedule::shown(previous, p.timezone)
                     );
                     self.dispatch
                         .submit(self.runner.clone(), job, now, Work::Fire);

@@ -434,7 +434,27 @@ impl Client {
     ) -> Attempt {
         self.budget.acquire(place).await;
         let sent = tokio::time::Instant::now();
+        // With -v: each request and its answer. Only the part of the address after the
+        // base URL is shown (a base URL may hold a secret).
+        let shown = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            let path = url.path();
+            let relative = path.strip_prefix(self.base.path()).unwrap_or(path);
+            format!("{method} {relative}")
+        });
         let attempt = Box::pin(self.exchange(method, url, body)).await;
+        if let Some(request) = shown {
+            let took = sent.elapsed().as_secs_f64();
+            match &attempt {
+                Attempt::Answer(a) => tracing::debug!(
+                    "{request}: HTTP {} ({} bytes) in {took:.2}s",
+                    a.status.as_u16(),
+                    a.body.len()
+                ),
+                Attempt::NotSent(m) | Attempt::Lost(m) => {
+                    tracing::debug!("{request}: {m} after {took:.2}s")
+                }
+            }
+        }
         match &attempt {
             Attempt::Answer(a) if a.status == StatusCode::TOO_MANY_REQUESTS => {
                 self.stats.add("error", "http_429");

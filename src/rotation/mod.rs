@@ -106,7 +106,8 @@ async fn timed<T, E>(
     let r = f.await;
     let took = started.elapsed();
     if r.is_err() {
-        warn!(step, "step {step} failed after {}", secs(took));
+        // The run's error says what failed, as an error; this adds when.
+        tracing::debug!(step, "step {step} failed after {}", secs(took));
     }
     (r, took)
 }
@@ -249,7 +250,7 @@ impl Rotation<'_> {
             });
         }
         for (snapshot, reason) in &plan.make_room {
-            self.delete(snapshot, *reason)
+            self.delete(job, snapshot, *reason)
                 .await
                 .map_err(RotationError::api("making room"))?;
         }
@@ -271,6 +272,7 @@ impl Rotation<'_> {
 
     async fn delete(
         &self,
+        job: Job<'_>,
         snapshot: &Snapshot,
         reason: Reason,
     ) -> Result<(), crate::provider::ApiError> {
@@ -287,7 +289,7 @@ impl Rotation<'_> {
             "deleted snapshot {} (id {}, created {}): {} in {}",
             snapshot.name,
             snapshot.id,
-            snapshot.created_at.to_rfc3339(),
+            crate::schedule::shown(snapshot.created_at, job.policy.timezone),
             reason.describe(),
             secs(took)
         );
@@ -524,13 +526,13 @@ impl Rotation<'_> {
         let doomed = prune_list(job, &listing, Some(new.id), &tainted);
         let mut deleted = Vec::new();
         for (snapshot, reason) in doomed {
-            self.delete(&snapshot, reason)
+            self.delete(job, &snapshot, reason)
                 .await
                 .map_err(RotationError::api("pruning"))?;
             deleted.push((snapshot, reason));
         }
         if deleted.is_empty() {
-            info!("nothing to prune: policy keeps {}", job.policy.keep);
+            info!("nothing more to prune: policy keeps {}", job.policy.keep);
         }
         self.forget_gone_tainted(&tainted, &listing, &deleted).await;
         let owned = owned.saturating_sub(deleted.len());
@@ -549,7 +551,7 @@ impl Rotation<'_> {
                     "server {} was stopped by {} at {} for snapshot {} and not started again; taking that over",
                     r.server(),
                     r.job,
-                    r.stopped_at.to_rfc3339(),
+                    crate::schedule::shown(r.stopped_at, chrono_tz::UTC),
                     r.snapshot_name
                 );
                 crate::config::job_policy(self.policies, &r.job.policy, r.server())

@@ -108,7 +108,7 @@ impl<R: Run> Dispatcher<R> {
                     server_id = job.server,
                     job_id = %job,
                     "skipping the fire at {}: the previous run of {job} is still going",
-                    fire_time.to_rfc3339(),
+                    crate::schedule::shown(fire_time, chrono_tz::UTC),
                 );
             }
             return Submitted::Skipped;

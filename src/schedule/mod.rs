@@ -17,6 +17,16 @@ mod dst;
 mod error;
 mod fields;
 mod fires;
+
+/// A time as people read it everywhere (tables, log lines, `STATUS=`): to the second,
+/// in `zone` with its offset (`2026-11-24 02:30:00 +01:00`). A job's times are shown
+/// in its policy's zone; times of no policy in UTC.
+pub fn shown(t: chrono::DateTime<chrono::Utc>, zone: chrono_tz::Tz) -> String {
+    t.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
 #[cfg(test)]
 mod fires_agree;
 

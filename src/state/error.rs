@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// A file operation failed.
-    #[error("state directory {path}: {source}")]
+    /// A file operation failed (on a file of the state directory, or the metrics file).
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
