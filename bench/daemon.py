@@ -23,7 +23,7 @@ def build():
 
 def start_sim(tmp, servers="1"):
     out = open(os.path.join(tmp, "sim.out"), "w+")
-    p = subprocess.Popen([BIN, "sim", "--listen", "127.0.0.1:0", "--servers", servers, "--create-time", "1s"],
+    p = subprocess.Popen([BIN, "sim", "--token", TOKEN, "--listen", "127.0.0.1:0", "--servers", servers, "--create-time", "1s"],
                          stdout=out, stderr=subprocess.DEVNULL, env={**os.environ, "SNAPROTD_API_TOKEN": TOKEN})
     while True:
         out.seek(0)

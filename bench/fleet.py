@@ -34,7 +34,7 @@ POLL = 2.0
 def start_sim(n, tmp, args):
     """Starts a simulator of `n` servers; returns (process, API base URL)."""
     out = open(os.path.join(tmp, f"sim-{n}-{time.monotonic_ns()}.out"), "w+")
-    sim_args = [BIN, "sim", "--listen", "127.0.0.1:0", "--servers", f"1-{n}",
+    sim_args = [BIN, "sim", "--token", TOKEN, "--listen", "127.0.0.1:0", "--servers", f"1-{n}",
                 "--create-time", f"{CREATE:.0f}s", "--rate-limit", str(args.rate)]
     if args.burst:
         sim_args += ["--rate-burst", str(args.burst)]

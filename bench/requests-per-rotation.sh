@@ -9,7 +9,7 @@ bin=target/release/snaprotd
 dir=$(mktemp -d)
 trap 'kill $sim_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 export SNAPROTD_API_TOKEN=bench-token
-"$bin" sim --listen 127.0.0.1:0 --servers 1,2 --create-time 3s --transition-time 1s \
+"$bin" sim --token "$SNAPROTD_API_TOKEN" --listen 127.0.0.1:0 --servers 1,2 --create-time 3s --transition-time 1s \
     >"$dir/sim.out" 2>/dev/null &
 sim_pid=$!
 until [ -s "$dir/sim.out" ]; do sleep 0.05; done

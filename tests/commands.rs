@@ -27,8 +27,9 @@ async fn the_simulator_prints_its_address_first_and_serves_the_api() {
             "5,6",
             "--create-time",
             "200ms",
+            "--token",
+            TOKEN,
         ])
-        .env("SNAPROTD_API_TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -393,7 +393,11 @@ async fn a_snapshot_of_the_same_name_is_adopted_on_a_second_run() {
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(env.names(1).len(), 1, "{:?}", env.names(1));
-    assert!(out.stdout.contains("(adopted)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("(adopted: it existed)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -234,7 +234,10 @@ credential \fIapi\-token\fR; commands run by root read it when no other source i
 \fI/var/lib/snaprotd/\fR
 The state directory: \fIruns/\fR (the last run of each job), \fIstopped/\fR (servers
 snaprotd stopped and has not started yet), \fIlocks/\fR (one lock per server),
-\fIlock\fR (the daemon's).
+\fIlock\fR (the daemon's), \fIknown\-jobs.json\fR (when each job was first scheduled),
+\fIcounters.json\fR (the metrics' counters, which every process adds to),
+\fIlast\-reload.json\fR (the daemon's last reload), \fItainted/\fR (snapshots still in
+progress when their server had to start).
 .TP
 \fI/lib/systemd/system/snaprotd.service\fR
 The unit (Type=notify, DynamicUser=yes, hardened).

@@ -61,7 +61,7 @@ pub fn run(path: &Path, args: Args) -> CliResult {
                     output::when(*at, p.timezone),
                     output::left(*at),
                     p.name.clone(),
-                    servers.join(","),
+                    servers.join(", "),
                 ]
             })
             .collect();

@@ -126,7 +126,11 @@ pub fn print_summary(reports: &[RunReport], as_json: bool) {
                 format!(
                     "{}{}",
                     o.snapshot.name,
-                    if o.adopted { " (adopted)" } else { "" }
+                    if o.adopted {
+                        " (adopted: it existed)"
+                    } else {
+                        ""
+                    }
                 ),
                 o.deleted.len().to_string(),
                 format!("{:.1}s", r.seconds),
@@ -140,7 +144,7 @@ pub fn print_summary(reports: &[RunReport], as_json: bool) {
             ],
         })
         .collect();
-    output::table(&["JOB", "RESULT", "SNAPSHOT", "DELETED", "TIME"], &rows);
+    output::table(&["JOB", "RESULT", "SNAPSHOT", "DELETED", "TOOK"], &rows);
     let failed = reports.iter().filter(|r| !r.ok).count();
     let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
     outln!(

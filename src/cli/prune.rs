@@ -159,20 +159,12 @@ fn show(found: &[Orphan], server: Option<u64>) {
                 s.status.as_str().to_string(),
                 output::when(s.created_at, chrono_tz::UTC),
                 output::age(s.created_at),
-                o.of.clone(),
+                format!("orphan:{}", o.of),
             ]
         })
         .collect();
     output::table(
-        &[
-            "SERVER",
-            "ID",
-            "NAME",
-            "STATUS",
-            "CREATED",
-            "AGE",
-            "MADE FOR POLICY",
-        ],
+        &["SERVER", "ID", "NAME", "STATUS", "CREATED", "AGE", "OWNER"],
         &rows,
     );
     let left: Vec<(String, String)> = found

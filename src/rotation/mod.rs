@@ -348,10 +348,13 @@ impl Rotation<'_> {
                 info!(
                     snapshot_id = existing.id,
                     snapshot_name = %existing.name,
-                    "snapshot {} exists already (id {}, {}): adopting it",
+                    "snapshot {} exists already (id {}, {}, made {}): adopting it rather than \
+                     making another of the same name (names are to the template's finest \
+                     field; a second run within it takes the same snapshot)",
                     existing.name,
                     existing.id,
-                    existing.status.as_str()
+                    existing.status.as_str(),
+                    crate::schedule::shown(existing.created_at, job.policy.timezone)
                 );
                 ((existing.clone(), true), Duration::ZERO)
             }

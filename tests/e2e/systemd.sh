@@ -43,7 +43,7 @@ ns stop >/dev/null 2>&1 || true
 
 # The simulator on the host's loopback.
 token="e2e-token-$RANDOM$RANDOM"
-SNAPROTD_API_TOKEN=$token target/release/snaprotd sim --listen 127.0.0.1:0 --servers 101,102 \
+target/release/snaprotd sim --token "$token" --listen 127.0.0.1:0 --servers 101,102 \
     --create-time 2s --transition-time 500ms >"$work/sim.out" 2>"$work/sim.err" &
 sim_pid=$!
 until [ -s "$work/sim.out" ]; do sleep 0.05; done
