@@ -107,7 +107,7 @@ def run(n, tmp, args):
         wall = time.monotonic() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         outf.seek(0)
-        ok = sum(1 for x in json.load(outf) if x["ok"])
+        ok = sum(1 for x in json.load(outf)["runs"] if x["result"] == "ok")
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         reqs = sim_requests(base)
         report("snaprotd        ", n, args, reqs, ok, wall, peak_kb, cpu)
