@@ -198,6 +198,8 @@ async fn the_demo_shows_the_whole_lifecycle_and_exits_0() {
     ] {
         assert!(all.contains(step), "the demo did not show {step:?}:\n{all}");
     }
+    // It stops at a moment no job runs: no run is cut short at the end.
+    assert!(!all.contains("interrupted"), "{all}");
     // No Rust debug format for people.
     assert!(!all.contains("[]") && !all.contains("{:?}"), "{all}");
     // --keep: its files stay, and it says where.

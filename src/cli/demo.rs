@@ -70,6 +70,24 @@ stop_server = true
     )
 }
 
+/// How long a demo job runs at most (a stop, the snapshot, a start, with margin).
+const DEMO_RUN: chrono::Duration = chrono::Duration::milliseconds(4000);
+
+/// The first instant from `at` (to the half second, within a minute) at which no job
+/// of `config` fired in the last [`DEMO_RUN`].
+fn quiet_moment(config: &Config, at: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    (0..120)
+        .map(|half| at + chrono::Duration::milliseconds(500 * half))
+        .find(|t| {
+            config.policies.iter().all(|p| {
+                p.schedule
+                    .previous_fire(p.timezone, *t)
+                    .is_none_or(|fired| *t - fired >= DEMO_RUN)
+            })
+        })
+        .unwrap_or(at)
+}
+
 pub async fn run(args: Args) -> CliResult {
     fn failed<E: std::error::Error + Send + Sync + 'static>(
         what: &'static str,
@@ -141,10 +159,14 @@ pub async fn run(args: Args) -> CliResult {
         humantime::format_duration(args.duration)
     );
 
-    // The daemon's own loop, stopped (as by SIGTERM) when the time is up.
+    // The daemon's own loop, stopped (as by SIGTERM) when the time is up, at a moment
+    // no job runs: a stop cuts a run short, as it should, but the demo would then end
+    // on a run that did nothing.
     let (controls, handed) = tokio::sync::mpsc::unbounded_channel();
+    let end = quiet_moment(&config, Utc::now() + args.duration);
     let timer = tokio::spawn(async move {
-        tokio::time::sleep(args.duration).await;
+        let wait = (end - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
         let _ = controls.send(Control::Stop("the demo's time is up"));
     });
     crate::daemon::run(&config_file, handed).await?;
