@@ -184,4 +184,18 @@ async fn verbose_shows_each_request_and_its_answer() {
     assert!(!out.stderr.contains(env.sim.base_url()), "{}", out.stderr);
     let out = env.snaprotd(&["once"]).await;
     assert!(!out.stderr.contains("POST snapshots/"), "{}", out.stderr);
+    // The journal's own fields are not repeated on text lines, whose words say them.
+    let created = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("created snapshot") || l.contains("exists already"))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(
+        !created.contains("snapshot_id=") && !created.contains("snapshot_name="),
+        "{created}"
+    );
+    assert!(
+        created.contains("job{policy=nightly server_id=1 job_id=nightly@1}"),
+        "{created}"
+    );
 }

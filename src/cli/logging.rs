@@ -81,6 +81,7 @@ pub fn init(target: LogTarget, verbosity: Verbosity) {
     }
     let terminal = std::io::stderr().is_terminal();
     let lines = tracing_subscriber::fmt::layer()
+        .fmt_fields(TextFields)
         .with_writer(StatusLineAware)
         .with_ansi(colour(terminal, |k| std::env::var(k).ok()))
         .with_target(false)
@@ -95,6 +96,53 @@ pub fn init(target: LogTarget, verbosity: Verbosity) {
         .with(lines)
         .with(status)
         .try_init();
+}
+
+/// The fields an event carries for the journal only (`journalctl SNAPSHOT_ID=…`): its
+/// text already says them, so text lines leave them out.
+const JOURNAL_ONLY: [&str; 2] = ["snapshot_id", "snapshot_name"];
+
+/// The fields of a text line: the message, then `name=value` for each other field but
+/// the journal's own.
+struct TextFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visit = TextVisit {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visit);
+        visit.result
+    }
+}
+
+struct TextVisit<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl Visit for TextVisit<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.result.is_err() || JOURNAL_ONLY.contains(&field.name()) {
+            return;
+        }
+        let sep = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = match field.name() {
+            "message" => write!(self.writer, "{sep}{value:?}"),
+            name => write!(self.writer, "{sep}{name}={value:?}"),
+        };
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
 }
 
 /// Clears the status line, if one is shown (before the command's last output).
