@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::output::{self, outln};
+use super::views::ConfigErrorJson;
 use super::{CliResult, Exit, load_config};
 use crate::config::Policy;
 
@@ -46,7 +47,8 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             })
             .collect();
         output::json(&json!({
-            "config": config.path, "ok": true, "warnings": config.warnings,
+            "config": config.path, "ok": true,
+            "warnings": config.warnings.iter().map(ConfigErrorJson::from).collect::<Vec<_>>(),
             "token_source": config.api.token_source, "policies": policies,
         }));
         return Ok(Exit::Success);

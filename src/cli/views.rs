@@ -193,7 +193,7 @@ pub struct ErrorJson {
     pub errors: Vec<ConfigErrorJson>,
 }
 
-/// One problem of the configuration.
+/// One problem of the configuration (an error, or a warning of `check`).
 #[derive(Serialize)]
 pub struct ConfigErrorJson {
     pub file: std::path::PathBuf,
@@ -203,20 +203,22 @@ pub struct ConfigErrorJson {
     pub message: String,
 }
 
+impl From<&crate::config::ConfigError> for ConfigErrorJson {
+    fn from(e: &crate::config::ConfigError) -> Self {
+        ConfigErrorJson {
+            file: e.file.clone(),
+            line: e.at.map(|a| a.0),
+            column: e.at.map(|a| a.1),
+            key: (!e.key.is_empty()).then(|| e.key.clone()),
+            message: e.message.clone(),
+        }
+    }
+}
+
 impl From<&super::CliError> for ErrorJson {
     fn from(e: &super::CliError) -> Self {
         let errors = match e {
-            super::CliError::Config(errors) => errors
-                .0
-                .iter()
-                .map(|e| ConfigErrorJson {
-                    file: e.file.clone(),
-                    line: e.at.map(|a| a.0),
-                    column: e.at.map(|a| a.1),
-                    key: (!e.key.is_empty()).then(|| e.key.clone()),
-                    message: e.message.clone(),
-                })
-                .collect(),
+            super::CliError::Config(errors) => errors.0.iter().map(Into::into).collect(),
             _ => Vec::new(),
         };
         ErrorJson {

@@ -77,11 +77,7 @@ impl Config {
             return Err(ConfigErrors(problems.into_iter().map(locate).collect()));
         }
         let mut config = found.config.ok_or_else(|| ConfigErrors(Vec::new()))?;
-        config.warnings = found
-            .warnings
-            .into_iter()
-            .map(|w| locate(w).to_string())
-            .collect();
+        config.warnings = found.warnings.into_iter().map(locate).collect();
         Ok(config)
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use url::Url;
 
+use super::errors::ConfigError;
 use super::template::NameTemplate;
 use crate::job::JobId;
 use crate::schedule::Schedule;
@@ -21,7 +22,7 @@ pub struct Config {
     /// The `[defaults]` timings, for a stopped server whose policy is no longer configured.
     pub defaults: Timing,
     /// Problems that do not stop the configuration from working.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone)]
