@@ -560,4 +560,20 @@ fn check_json_prints_its_errors_as_json() {
         "{v}"
     );
     assert_eq!(e["file"], path.display().to_string(), "{v}");
+    // Warnings have the shape of errors.
+    std::fs::write(&path, format!("{GOOD_POLICY}keep = 5\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .args(["check", "--json", "-c"])
+        .arg(&path)
+        .env("SNAPROTD_API_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let w = &v["warnings"][0];
+    assert_eq!(
+        (&w["line"], &w["key"]),
+        (&5.into(), &"policy[nightly].keep".into()),
+        "{v}"
+    );
 }
