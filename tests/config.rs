@@ -265,6 +265,14 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Files that follow every rule, each with what it shows: `snaprotd check` exits 0.
+fn accepted() -> Vec<(&'static str, &'static str)> {
+    vec![(
+        "a monthly schedule named by year and month",
+        "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"0 0 1 * *\"\nsnapshot_name = \"{policy}-%Y%m\"\n",
+    )]
+}
+
 fn check(dir: &std::path::Path, body: &str) -> (i32, String, String) {
     let path = dir.join("snaprotd.toml");
     std::fs::write(&path, body).unwrap();
@@ -295,6 +303,19 @@ fn every_validation_rule_names_file_line_column_and_key_and_exits_78() {
                 "{}: exit {code}, wanted `{want}` and `{}` in:\n{stderr}",
                 case.what, case.says
             ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn every_file_that_follows_the_rules_passes_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (what, body) in accepted() {
+        let (code, _, stderr) = check(dir.path(), body);
+        if code != 0 {
+            failures.push(format!("{what}: exit {code}:\n{stderr}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -264,7 +264,13 @@ fn policy(
     });
     let snapshot_name = snapshot_name(p, d, found);
     if let (Some(template), Some(schedule), Some(servers)) = (&snapshot_name, &schedule, &servers) {
-        found.take(checks::name_fine_enough(template, schedule));
+        let zone = timezone.unwrap_or(chrono_tz::UTC);
+        found.take(checks::name_fine_enough(
+            template,
+            schedule,
+            zone,
+            chrono::Utc::now(),
+        ));
         found.take(checks::name_short_enough(template, name, servers));
     }
     let description = match &p.description {

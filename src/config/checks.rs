@@ -7,15 +7,16 @@ use std::fmt;
 use std::ops::{Range, RangeInclusive};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use toml::Spanned;
 use url::{Host, Url};
 
 use super::errors::Problem;
 use super::schema::Policy;
-use super::template::{self, NameTemplate};
+use super::template::{self, Clash, NameTemplate};
 use crate::names::is_plain_name;
-use crate::schedule::{Resolution, Schedule};
+use crate::schedule::Schedule;
 
 pub(super) const MAX_ATTEMPTS: RangeInclusive<i64> = 1..=20;
 pub(super) const SNAPSHOT_CAP: RangeInclusive<i64> = 1..=1000;
@@ -170,26 +171,37 @@ pub(super) fn snapshot_name(v: &At<String>) -> Result<NameTemplate, Problem> {
     NameTemplate::parse(&v.value).map_err(|e| v.problem(e))
 }
 
-/// Two fires of the schedule never render the same name: the template has a year and
-/// tells apart the schedule's resolution.
+/// Two fires of the schedule never render the same name, in the policy's zone and across
+/// its clock changes from `now` on; the advice names exactly the fields to add.
 pub(super) fn name_fine_enough(
     name: &At<NameTemplate>,
     schedule: &Schedule,
+    zone: Tz,
+    now: DateTime<Utc>,
 ) -> Result<(), Problem> {
-    let needed = schedule.resolution();
-    match name.value.resolution() {
-        None => Err(name.problem(format!(
-            "{:?} has no %Y: names would repeat every year",
-            name.value.source()
+    let template = name.value.source();
+    match name.value.tells_apart(schedule, zone, now) {
+        Ok(()) => Ok(()),
+        Err(Clash::NoYear) => Err(name.problem(format!(
+            "{template:?} has no %Y: names would repeat every year"
         ))),
-        Some(have) if have > needed => Err(name.problem(format!(
-            "{:?} is too coarse for schedule {:?}: two fires in one {} would get the same name; add {}",
-            name.value.source(),
-            schedule.expr(),
-            resolution_word(have),
-            needed_fields(needed)
-        ))),
-        Some(_) => Ok(()),
+        Err(Clash::Coarse(c)) => {
+            let when = |t: &DateTime<Tz>| t.format("%Y-%m-%d %H:%M:%S %:z").to_string();
+            let moved = match c.moved_from {
+                Some(skipped) => format!(
+                    " (for {}, skipped by the clock change)",
+                    skipped.format("%H:%M:%S")
+                ),
+                None => String::new(),
+            };
+            Err(name.problem(format!(
+                "{template:?} is too coarse for schedule {:?}: the fires at {}{moved} and {} would get the same name; add {}",
+                schedule.expr(),
+                when(&c.first),
+                when(&c.second),
+                c.add
+            )))
+        }
     }
 }
 
@@ -278,25 +290,6 @@ pub(super) fn names_apart(
         ))
     } else {
         Ok(())
-    }
-}
-
-fn resolution_word(r: Resolution) -> &'static str {
-    match r {
-        Resolution::Second => "second",
-        Resolution::Minute => "minute",
-        Resolution::Hour => "hour",
-        Resolution::Day => "day",
-        Resolution::Year => "year",
-    }
-}
-
-fn needed_fields(r: Resolution) -> &'static str {
-    match r {
-        Resolution::Second => "%m%d %H%M%S",
-        Resolution::Minute => "%m%d %H%M",
-        Resolution::Hour => "%m%d %H",
-        Resolution::Day | Resolution::Year => "%m%d",
     }
 }
 

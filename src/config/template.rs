@@ -7,10 +7,13 @@
 //! character or "any digit"); ownership is matching against that sequence, and two
 //! templates can produce a common name exactly when their sequences line up.
 
-use chrono::{DateTime, TimeZone};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike};
 
 use crate::names::is_name_char;
-use crate::schedule::Resolution;
+
+mod clash;
+
+pub use clash::{Clash, Coarse};
 
 /// The longest snapshot name the product creates.
 pub const MAX_NAME_LEN: usize = 64;
@@ -27,6 +30,17 @@ enum Field {
 }
 
 impl Field {
+    /// Coarsest first, in the order advice names them.
+    const ALL: [Field; 7] = [
+        Field::Year,
+        Field::Month,
+        Field::Day,
+        Field::DayOfYear,
+        Field::Hour,
+        Field::Minute,
+        Field::Second,
+    ];
+
     fn width(self) -> usize {
         match self {
             Field::Year => 4,
@@ -44,6 +58,83 @@ impl Field {
             Field::Minute => "%M",
             Field::Second => "%S",
             Field::DayOfYear => "%j",
+        }
+    }
+
+    /// What the field shows of a wall-clock time.
+    fn of(self, wall: NaiveDateTime) -> u32 {
+        match self {
+            // Only compared, never shown: the year's bits are kept as they are.
+            Field::Year => wall.year().cast_unsigned(),
+            Field::Month => wall.month(),
+            Field::Day => wall.day(),
+            Field::Hour => wall.hour(),
+            Field::Minute => wall.minute(),
+            Field::Second => wall.second(),
+            Field::DayOfYear => wall.ordinal(),
+        }
+    }
+
+    fn is_clock(self) -> bool {
+        matches!(self, Field::Hour | Field::Minute | Field::Second)
+    }
+}
+
+/// A set of time fields: those a template holds, or those it should add.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fields(u8);
+
+impl Fields {
+    fn bit(f: Field) -> u8 {
+        1 << (f as u8)
+    }
+
+    fn has(self, f: Field) -> bool {
+        self.0 & Self::bit(f) != 0
+    }
+
+    fn with(self, f: Field) -> Fields {
+        Fields(self.0 | Self::bit(f))
+    }
+
+    fn and(self, other: Fields) -> Fields {
+        Fields(self.0 | other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether two wall-clock times agree on every field of the set: the same name.
+    fn same(self, a: NaiveDateTime, b: NaiveDateTime) -> bool {
+        Field::ALL
+            .iter()
+            .all(|&f| !self.has(f) || f.of(a) == f.of(b))
+    }
+
+    /// Whether the set tells every day of the calendar apart: a year and either the day
+    /// of the year or the month and the day.
+    fn has_date(self) -> bool {
+        self.has(Field::Year)
+            && (self.has(Field::DayOfYear) || (self.has(Field::Month) && self.has(Field::Day)))
+    }
+}
+
+/// The fields as a template writes them, date and clock apart: "%m%d", "%H", "%d %H%M".
+impl std::fmt::Display for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = |clock: bool| -> String {
+            Field::ALL
+                .iter()
+                .filter(|&&x| self.has(x) && x.is_clock() == clock)
+                .map(|x| x.strftime())
+                .collect()
+        };
+        let (date, clock) = (group(false), group(true));
+        match (date.is_empty(), clock.is_empty()) {
+            (false, false) => write!(f, "{date} {clock}"),
+            (true, _) => f.write_str(&clock),
+            (false, true) => f.write_str(&date),
         }
     }
 }
@@ -204,25 +295,14 @@ impl NameTemplate {
         self.classes(policy, server).len()
     }
 
-    /// The finest unit the name tells apart, counting fields from the year down without
-    /// a gap: `%Y%m%d-%H` tells hours apart, `%Y-%H` only years.
-    pub fn resolution(&self) -> Option<Resolution> {
-        let has = |f: Field| self.parts.contains(&Part::Time(f));
-        if !has(Field::Year) {
-            return None;
-        }
-        let day = has(Field::DayOfYear) || (has(Field::Month) && has(Field::Day));
-        Some(if !day {
-            Resolution::Year
-        } else if !has(Field::Hour) {
-            Resolution::Day
-        } else if !has(Field::Minute) {
-            Resolution::Hour
-        } else if !has(Field::Second) {
-            Resolution::Minute
-        } else {
-            Resolution::Second
-        })
+    /// The time fields the template holds.
+    fn fields(&self) -> Fields {
+        self.parts
+            .iter()
+            .fold(Fields::default(), |set, part| match part {
+                Part::Time(f) => set.with(*f),
+                _ => set,
+            })
     }
 
     fn classes(&self, policy: &str, server: u64) -> Vec<Class> {
@@ -347,11 +427,11 @@ mod tests {
     }
 
     #[test]
-    fn resolution_counts_fields_from_the_year_down() {
-        let r = |s: &str| NameTemplate::parse(s).unwrap().resolution();
-        assert_eq!(r("a-%Y%m%d-%H%M"), Some(Resolution::Minute));
-        assert_eq!(r("a-%Y%j"), Some(Resolution::Day));
-        assert_eq!(r("a-%Y-%H"), Some(Resolution::Year));
-        assert_eq!(r("a-%m%d"), None);
+    fn fields_are_named_date_first_then_clock() {
+        let fields = |s: &str| NameTemplate::parse(s).unwrap().fields().to_string();
+        assert_eq!(fields("a-%H%M-%Y%m%d"), "%Y%m%d %H%M");
+        assert_eq!(fields("a-%Y%j"), "%Y%j");
+        assert_eq!(fields("a-%S"), "%S");
+        assert_eq!(fields("a"), "");
     }
 }

@@ -184,24 +184,111 @@ fn a_snapshot_name_template_parses() {
     );
 }
 
+/// The name check for `template` on `cron` in `zone`, on 2026-11-24.
+fn fine_in(zone: &str, template: &str, cron: &str) -> Result<(), Problem> {
+    let t = NameTemplate::parse(template).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-24T12:00:00Z").unwrap();
+    let zone = zone.parse().unwrap();
+    name_fine_enough(&at(t), &Schedule::parse(cron).unwrap(), zone, now.into())
+}
+
+/// The name check for `template` on `cron` in UTC.
+fn fine(template: &str, cron: &str) -> Result<(), Problem> {
+    fine_in("UTC", template, cron)
+}
+
+#[test]
+fn a_monthly_schedule_needs_no_day_in_its_names() {
+    assert_eq!(fine("{policy}-%Y%m", "0 0 1 * *"), Ok(()));
+    assert_eq!(fine("{policy}-%Y%m", "@monthly"), Ok(()));
+}
+
+#[test]
+fn an_hourly_schedule_with_the_date_in_its_names_is_told_to_add_the_hour_only() {
+    let says = refused(fine("a-%Y%m%d", "@hourly"));
+    assert!(says.ends_with("; add %H"), "{says}");
+}
+
+#[test]
+fn a_ten_minute_schedule_with_the_hour_in_its_names_is_told_to_add_the_minute_only() {
+    let says = refused(fine("a-%Y%m%d-%H", "*/10 * * * *"));
+    assert!(says.ends_with("; add %M"), "{says}");
+}
+
 #[test]
 fn a_name_tells_apart_every_two_fires_of_its_schedule() {
-    let fine = |template: &str, cron: &str| {
-        let t = NameTemplate::parse(template).unwrap();
-        name_fine_enough(&at(t), &Schedule::parse(cron).unwrap())
-    };
-    assert_eq!(fine("a-%Y%m%d", "@daily"), Ok(()));
-    assert_eq!(fine("a-%Y%j-%H", "0 */6 * * *"), Ok(()));
-    assert_eq!(fine("a-%Y", "@yearly"), Ok(()));
+    let accepted = [
+        ("a-%Y%m%d", "@daily"),
+        ("a-%Y%j-%H", "0 */6 * * *"),
+        ("a-%Y", "@yearly"),
+        ("a-%Y", "0 0 29 2 *"),
+        ("a-%Y%m", "0 0 * * 1#1"),
+        ("a-%Y%d", "0 0 1,15 1 *"),
+        ("a-%Y%m%d-%M", "0,30 2 * * *"),
+        ("a-%Y%m%d%H%M%S", "* * * * * *"),
+    ];
+    for (template, cron) in accepted {
+        assert_eq!(fine(template, cron), Ok(()), "{template} on {cron}");
+    }
     assert_eq!(
         refused(fine("a-%m%d", "@daily")),
         "\"a-%m%d\" has no %Y: names would repeat every year"
     );
     assert_eq!(
         refused(fine("a-%Y%m%d", "0 */6 * * *")),
-        "\"a-%Y%m%d\" is too coarse for schedule \"0 */6 * * *\": two fires in one day would get the same name; add %m%d %H"
+        "\"a-%Y%m%d\" is too coarse for schedule \"0 */6 * * *\": the fires at 2026-11-25 00:00:00 +00:00 and 2026-11-25 06:00:00 +00:00 would get the same name; add %H"
     );
-    assert!(refused(fine("a-%Y%m%d%H%M", "*/10 * * * * *")).ends_with("add %m%d %H%M%S"));
+    let advice = [
+        ("a-%Y%m%d%H%M", "*/10 * * * * *", "%S"),
+        ("a-%Y%m%d-%M", "@hourly", "%H"),
+        ("a-%Y%m", "@weekly", "%d"),
+        ("a-%Y", "@monthly", "%m"),
+        ("a-%Y%d", "@monthly", "%m"),
+        ("a-%Y", "@daily", "%m%d"),
+        ("a-%Y", "0 0 1,15 1,7 *", "%m%d"),
+        ("a-%Y", "*/10 * * * *", "%m%d %H%M"),
+    ];
+    for (template, cron, add) in advice {
+        let says = refused(fine(template, cron));
+        assert!(
+            says.ends_with(&format!("; add {add}")),
+            "{template} on {cron}: {says}"
+        );
+    }
+}
+
+#[test]
+fn a_fire_moved_by_spring_forward_must_not_take_another_fires_name() {
+    // Berlin skips 02:00-03:00 on 2027-03-28: 02:30 fires at 03:00, the hour of 03:30.
+    assert_eq!(fine("a-%Y%m%d%H", "30 2,3 * * *"), Ok(()));
+    assert_eq!(
+        refused(fine_in("Europe/Berlin", "a-%Y%m%d%H", "30 2,3 * * *")),
+        "\"a-%Y%m%d%H\" is too coarse for schedule \"30 2,3 * * *\": the fires at 2027-03-28 03:00:00 +02:00 (for 02:30:00, skipped by the clock change) and 2027-03-28 03:30:00 +02:00 would get the same name; add %M"
+    );
+    // Havana skips midnight to 01:00 on 2027-03-14: 00:45:15 fires at 01:00:00, the hour
+    // of 01:45:15; %M or %S would tell them apart, and the coarser is named.
+    let says = refused(fine_in("America/Havana", "a-%Y%m%d%H", "15 45 0,1 * * *"));
+    assert!(says.ends_with("; add %M"), "{says}");
+    // A fire moved onto a time the schedule fires at anyway is that one fire.
+    assert_eq!(fine_in("Europe/Berlin", "a-%Y%m%d%H", "@hourly"), Ok(()));
+    assert_eq!(fine_in("Europe/Berlin", "a-%Y%m%d", "30 2 * * *"), Ok(()));
+    assert_eq!(
+        fine_in("Europe/Berlin", "a-%Y%m%d%H%M", "*/15 2 * * *"),
+        Ok(())
+    );
+    // A repeated hour fires once.
+    assert_eq!(fine_in("Europe/Berlin", "a-%Y%m%d%H", "0 * * * *"), Ok(()));
+    // Lord Howe moves its clock by half an hour: 02:00-02:30 is skipped on 2027-10-03,
+    // and 02:20:30 fires at 02:30:00, the minute of 02:30:30.
+    let cron = "30 20,30 2 * * *";
+    assert_eq!(
+        fine_in("Australia/Lord_Howe", "a-%Y%m%d%H%M%S", cron),
+        Ok(())
+    );
+    assert_eq!(
+        refused(fine_in("Australia/Lord_Howe", "a-%Y%m%d%H%M", cron)),
+        "\"a-%Y%m%d%H%M\" is too coarse for schedule \"30 20,30 2 * * *\": the fires at 2027-10-03 02:30:00 +11:00 (for 02:20:30, skipped by the clock change) and 2027-10-03 02:30:30 +11:00 would get the same name; add %S"
+    );
 }
 
 #[test]
@@ -264,4 +351,133 @@ fn two_policies_on_a_server_never_claim_the_same_name() {
         policy("b", 1, "{policy}-%Y%m%d"),
     );
     assert_eq!(names_apart(7, &a, &b, 9..10), Ok(()));
+}
+
+mod names_apart_property {
+    use chrono::{DateTime, Duration, Utc};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Zones whose clocks move at 02:00 (by an hour, and by half an hour) and at
+    /// midnight, and one whose clock never moves.
+    const ZONES: [&str; 5] = [
+        "UTC",
+        "Europe/Berlin",
+        "Australia/Lord_Howe",
+        "America/Havana",
+        "America/Santiago",
+    ];
+
+    /// Where the windows of fires start: the day of the check, the turn of a year, and
+    /// just before spring-forward in each zone with a clock change.
+    const STARTS: [&str; 6] = [
+        "2026-11-24T12:00:00Z",
+        "2027-12-30T00:00:00Z",
+        "2027-03-27T00:00:00Z",
+        "2027-03-13T00:00:00Z",
+        "2027-09-03T00:00:00Z",
+        "2027-10-02T00:00:00Z",
+    ];
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(STARTS[0]).unwrap().into()
+    }
+
+    fn cron() -> impl Strategy<Value = String> {
+        let pick = |items: &'static [&'static str]| proptest::sample::select(items);
+        (
+            pick(&["", "", "", "0 ", "30 ", "*/20 ", "5,45 ", "* "]),
+            pick(&["0", "30", "*/10", "*/30", "15,45", "0-2", "*"]),
+            pick(&["0", "2", "*/6", "2,3", "0,1", "1-3", "*"]),
+            pick(&["*", "*", "1,15", "L", "29", "*/10"]),
+            pick(&["*", "1", "1,7", "*/3", "2"]),
+            pick(&["*", "1", "1-5", "0", "1#1"]),
+        )
+            .prop_map(|(s, m, h, dom, mon, dow)| format!("{s}{m} {h} {dom} {mon} {dow}"))
+    }
+
+    fn template() -> impl Strategy<Value = String> {
+        proptest::sample::subsequence(vec!["%m", "%d", "%j", "%H", "%M", "%S"], 0..=6)
+            .prop_map(|fields| format!("{{policy}}-%Y{}", fields.concat()))
+    }
+
+    /// The fires of up to two years from each start, at most 300 from each.
+    fn fires(schedule: &Schedule, zone: Tz) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        for start in STARTS {
+            let start: DateTime<Utc> = DateTime::parse_from_rfc3339(start).unwrap().into();
+            let end = start + Duration::days(731);
+            let mut at = start;
+            for _ in 0..300 {
+                match schedule.next_fire(zone, at) {
+                    Some(next) if next < end => {
+                        out.push(next);
+                        at = next;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn name(template: &NameTemplate, zone: Tz, at: DateTime<Utc>) -> String {
+        template.render("p", 1, &at.with_timezone(&zone))
+    }
+
+    fn is_fire(schedule: &Schedule, zone: Tz, at: DateTime<Utc>) -> bool {
+        schedule.next_fire(zone, at - Duration::seconds(1)) == Some(at)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// A template the check accepts gives every fire of its schedule its own name;
+        /// one it refuses gets two real fires that share a name as the example, and
+        /// every field of the advice is needed and enough.
+        #[test]
+        fn accepted_templates_never_repeat_a_name_and_refusals_are_real(
+            cron in cron(),
+            source in template(),
+            zone in proptest::sample::select(&ZONES[..]),
+        ) {
+            let schedule = Schedule::parse(&cron).unwrap();
+            let zone: Tz = zone.parse().unwrap();
+            let template = NameTemplate::parse(&source).unwrap();
+            match template.tells_apart(&schedule, zone, now()) {
+                Ok(()) => {
+                    let mut seen = std::collections::HashMap::new();
+                    for at in fires(&schedule, zone) {
+                        if let Some(earlier) = seen.insert(name(&template, zone, at), at) {
+                            prop_assert!(false, "{} and {} share a name", earlier, at);
+                        }
+                    }
+                }
+                Err(Clash::NoYear) => prop_assert!(false, "{} has a year", source),
+                Err(Clash::Coarse(c)) => {
+                    let (a, b) = (c.first.to_utc(), c.second.to_utc());
+                    prop_assert!(a != b && a > now() && b > now());
+                    prop_assert!(is_fire(&schedule, zone, a), "{} is no fire", c.first);
+                    prop_assert!(is_fire(&schedule, zone, b), "{} is no fire", c.second);
+                    prop_assert_eq!(name(&template, zone, a), name(&template, zone, b));
+                    let add = c.add.to_string().replace(' ', "");
+                    let fields: Vec<&str> = add.split_inclusive(|ch: char| ch.is_alphabetic()).collect();
+                    prop_assert!(!fields.is_empty());
+                    let with = |fields: &[&str]| {
+                        let t = NameTemplate::parse(&format!("{source}{}", fields.concat())).unwrap();
+                        t.tells_apart(&schedule, zone, now())
+                    };
+                    prop_assert_eq!(with(&fields), Ok(()), "adding {} is not enough", add);
+                    for i in 0..fields.len() {
+                        let mut fewer = fields.clone();
+                        fewer.remove(i);
+                        prop_assert!(with(&fewer).is_err(), "{} of {} is not needed", fields[i], add);
+                    }
+                }
+            }
+        }
+    }
 }
