@@ -30,7 +30,7 @@ pub fn shown(t: chrono::DateTime<chrono::Utc>, zone: chrono_tz::Tz) -> String {
 #[cfg(test)]
 mod fires_agree;
 
-use chrono::{Datelike, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -45,7 +45,9 @@ pub struct Schedule {
 }
 
 /// How finely a schedule's fires are spread: the coarsest calendar unit in which two
-/// fires can never fall. A name template must be at least this fine.
+/// fires can never fall (the tests that hold croner to crontab use it; the name check
+/// reads the schedule's real fires: `config/template/clash.rs`).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Resolution {
     Second,
@@ -118,7 +120,9 @@ impl Schedule {
     }
 
     /// The coarsest unit of time that is guaranteed to hold at most one fire.
+    #[cfg(test)]
     pub fn resolution(&self) -> Resolution {
+        use chrono::Datelike;
         let p = &self.cron.pattern;
         let (s, m, h) = (
             p.seconds.values().len(),
