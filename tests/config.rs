@@ -556,15 +556,19 @@ fn an_unreadable_token_file_with_the_credential_at_hand_is_explained() {
 fn check_json_prints_its_errors_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("snaprotd.toml");
-    std::fs::write(&path, format!("{GOOD_POLICY}kep = 3\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-        .args(["check", "--json", "-c"])
-        .arg(&path)
-        .env("SNAPROTD_API_TOKEN", "t")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let check_json = |body: String| {
+        std::fs::write(&path, body).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+            .args(["check", "--json", "-c"])
+            .arg(&path)
+            .env("SNAPROTD_API_TOKEN", "t")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+        (out.status.code(), v)
+    };
+    let (code, v) = check_json(format!("{GOOD_POLICY}kep = 3\n"));
+    assert_eq!(code, Some(78));
     assert_eq!(v["version"], 1, "{v}");
     assert_eq!(v["ok"], false, "{v}");
     let e = &v["errors"][0];
@@ -573,24 +577,12 @@ fn check_json_prints_its_errors_as_json() {
         (&5.into(), &1.into(), &"policy[nightly].kep".into()),
         "{v}"
     );
-    assert!(
-        e["message"]
-            .as_str()
-            .unwrap()
-            .contains("did you mean `keep`?"),
-        "{v}"
-    );
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("did you mean `keep`?"), "{v}");
     assert_eq!(e["file"], path.display().to_string(), "{v}");
     // Warnings have the shape of errors.
-    std::fs::write(&path, format!("{GOOD_POLICY}keep = 5\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_snaprotd"))
-        .args(["check", "--json", "-c"])
-        .arg(&path)
-        .env("SNAPROTD_API_TOKEN", "t")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let (code, v) = check_json(format!("{GOOD_POLICY}keep = 5\n"));
+    assert_eq!(code, Some(0));
     let w = &v["warnings"][0];
     assert_eq!(
         (&w["line"], &w["key"]),
