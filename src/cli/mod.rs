@@ -107,6 +107,11 @@ pub enum Command {
     /// Restore a server from a snapshot (overwrites the server's data)
     Restore(restore::Args),
     /// Delete snapshots snaprotd made for a policy that no longer owns them (--orphans)
+    ///
+    /// An orphan is a snapshot whose description names a snaprotd policy that this
+    /// configuration does not have on that server (removed, renamed, or no longer listing
+    /// the server). A second snaprotd with another configuration on the same account sees
+    /// the first one's snapshots as orphans: look at --dry-run before confirming.
     Prune(prune::Args),
     /// Run the provider simulator (for tests and trials)
     Sim(sim::Args),
