@@ -271,7 +271,8 @@ message} (and exit 78).
 \fIruns\fR, each {job, policy, server, result (ok, failed, skipped), scheduled_for,
 started_at, finished_at, seconds, snapshot_name, error, skipped, outcome}; with
 \fB\-\-dry\-run\fR \fIplans\fR, each {job, ok, stop_server, name, adopt, make_room,
-prune_after}, a deletion being {snapshot, reason}.
+prune_after, hooks}, a deletion being {snapshot, reason}, hooks {pre_snapshot,
+post_snapshot} (each a command as a list, or null), null when no hook would run.
 .TP
 \fBlist\fR
 \fIsnapshots\fR: a snapshot with \fIowner\fR, \fIpolicy\fR and \fIorphan_of\fR.

@@ -211,6 +211,9 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
         .await;
         match result {
             Ok((plan, stop)) => {
+                // Hooks run only around the create of a new snapshot.
+                let hooks = &policy.hooks;
+                let would_hook = plan.adopt.is_none() && hooks.any();
                 if as_json {
                     plans.push(json!({
                         "job": job.id().to_string(), "ok": true, "stop_server": stop,
@@ -218,6 +221,10 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
                         "adopt": plan.adopt.as_ref().map(SnapshotJson::from),
                         "make_room": deletions(&plan.make_room),
                         "prune_after": deletions(&plan.prune_after),
+                        "hooks": would_hook.then(|| json!({
+                            "pre_snapshot": hooks.pre_snapshot.as_ref().map(|c| c.argv()),
+                            "post_snapshot": hooks.post_snapshot.as_ref().map(|c| c.argv()),
+                        })),
                     }));
                     continue;
                 }
@@ -240,6 +247,26 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
                         "left as it is"
                     }
                 );
+                if let (true, Some(pre)) = (would_hook, &hooks.pre_snapshot) {
+                    outln!(
+                        "  pre hook     would run {pre} {}before the create",
+                        if stop {
+                            "after the server is stopped, "
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                if let (true, Some(post)) = (would_hook, &hooks.post_snapshot) {
+                    outln!(
+                        "  post hook    would run {post} once the create is answered (or has failed, or the pre hook has)"
+                    );
+                }
+                if plan.adopt.is_some() && hooks.any() {
+                    outln!(
+                        "  hooks        none: they run only around the create of a new snapshot"
+                    );
+                }
                 for (s, reason) in &plan.make_room {
                     outln!(
                         "  would delete {} (id {}) before creating: {}",

@@ -96,9 +96,14 @@ impl Found {
 const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
 /// How long after a fire its run may take before the job counts as overdue: a stop,
-/// the snapshot, a start, plus a minute.
+/// the snapshot, a start, its hooks, plus a minute.
 fn grace(p: &Policy) -> chrono::Duration {
-    let d = p.stop_timeout * 2 + p.wait_timeout + std::time::Duration::from_secs(60);
+    let hooks = if p.hooks.any() {
+        p.hooks.timeout * 2
+    } else {
+        std::time::Duration::ZERO
+    };
+    let d = p.stop_timeout * 2 + p.wait_timeout + hooks + std::time::Duration::from_secs(60);
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
 }
 

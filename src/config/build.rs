@@ -13,7 +13,7 @@ use super::checks::{self, At};
 use super::defaults;
 use super::errors::Problem;
 use super::raw::{RawConfig, RawPolicy, RawPolicyKeys, S};
-use super::schema::{ApiConfig, Config, DaemonConfig, Policy, Timing};
+use super::schema::{ApiConfig, Config, DaemonConfig, HookCommand, Hooks, Policy, Timing};
 use super::sources::Outside;
 use super::template::NameTemplate;
 
@@ -310,6 +310,7 @@ fn policy(
         "stop_timeout",
         defaults::STOP_TIMEOUT,
     );
+    let hooks = hooks(p, d, found);
 
     named?;
     Some(Policy {
@@ -325,7 +326,64 @@ fn policy(
         wait_timeout: wait_timeout?,
         stop_timeout: stop_timeout?,
         catch_up,
+        hooks: hooks?,
     })
+}
+
+/// The policy's `pre_snapshot`, `post_snapshot` and `hook_timeout`, each its own or
+/// `[defaults]`'s. A program that is not there (or not executable) now is warned about,
+/// not refused: it may be installed after the configuration, and every run checks.
+fn hooks(p: &RawPolicy, d: &RawPolicyKeys, found: &mut Found) -> Option<Hooks> {
+    let name = p.name.get_ref();
+    let mut command = |own: &S<Vec<toml::Spanned<String>>>, shared: &S<_>, k: &str| {
+        let Some(v) = pick(own, shared, name, k) else {
+            return Some(None);
+        };
+        let command = found.take(checks::hook_command(&v))?;
+        if let Some(why) = not_runnable(&command) {
+            let warning = v.problem(why);
+            if !found.warnings.contains(&warning) {
+                found.warnings.push(warning);
+            }
+        }
+        Some(Some(command))
+    };
+    let pre_snapshot = command(&p.pre_snapshot, &d.pre_snapshot, "pre_snapshot");
+    let post_snapshot = command(&p.post_snapshot, &d.post_snapshot, "post_snapshot");
+    let timeout = found.chosen(
+        &p.hook_timeout,
+        &d.hook_timeout,
+        name,
+        "hook_timeout",
+        defaults::HOOK_TIMEOUT,
+        checks::duration,
+    );
+    Some(Hooks {
+        pre_snapshot: pre_snapshot?,
+        post_snapshot: post_snapshot?,
+        timeout: timeout?,
+    })
+}
+
+/// Why a hook's program cannot run as things are (as this user sees them), if so.
+fn not_runnable(command: &HookCommand) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let program = command.program().display();
+    match std::fs::metadata(command.program()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+            "there is no {program}: every run of the policy fails until there is"
+        )),
+        Err(e) => Some(format!(
+            "cannot look at {program} ({e}): every run of the policy fails if it cannot run it"
+        )),
+        Ok(m) if !m.is_file() => Some(format!(
+            "{program} is not a file: every run of the policy fails until it is a program"
+        )),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Some(format!(
+            "{program} is not executable (chmod 755 it): every run of the policy fails until it is"
+        )),
+        Ok(_) => None,
+    }
 }
 
 /// The policy's template, with where it was written (the built-in default: nowhere).

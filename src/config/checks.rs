@@ -293,5 +293,38 @@ pub(super) fn names_apart(
     }
 }
 
+/// A hook's command: a program by absolute path (it runs without a shell or a search
+/// path), then its arguments; no NUL byte in any word (it could not be passed on).
+pub(super) fn hook_command(
+    v: &At<Vec<Spanned<String>>>,
+) -> Result<super::schema::HookCommand, Problem> {
+    let Some((program, args)) = v.value.split_first() else {
+        return Err(v.problem(
+            "is empty: give the program's absolute path first, then its arguments, \
+             like [\"/usr/local/bin/freeze\", \"--db\"]; or leave the key out",
+        ));
+    };
+    let at =
+        |word: &Spanned<String>, message: String| Problem::new(word.span(), v.key.clone(), message);
+    if let Some(word) = v.value.iter().find(|w| w.get_ref().contains('\0')) {
+        return Err(at(word, format!("{:?} holds a NUL byte", word.get_ref())));
+    }
+    let path = std::path::Path::new(program.get_ref());
+    if !path.is_absolute() || program.get_ref().ends_with('/') {
+        return Err(at(
+            program,
+            format!(
+                "{:?} is not the absolute path of a program: a hook runs without a shell \
+                 and without a search path; write it like \"/usr/local/bin/freeze\"",
+                program.get_ref()
+            ),
+        ));
+    }
+    Ok(super::schema::HookCommand::new(
+        path.to_path_buf(),
+        args.iter().map(|a| a.get_ref().clone()).collect(),
+    ))
+}
+
 #[cfg(test)]
 mod tests;

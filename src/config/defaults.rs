@@ -35,6 +35,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(15);
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const CATCH_UP: bool = true;
+/// How long a `pre_snapshot` or `post_snapshot` command may run.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default `keep` under a provider allowing `cap` snapshots per server.
 pub fn keep(cap: usize) -> usize {
@@ -88,6 +90,7 @@ mod tests {
         assert_eq!(duration(&d.wait_timeout), WAIT_TIMEOUT);
         assert_eq!(duration(&d.stop_timeout), STOP_TIMEOUT);
         assert_eq!(flag(&d.catch_up), CATCH_UP);
+        assert_eq!(duration(&d.hook_timeout), HOOK_TIMEOUT);
     }
 
     #[test]

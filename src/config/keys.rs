@@ -16,6 +16,8 @@ pub(super) enum Kind {
     WholeNumber,
     TrueOrFalse,
     ListOfWholeNumbers,
+    /// A command and its arguments: `["/usr/local/bin/freeze", "--db"]`.
+    ListOfText,
     Table(&'static [Key]),
     /// `[[name]]` tables.
     Tables(&'static [Key]),
@@ -82,6 +84,13 @@ const SHARED: &[Key] = &[
     key("wait_timeout", Text, "\"1h\""),
     key("stop_timeout", Text, "\"5m\""),
     key("catch_up", TrueOrFalse, "true"),
+    key(
+        "pre_snapshot",
+        ListOfText,
+        "[\"/usr/local/bin/freeze\", \"--db\"]",
+    ),
+    key("post_snapshot", ListOfText, "[\"/usr/local/bin/thaw\"]"),
+    key("hook_timeout", Text, "\"60s\""),
 ];
 
 const POLICY_OWN: &[Key] = &[
@@ -285,6 +294,22 @@ fn value(key: &Key, v: &Spanned<DeValue<'_>>, path: &str, problems: &mut Vec<Pro
                 }
             }
         }
+        (ListOfText, DeValue::Array(items)) => {
+            for item in items.iter() {
+                if !matches!(item.get_ref(), DeValue::String(_)) {
+                    problems.push(Problem::new(
+                        item.span(),
+                        path,
+                        format!(
+                            "expected a program and its arguments, each in quotes, like {} = {}; found {}",
+                            key.name,
+                            key.example,
+                            found(item.get_ref())
+                        ),
+                    ));
+                }
+            }
+        }
         (Table(keys), DeValue::Table(t)) => {
             let keys: Vec<&Key> = keys.iter().collect();
             table(t, &keys, path, Some(v.span()), problems);
@@ -319,6 +344,7 @@ fn expected(kind: Kind) -> &'static str {
         WholeNumber => "a whole number",
         TrueOrFalse => "true or false",
         ListOfWholeNumbers => "a list of server ids",
+        ListOfText => "a list of text in quotes",
         Table(_) => "a table",
         Tables(_) => "tables",
     }
@@ -442,6 +468,37 @@ mod tests {
         for (_, message) in &found {
             assert!(!message.contains("i64") && !message.contains("invalid type"));
         }
+    }
+
+    #[test]
+    fn a_hook_is_a_list_of_text() {
+        let found = problems(
+            "[defaults]\npre_snapshot = \"/bin/freeze --db\"\n[[policy]]\nname = \"a\"\n\
+             servers = [1]\nschedule = \"@daily\"\npost_snapshot = [\"/bin/thaw\", 3]\n\
+             hook_timeout = 5\n",
+        );
+        assert_eq!(
+            found,
+            [
+                (
+                    "defaults.pre_snapshot".into(),
+                    "expected a list of text in quotes, like pre_snapshot = \
+                     [\"/usr/local/bin/freeze\", \"--db\"]; found text"
+                        .into()
+                ),
+                (
+                    "policy[a].post_snapshot".into(),
+                    "expected a program and its arguments, each in quotes, like post_snapshot = \
+                     [\"/usr/local/bin/thaw\"]; found a whole number"
+                        .into()
+                ),
+                (
+                    "policy[a].hook_timeout".into(),
+                    "expected text in quotes, like hook_timeout = \"60s\"; found a whole number"
+                        .into()
+                ),
+            ]
+        );
     }
 
     #[test]

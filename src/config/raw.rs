@@ -53,6 +53,9 @@ pub struct RawPolicyKeys {
     pub wait_timeout: S<String>,
     pub stop_timeout: S<String>,
     pub catch_up: S<bool>,
+    pub pre_snapshot: S<Vec<Spanned<String>>>,
+    pub post_snapshot: S<Vec<Spanned<String>>>,
+    pub hook_timeout: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,4 +75,7 @@ pub struct RawPolicy {
     pub wait_timeout: S<String>,
     pub stop_timeout: S<String>,
     pub catch_up: S<bool>,
+    pub pre_snapshot: S<Vec<Spanned<String>>>,
+    pub post_snapshot: S<Vec<Spanned<String>>>,
+    pub hook_timeout: S<String>,
 }

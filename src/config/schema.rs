@@ -63,6 +63,81 @@ pub struct Policy {
     pub wait_timeout: Duration,
     pub stop_timeout: Duration,
     pub catch_up: bool,
+    pub hooks: Hooks,
+}
+
+/// The commands a policy runs around the create of a new snapshot (`rotation/hooks.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    /// Run before the create (after the server is stopped); its failure means no snapshot.
+    pub pre_snapshot: Option<HookCommand>,
+    /// Run after the create is answered or failed, whenever the hooks began.
+    pub post_snapshot: Option<HookCommand>,
+    /// How long each may run before its process group is killed.
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    /// No hook.
+    fn default() -> Hooks {
+        Hooks {
+            pre_snapshot: None,
+            post_snapshot: None,
+            timeout: super::defaults::HOOK_TIMEOUT,
+        }
+    }
+}
+
+impl Hooks {
+    pub fn any(&self) -> bool {
+        self.pre_snapshot.is_some() || self.post_snapshot.is_some()
+    }
+}
+
+/// A hook's command line: the program, by absolute path, and its arguments, run
+/// without a shell. Built only by `checks::hook_command`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookCommand {
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+impl HookCommand {
+    pub(super) fn new(program: PathBuf, args: Vec<String>) -> HookCommand {
+        HookCommand { program, args }
+    }
+
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// The whole command line, as a list (for `--json`).
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.display().to_string())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+}
+
+impl std::fmt::Display for HookCommand {
+    /// The words as written, one quoted when it holds a space or a quote.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, word) in self.argv().iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            if word.is_empty() || word.contains([' ', '\t', '"', '\'', '\\']) {
+                write!(f, "{word:?}")?;
+            } else {
+                f.write_str(word)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How long a job polls and waits: a policy's own, or `[defaults]`.

@@ -41,7 +41,17 @@ impl Daemon {
             .chain([self.config().defaults.stop_timeout])
             .max()
             .unwrap_or_default();
-        let limit = grace + 2 * stop_timeout + Duration::from_secs(10);
+        // A post_snapshot hook (a thaw) is not cut short by the grace: it has its own
+        // hook_timeout, before the server is started.
+        let thaw = self
+            .config()
+            .policies
+            .iter()
+            .filter(|p| p.hooks.post_snapshot.is_some())
+            .map(|p| p.hooks.timeout)
+            .max()
+            .unwrap_or_default();
+        let limit = grace + thaw + 2 * stop_timeout + Duration::from_secs(10);
         // Then every record left is settled, each within stop_timeout and a last look.
         let settling = stop_timeout + Duration::from_secs(15);
         systemd::extend_stop_timeout(limit + settling);

@@ -1,5 +1,6 @@
 //! What went wrong in a run.
 
+use super::hooks::HookFailure;
 use crate::provider::ApiError;
 use crate::state::StateError;
 
@@ -50,6 +51,12 @@ pub enum RotationError {
         want: &'static str,
         seen: String,
         timeout: String,
+    },
+    /// A `pre_snapshot` or `post_snapshot` command failed; `then` says what it meant.
+    #[error("{failure}; {then}")]
+    Hook {
+        failure: HookFailure,
+        then: &'static str,
     },
     #[error("interrupted {0}: snaprotd is stopping")]
     Interrupted(&'static str),

@@ -9,6 +9,7 @@
 
 mod error;
 mod guard;
+pub mod hooks;
 mod owner;
 mod plan;
 
@@ -336,14 +337,17 @@ impl Rotation<'_> {
         held.ensure_stopped(self, Some(status)).await
     }
 
-    /// Steps 4 and 5.
+    /// Steps 4 and 5. A new snapshot's create runs between the policy's hooks
+    /// (`hooks.rs`): `pre_snapshot` before it (its failure: no create), `post_snapshot`
+    /// once it is answered or failed; a failed `post_snapshot` fails the run once the
+    /// snapshot has been waited for. An adopted snapshot runs no hook.
     async fn create_and_wait(
         &self,
         job: Job<'_>,
         plan: &Plan,
         guard: &mut Option<StoppedServer>,
     ) -> Result<(Completed, bool), RotationError> {
-        let (created, took) = match &plan.adopt {
+        let (created, took, thawed) = match &plan.adopt {
             Some(existing) => {
                 info!(
                     snapshot_id = existing.id,
@@ -356,23 +360,17 @@ impl Rotation<'_> {
                     existing.status.as_str(),
                     crate::schedule::shown(existing.created_at, job.policy.timezone)
                 );
-                ((existing.clone(), true), Duration::ZERO)
+                ((existing.clone(), true), Duration::ZERO, Ok(()))
             }
             None => {
-                if self.interrupt.is_set() {
-                    return Err(RotationError::Interrupted("before creating the snapshot"));
-                }
-                let (r, took) = timed(
-                    "create",
-                    self.client.create_snapshot(
-                        job.server,
-                        &plan.name,
-                        &job.policy.snapshot_description(),
-                    ),
-                )
-                .await;
-                let c = r.map_err(RotationError::api("creating the snapshot"))?;
-                ((c.snapshot, c.adopted), took)
+                let hooks = hooks::Hooks {
+                    job,
+                    snapshot_name: &plan.name,
+                    interrupt: self.interrupt,
+                };
+                let around = hooks::around(&hooks, self.create(job, plan)).await;
+                let (c, took) = around.created?;
+                ((c.snapshot, c.adopted), took, around.post)
             }
         };
         let (snapshot, adopted) = created;
@@ -394,7 +392,28 @@ impl Rotation<'_> {
         if let (Some(held), Ok(_) | Err(RotationError::SnapshotFailed { .. })) = (guard, &done) {
             held.settled();
         }
-        Ok((done?, adopted))
+        let completed = done?;
+        thawed?;
+        Ok((completed, adopted))
+    }
+
+    /// Step 4's call: the create, unless snaprotd is stopping.
+    async fn create(
+        &self,
+        job: Job<'_>,
+        plan: &Plan,
+    ) -> Result<(crate::provider::Created, Duration), RotationError> {
+        if self.interrupt.is_set() {
+            return Err(RotationError::Interrupted("before creating the snapshot"));
+        }
+        let (r, took) = timed(
+            "create",
+            self.client
+                .create_snapshot(job.server, &plan.name, &job.policy.snapshot_description()),
+        )
+        .await;
+        let c = r.map_err(RotationError::api("creating the snapshot"))?;
+        Ok((c, took))
     }
 
     /// Step 5: polls the server's listing until the snapshot is `completed`.

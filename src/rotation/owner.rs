@@ -116,6 +116,7 @@ mod tests {
             wait_timeout: Duration::from_secs(600),
             stop_timeout: Duration::from_secs(300),
             catch_up: false,
+            hooks: Default::default(),
         }
     }
 

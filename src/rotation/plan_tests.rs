@@ -28,6 +28,7 @@ fn policy(name: &str, keep: usize) -> Policy {
         wait_timeout: Duration::from_secs(600),
         stop_timeout: Duration::from_secs(300),
         catch_up: false,
+        hooks: Default::default(),
     }
 }
 

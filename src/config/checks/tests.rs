@@ -39,6 +39,7 @@ fn policy(name: &str, keep: usize, template: &str) -> Policy {
         wait_timeout: Duration::from_secs(1),
         stop_timeout: Duration::from_secs(1),
         catch_up: true,
+        hooks: Default::default(),
     }
 }
 
@@ -480,4 +481,50 @@ mod names_apart_property {
             }
         }
     }
+}
+
+#[test]
+fn a_hook_is_a_program_by_absolute_path_then_its_arguments() {
+    let words = |ws: &[&str]| {
+        let mut start = 10;
+        at(ws
+            .iter()
+            .map(|w| {
+                start += 10;
+                Spanned::new(start..start + w.len(), w.to_string())
+            })
+            .collect::<Vec<_>>())
+    };
+    let ok = hook_command(&words(&["/usr/local/bin/freeze", "--db", "two words"])).unwrap();
+    assert_eq!(ok.program(), std::path::Path::new("/usr/local/bin/freeze"));
+    assert_eq!(ok.args(), ["--db", "two words"]);
+    assert_eq!(ok.to_string(), "/usr/local/bin/freeze --db \"two words\"");
+    assert_eq!(
+        refused(hook_command(&words(&[]))),
+        "is empty: give the program's absolute path first, then its arguments, like \
+         [\"/usr/local/bin/freeze\", \"--db\"]; or leave the key out"
+    );
+    // Reported at the word itself.
+    for bad in [
+        &["freeze", "--db"][..],
+        &["./bin/freeze"],
+        &["/usr/local/bin/"],
+        &[""],
+    ] {
+        let p = hook_command(&words(bad)).unwrap_err();
+        assert_eq!((p.span, p.key.as_str()), (Some(20..20 + bad[0].len()), "k"));
+        assert!(
+            p.message.ends_with(
+                "is not the absolute path of a program: a hook runs without a shell and \
+                 without a search path; write it like \"/usr/local/bin/freeze\""
+            ),
+            "{bad:?}: {}",
+            p.message
+        );
+    }
+    let p = hook_command(&words(&["/bin/x", "a\0b"])).unwrap_err();
+    assert_eq!(
+        (p.span, p.message.as_str()),
+        (Some(30..33), "\"a\\0b\" holds a NUL byte")
+    );
 }

@@ -1,0 +1,538 @@
+//! The commands a policy runs around the create of a new snapshot, for application
+//! consistency: `pre_snapshot` (a freeze) and `post_snapshot` (a thaw).
+//!
+//! [`around`] is the one place that orders them: `pre_snapshot`, then the create only
+//! if it succeeded, then `post_snapshot` whenever the hooks began — after the create
+//! was answered, after it failed, after `pre_snapshot` failed — so that a freeze is
+//! always thawed. An existing snapshot that is adopted runs no hook: nothing is frozen
+//! for it.
+//!
+//! A hook is a program by absolute path with its arguments (no shell), stdin from
+//! `/dev/null`, a clean environment (`PATH` and the `SNAPROTD_*` variables: nothing of
+//! snaprotd's own, where a token may be), in a process group of its own. The whole group
+//! is killed at `hook_timeout`, when the interrupt's grace ends (`pre_snapshot` only: a
+//! thaw, like starting the server again, still runs after it), and when the job's task
+//! is dropped. Its output goes to the job's log line by line, bounded.
+
+use std::future::Future;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::{Job, RotationError, secs};
+use crate::config::HookCommand;
+use crate::interrupt::Interrupt;
+
+/// The longest line of a hook's output logged, in bytes; the rest of it is cut.
+pub const MAX_LINE: usize = 500;
+/// Lines of each of a hook's streams logged per run; later ones are counted only.
+pub const MAX_LINES: usize = 100;
+/// Once the hook has exited, how long what is left in its pipes is still read (a
+/// process it left in the background may hold them open).
+const DRAIN: Duration = Duration::from_millis(200);
+/// How long reaping a killed hook may take (a process stuck in the kernel cannot die).
+const REAP: Duration = Duration::from_secs(2);
+/// The search path of a hook (it runs with a clean environment).
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Which hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Pre,
+    Post,
+}
+
+impl Phase {
+    /// The key that configures it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Phase::Pre => "pre_snapshot",
+            Phase::Post => "post_snapshot",
+        }
+    }
+
+    /// `SNAPROTD_PHASE`.
+    fn word(self) -> &'static str {
+        match self {
+            Phase::Pre => "pre",
+            Phase::Post => "post",
+        }
+    }
+}
+
+/// What `post_snapshot` is told of the create (`SNAPROTD_RESULT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The create was answered with a snapshot (it may still be in progress).
+    Ok,
+    /// No snapshot: the create was refused or failed, or not sent (snaprotd stopping).
+    CreateFailed,
+    /// No snapshot: `pre_snapshot` failed.
+    PreFailed,
+}
+
+impl Created {
+    pub fn word(self) -> &'static str {
+        match self {
+            Created::Ok => "ok",
+            Created::CreateFailed => "create-failed",
+            Created::PreFailed => "pre-failed",
+        }
+    }
+}
+
+/// How a hook that did not succeed ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookEnd {
+    NotStarted(String),
+    Exited(i32),
+    Killed(String),
+    TimedOut(Duration),
+    Interrupted,
+}
+
+/// A hook that did not succeed: which, how it ended, and the last line it wrote to
+/// stderr.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} `{command}` {}{}", .phase.key(), describe(.end), last_line(.last_stderr))]
+pub struct HookFailure {
+    pub phase: Phase,
+    pub command: String,
+    pub end: HookEnd,
+    pub last_stderr: Option<String>,
+}
+
+fn describe(end: &HookEnd) -> String {
+    match end {
+        HookEnd::NotStarted(e) => format!("could not be started: {e}"),
+        HookEnd::Exited(code) => format!("exited with status {code}"),
+        HookEnd::Killed(signal) => format!("was killed by {signal}"),
+        HookEnd::TimedOut(after) => format!(
+            "did not finish within hook_timeout ({}): it was killed with every process it started",
+            humantime::format_duration(*after)
+        ),
+        HookEnd::Interrupted => {
+            "was still running when snaprotd stopped (shutdown_timeout ended): it was killed with every process it started".to_string()
+        }
+    }
+}
+
+fn last_line(line: &Option<String>) -> String {
+    match line {
+        Some(l) => format!(", last said on stderr: {l:?}"),
+        None => String::new(),
+    }
+}
+
+/// The hooks of one run: the job and the name of the snapshot being made.
+pub(super) struct Hooks<'a> {
+    pub job: Job<'a>,
+    pub snapshot_name: &'a str,
+    pub interrupt: &'a Interrupt,
+}
+
+/// What [`around`] came to: the create's result (or `pre_snapshot`'s failure), and
+/// `post_snapshot`'s failure when the create succeeded — the run fails for it once the
+/// snapshot is waited for.
+pub(super) struct Around<T> {
+    pub created: Result<T, RotationError>,
+    pub post: Result<(), RotationError>,
+}
+
+/// Runs `create` between the policy's hooks: `pre_snapshot` first (its failure: no
+/// create), then `post_snapshot` whenever the hooks began. Without hooks, only `create`.
+pub(super) async fn around<T>(
+    hooks: &Hooks<'_>,
+    create: impl Future<Output = Result<T, RotationError>>,
+) -> Around<T> {
+    let config = &hooks.job.policy.hooks;
+    if !config.any() {
+        return Around {
+            created: create.await,
+            post: Ok(()),
+        };
+    }
+    if hooks.interrupt.is_set() {
+        return Around {
+            created: Err(RotationError::Interrupted(
+                "before the hooks and the create",
+            )),
+            post: Ok(()),
+        };
+    }
+    let pre = match &config.pre_snapshot {
+        Some(command) => hooks.run(Phase::Pre, command, None).await,
+        None => Ok(()),
+    };
+    let (created, result) = match pre {
+        Ok(()) => {
+            let created = create.await;
+            let result = match created {
+                Ok(_) => Created::Ok,
+                Err(_) => Created::CreateFailed,
+            };
+            (created, result)
+        }
+        Err(failure) => (
+            Err(RotationError::Hook {
+                failure,
+                then: "no snapshot was made",
+            }),
+            Created::PreFailed,
+        ),
+    };
+    let post = match &config.post_snapshot {
+        Some(command) => hooks.run(Phase::Post, command, Some(result)).await,
+        None => Ok(()),
+    };
+    let post = post.map_err(|failure| {
+        let then = match result {
+            Created::Ok => {
+                "the snapshot was made and is waited for, but the run fails: what pre_snapshot froze may still be frozen"
+            }
+            _ => "the run had failed already",
+        };
+        error!(hook = Phase::Post.key(), "{failure}; {then}");
+        RotationError::Hook { failure, then }
+    });
+    Around {
+        created,
+        post: if result == Created::Ok { post } else { Ok(()) },
+    }
+}
+
+impl Hooks<'_> {
+    /// Runs one hook to its end, its output in the job's log.
+    async fn run(
+        &self,
+        phase: Phase,
+        command: &HookCommand,
+        created: Option<Created>,
+    ) -> Result<(), HookFailure> {
+        let key = phase.key();
+        let timeout = self.job.policy.hooks.timeout;
+        let fail = |end, last_stderr| HookFailure {
+            phase,
+            command: command.to_string(),
+            end,
+            last_stderr,
+        };
+        match created {
+            Some(c) => info!(
+                hook = key,
+                "running {key} `{command}` (result {})",
+                c.word()
+            ),
+            None => info!(hook = key, "running {key} `{command}`"),
+        }
+        let started = Instant::now();
+        let mut cmd = Command::new(command.program());
+        cmd.args(command.args())
+            .env_clear()
+            .env("PATH", PATH)
+            .env("SNAPROTD_POLICY", &self.job.policy.name)
+            .env("SNAPROTD_SERVER_ID", self.job.server.to_string())
+            .env("SNAPROTD_SNAPSHOT_NAME", self.snapshot_name)
+            .env("SNAPROTD_PHASE", phase.word())
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(c) = created {
+            cmd.env("SNAPROTD_RESULT", c.word());
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| fail(HookEnd::NotStarted(e.to_string()), None))?;
+        let mut group = Group::of(child);
+        let mut out = Stream::new(phase, Kind::Out);
+        let mut err = Stream::new(phase, Kind::Err);
+        let stdout = group.child.stdout.take();
+        let stderr = group.child.stderr.take();
+        let status = {
+            let mut reading = std::pin::pin!(async {
+                tokio::join!(out.pump(stdout), err.pump(stderr));
+            });
+            let mut read_all = false;
+            // Only pre_snapshot ends with the interrupt's grace: a thaw still runs.
+            let cut_short = phase == Phase::Pre;
+            let ended = tokio::select! {
+                status = async {
+                    tokio::select! {
+                        status = group.child.wait() => status,
+                        () = &mut reading => {
+                            read_all = true;
+                            group.child.wait().await
+                        }
+                    }
+                } => Ok(status),
+                () = tokio::time::sleep(timeout) => Err(HookEnd::TimedOut(timeout)),
+                () = self.interrupt.grace_over(), if cut_short => Err(HookEnd::Interrupted),
+            };
+            if ended.is_err() {
+                group.kill();
+            } else {
+                group.exited = true;
+            }
+            if !read_all {
+                // What it wrote before it ended; a process left behind may hold the
+                // pipes open.
+                let _ = tokio::time::timeout(DRAIN, &mut reading).await;
+            }
+            ended
+        };
+        out.finish();
+        err.finish();
+        let status = match status {
+            Ok(status) => status,
+            Err(end) => {
+                let _ = tokio::time::timeout(REAP, group.child.wait()).await;
+                return Err(fail(end, err.last));
+            }
+        };
+        let status = status.map_err(|e| fail(HookEnd::NotStarted(e.to_string()), None))?;
+        match ended_as(status) {
+            None => {
+                info!(
+                    hook = key,
+                    "{key} `{command}` succeeded in {}",
+                    secs(started.elapsed())
+                );
+                Ok(())
+            }
+            Some(end) => Err(fail(end, err.last)),
+        }
+    }
+}
+
+/// How a process that ended did not succeed, if it did not.
+fn ended_as(status: ExitStatus) -> Option<HookEnd> {
+    if status.success() {
+        return None;
+    }
+    Some(match (status.code(), status.signal()) {
+        (Some(code), _) => HookEnd::Exited(code),
+        (None, Some(signal)) => HookEnd::Killed(
+            Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.to_string()),
+        ),
+        (None, None) => HookEnd::Exited(-1),
+    })
+}
+
+/// A hook's process group: killed whole (SIGKILL) at its time-out, at the interrupt's
+/// end, and when dropped before the hook ended (the job's task cancelled).
+struct Group {
+    child: Child,
+    /// The group's id: the hook's pid (it leads a group of its own).
+    pgid: Option<Pid>,
+    /// The hook ended by itself: what it left in the background is left alone.
+    exited: bool,
+}
+
+impl Group {
+    fn of(child: Child) -> Group {
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw);
+        Group {
+            child,
+            pgid,
+            exited: false,
+        }
+    }
+
+    /// Kills every process of the group. The hook itself is not yet reaped, so its
+    /// pid, the group's id, cannot have been taken by another process.
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.exited {
+            self.kill();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Out,
+    Err,
+}
+
+/// One of a hook's output streams, logged line by line in the job's span: at most
+/// [`MAX_LINES`] lines of at most [`MAX_LINE`] bytes; the last line of stderr is kept.
+struct Stream {
+    phase: Phase,
+    kind: Kind,
+    logged: usize,
+    unlogged: usize,
+    last: Option<String>,
+}
+
+impl Stream {
+    fn new(phase: Phase, kind: Kind) -> Stream {
+        Stream {
+            phase,
+            kind,
+            logged: 0,
+            unlogged: 0,
+            last: None,
+        }
+    }
+
+    /// Reads `stream` to its end, a line at a time, holding at most [`MAX_LINE`] bytes.
+    async fn pump(&mut self, stream: Option<impl AsyncRead + Unpin>) {
+        let Some(stream) = stream else { return };
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        let mut cut = false;
+        // A read error ends the stream as its end would.
+        while let Ok(buf) = reader.fill_buf().await {
+            if buf.is_empty() {
+                break;
+            }
+            let (chunk, end) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (&buf[..i], Some(i + 1)),
+                None => (buf, None),
+            };
+            let room = MAX_LINE.saturating_sub(line.len());
+            cut |= chunk.len() > room;
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let used = end.unwrap_or(buf.len());
+            reader.consume(used);
+            if end.is_some() {
+                self.line(&line, cut);
+                line.clear();
+                cut = false;
+            }
+        }
+        if !line.is_empty() || cut {
+            self.line(&line, cut);
+        }
+    }
+
+    fn line(&mut self, bytes: &[u8], cut: bool) {
+        let text: String = String::from_utf8_lossy(bytes)
+            .trim_end_matches('\r')
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let text = if cut {
+            format!("{text}… (cut)")
+        } else {
+            text
+        };
+        if self.kind == Kind::Err && !text.trim().is_empty() {
+            self.last = Some(text.clone());
+        }
+        if self.logged >= MAX_LINES {
+            self.unlogged += 1;
+            return;
+        }
+        self.logged += 1;
+        let key = self.phase.key();
+        match self.kind {
+            Kind::Out => info!(hook = key, "{key}: {text}"),
+            Kind::Err => warn!(hook = key, "{key} (stderr): {text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if self.unlogged > 0 {
+            let key = self.phase.key();
+            let stream = match self.kind {
+                Kind::Out => "stdout",
+                Kind::Err => "stderr",
+            };
+            warn!(
+                hook = key,
+                "{key}: {} more line(s) on {stream} not logged (at most {MAX_LINES} are)",
+                self.unlogged
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_says_how_the_hook_ended_and_its_last_stderr_line() {
+        let f = HookFailure {
+            phase: Phase::Pre,
+            command: "/usr/local/bin/freeze --db".into(),
+            end: HookEnd::Exited(3),
+            last_stderr: Some("cannot lock tables".into()),
+        };
+        assert_eq!(
+            f.to_string(),
+            "pre_snapshot `/usr/local/bin/freeze --db` exited with status 3, last said on stderr: \"cannot lock tables\""
+        );
+        let f = HookFailure {
+            end: HookEnd::TimedOut(Duration::from_millis(500)),
+            last_stderr: None,
+            ..f
+        };
+        assert!(
+            f.to_string()
+                .ends_with("did not finish within hook_timeout (500ms): it was killed with every process it started"),
+            "{f}"
+        );
+    }
+
+    #[test]
+    fn an_exit_status_becomes_how_it_ended() {
+        assert_eq!(ended_as(ExitStatus::from_raw(0)), None);
+        assert_eq!(
+            ended_as(ExitStatus::from_raw(3 << 8)),
+            Some(HookEnd::Exited(3))
+        );
+        assert_eq!(
+            ended_as(ExitStatus::from_raw(9)),
+            Some(HookEnd::Killed("SIGKILL".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn output_is_read_in_bounded_lines_and_the_last_stderr_line_kept() {
+        let long = "x".repeat(MAX_LINE * 3);
+        let text = format!("first\r\n{long}\n\n\u{1b}[31mred\n");
+        let mut s = Stream::new(Phase::Pre, Kind::Err);
+        s.pump(Some(text.as_bytes())).await;
+        assert_eq!(s.logged, 4);
+        assert_eq!(s.last.as_deref(), Some("\u{fffd}[31mred"));
+        let mut s = Stream::new(Phase::Pre, Kind::Err);
+        s.pump(Some(format!("ok\n{long}").as_bytes())).await;
+        assert_eq!(
+            s.last,
+            Some(format!("{}… (cut)", "x".repeat(MAX_LINE))),
+            "a last line without a newline is read too, cut"
+        );
+        let many = "line\n".repeat(MAX_LINES + 7);
+        let mut s = Stream::new(Phase::Post, Kind::Out);
+        s.pump(Some(many.as_bytes())).await;
+        assert_eq!((s.logged, s.unlogged), (MAX_LINES, 7));
+    }
+}
