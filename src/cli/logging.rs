@@ -100,7 +100,7 @@ pub fn init(target: LogTarget, verbosity: Verbosity) {
 
 /// The fields an event carries for the journal only (`journalctl SNAPSHOT_ID=…`): its
 /// text already says them, so text lines leave them out.
-const JOURNAL_ONLY: [&str; 2] = ["snapshot_id", "snapshot_name"];
+const JOURNAL_ONLY: [&str; 3] = ["snapshot_id", "snapshot_name", "hook"];
 
 /// The fields of a text line: the message, then `name=value` for each other field but
 /// the journal's own.
