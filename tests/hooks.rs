@@ -557,3 +557,241 @@ async fn check_warns_of_a_hook_program_that_is_not_there() {
         out.all()
     );
 }
+
+/// The hooks of a freeze that snaprotd is killed in: `pre_snapshot` notes its pid in
+/// `frozen.pid` and sleeps the first time (later times it returns at once);
+/// `post_snapshot` adds a line `RESULT SNAPSHOT_NAME` to `thaws` each time it runs, and
+/// when it did to `thaws.at`.
+fn killed_in_the_freeze(env: &Env) -> String {
+    let dir = env.dir.path().display().to_string();
+    let pre = hook(
+        env,
+        "pre",
+        &format!("if [ ! -e '{dir}/frozen.pid' ]; then echo $$ > '{dir}/frozen.pid'; sleep 30; fi"),
+    );
+    let post = hook(
+        env,
+        "post",
+        &format!(
+            "echo \"$SNAPROTD_RESULT $SNAPROTD_SNAPSHOT_NAME\" >> '{dir}/thaws'\n\
+             date +%s.%N >> '{dir}/thaws.at'"
+        ),
+    );
+    format!(
+        "pre_snapshot = [\"{}\"]\npost_snapshot = [\"{}\"]\n",
+        pre.display(),
+        post.display()
+    )
+}
+
+/// Waits for the freeze to be under way, then kills snaprotd (`pid`) with SIGKILL and
+/// the hook's process group after it (a SIGKILL leaves it running). Returns the name of
+/// the snapshot it froze for.
+async fn kill_in_the_freeze(env: &Env, pid: u32) -> String {
+    let hook = pid_in(env, "frozen.pid").await;
+    let name = environment(env, "pre")
+        .iter()
+        .find_map(|v| {
+            v.strip_prefix("SNAPROTD_SNAPSHOT_NAME=")
+                .map(str::to_string)
+        })
+        .expect("the pre hook's snapshot name");
+    for target in [pid.to_string(), format!("-{hook}")] {
+        let killed = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &target])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success(), "kill {target}");
+    }
+    assert!(eventually(5, || gone(hook)).await, "the freeze lives on");
+    name
+}
+
+/// The lines of `file` in the test's directory.
+fn lines(env: &Env, file: &str) -> Vec<String> {
+    std::fs::read_to_string(env.dir.path().join(file))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// When the first thaw ran.
+fn first_thaw_at(env: &Env) -> DateTime<Utc> {
+    lines(env, "thaws.at")
+        .first()
+        .and_then(|t| {
+            let (secs, nanos) = t.split_once('.')?;
+            DateTime::from_timestamp(secs.parse().ok()?, nanos.parse().ok()?)
+        })
+        .expect("a thaw noted when it ran")
+}
+
+fn hook_record(env: &Env) -> PathBuf {
+    env.dir.path().join("state/hooks/1.json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_cut_short_by_sigkill_is_thawed_by_the_next_once_before_the_server_starts() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    env.write_config(
+        &policy(&format!(
+            "{}hook_timeout = \"30s\"\n",
+            killed_in_the_freeze(&env)
+        ))
+        .replace("hook_timeout = \"1s\"\n", ""),
+    );
+    let child = env.command(&["once"]).spawn().expect("once runs");
+    let frozen = kill_in_the_freeze(&env, child.id().expect("pid")).await;
+    let out = child.wait_with_output().await.expect("wait");
+    assert_eq!(out.status.code(), None, "killed");
+    assert_eq!(env.sim.state().server_status(1), Some("stopped"));
+
+    let out = env.snaprotd_within(&["once"], 30).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let thaws = lines(&env, "thaws");
+    assert_eq!(thaws.len(), 2, "{thaws:?}\n{}", out.all());
+    assert_eq!(thaws[0], format!("interrupted {frozen}"), "{}", out.all());
+    assert!(thaws[1].starts_with("ok "), "{thaws:?}");
+    assert!(
+        out.all().lines().any(|l| l.contains(" WARN ")
+            && l.contains("SNAPROTD_RESULT=interrupted")
+            && l.contains(&frozen)),
+        "{}",
+        out.all()
+    );
+    // The thaw came first: before the server's start, the new freeze and the create.
+    let st = env.sim.state();
+    let log = request_log(&st);
+    let thawed = first_thaw_at(&env);
+    let start = first(&st, "POST", "/servers/1/start/").expect("a start");
+    let create = first(&st, "POST", "/snapshots/").expect("a create");
+    let times = format!(
+        "thawed {thawed}, started {}, frozen again {}, created {}\n{log}",
+        start.at,
+        at(&env, "pre", "start"),
+        create.at
+    );
+    assert!(thawed < start.at, "{times}");
+    assert!(thawed < at(&env, "pre", "start"), "{times}");
+    assert!(thawed < create.at, "{times}");
+    assert_eq!(st.server_status(1), Some("running"), "{log}");
+    assert!(!hook_record(&env).exists(), "the record stays");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_cut_short_by_sigkill_is_thawed_when_the_daemon_starts_again() {
+    use chrono::Timelike;
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    // One fire, two seconds from now; no catch-up: after the restart, no run of its own.
+    let at = Utc::now() + chrono::Duration::seconds(2);
+    let schedule = format!("{} {} {} * * *", at.second(), at.minute(), at.hour());
+    env.write_config(&format!(
+        "[[policy]]\nname = \"warm\"\nservers = [1]\nschedule = \"{schedule}\"\nkeep = 3\n\
+         catch_up = false\nhook_timeout = \"30s\"\n{}",
+        killed_in_the_freeze(&env)
+    ));
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    let frozen = kill_in_the_freeze(&env, d.pid).await;
+    assert_eq!(d.wait_exit(10).await, None);
+
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_note("READY=1", 1, 10).await;
+    assert!(
+        eventually(10, || !lines(&env, "thaws").is_empty()).await,
+        "no thaw:\n{}",
+        d.log()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+    assert_eq!(lines(&env, "thaws"), [format!("interrupted {frozen}")]);
+    assert!(
+        d.log().lines().any(|l| l.contains(" WARN ")
+            && l.contains("SNAPROTD_RESULT=interrupted")
+            && l.contains("warm@1")),
+        "{}",
+        d.log()
+    );
+    assert!(!hook_record(&env).exists(), "the record stays");
+    let st = env.sim.state();
+    assert!(!created(&st), "{}", request_log(&st));
+    assert_eq!(st.server_status(1), Some("running"));
+}
+
+/// A record left for a freeze in `env`'s state directory, as snaprotd writes it.
+fn leave_hook_record(env: &Env, bytes: &[u8]) {
+    let dir = env.dir.path().join("state/hooks");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("1.json"), bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_left_by_a_policy_no_longer_configured_is_reported_and_forgotten() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    let dir = env.dir.path().display().to_string();
+    let post = hook(
+        &env,
+        "post",
+        &format!("echo \"$SNAPROTD_RESULT $SNAPROTD_POLICY\" >> '{dir}/thaws'"),
+    );
+    env.write_config(&policy(&format!(
+        "post_snapshot = [\"{}\"]\n",
+        post.display()
+    )));
+    leave_hook_record(
+        &env,
+        br#"{"job": "gone@1", "policy": "gone", "server": 1, "snapshot_name": "gone-1",
+            "started_at": "2026-11-24T10:15:00Z"}"#,
+    );
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.all().lines().any(|l| l.contains("ERROR")
+            && l.contains("gone@1")
+            && l.contains("gone-1")
+            && l.contains("may still hold")),
+        "{}",
+        out.all()
+    );
+    assert_eq!(lines(&env, "thaws"), ["ok cold"], "only the run's own thaw");
+    assert!(!hook_record(&env).exists(), "the record stays");
+    started_again(&env.sim.state());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_record_that_cannot_be_read_is_set_aside_at_start() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    let post = hook(&env, "post", "");
+    env.write_config(&policy(&format!(
+        "post_snapshot = [\"{}\"]\n",
+        post.display()
+    )));
+    leave_hook_record(&env, b"{\"job\": \"cold@1\", \"poli");
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_note("READY=1", 1, 10).await;
+    let set_aside = || {
+        std::fs::read_dir(env.dir.path().join("state/hooks"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with("1.json.corrupt-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let aside = eventually(10, || set_aside() == 1 && !hook_record(&env).exists()).await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+    assert!(aside, "not set aside:\n{}", d.log());
+    assert!(
+        d.log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("1.json") && l.contains("may still hold")),
+        "{}",
+        d.log()
+    );
+    assert!(!ran(&env, "post"), "a thaw without knowing for what");
+}

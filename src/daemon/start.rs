@@ -1,5 +1,6 @@
-//! The daemon's start-up: the runs cut short by the last stop are resumed, the fires
-//! missed while snaprotd was down are caught up once, and the timetable is armed.
+//! The daemon's start-up: the runs cut short by the last stop are resumed (and the
+//! freezes it left are thawed), the fires missed while snaprotd was down are caught up
+//! once, and the timetable is armed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +28,7 @@ impl Daemon {
         // job is not configured (or that cannot be read) is settled: its server is
         // started again after its snapshot.
         let mut resumed = Vec::new();
+        let mut settled = Vec::new();
         for entry in state.stopped_servers().await {
             match entry {
                 StoppedEntry::Record(r)
@@ -47,11 +49,24 @@ impl Daemon {
                         r.scheduled_for,
                         Work::Resume,
                     );
+                    settled.push(r.server());
                     resumed.push(r.job);
                 }
                 // Its policy is gone, or it cannot be read: the server is started
                 // again after any snapshot of ours in progress.
-                other => self.settle_later(other.server(), Duration::ZERO),
+                other => {
+                    settled.push(other.server());
+                    self.settle_later(other.server(), Duration::ZERO);
+                }
+            }
+        }
+
+        // Freezes snaprotd ended in: every job thaws its server's before anything else
+        // (the resumed runs above too, before they start their server); on the other
+        // servers a settle does it now.
+        for server in state.servers_with_hooks_left().await {
+            if !settled.contains(&server) {
+                self.settle_later(server, Duration::ZERO);
             }
         }
 

@@ -7,6 +7,13 @@
 //! always thawed. An existing snapshot that is adopted runs no hook: nothing is frozen
 //! for it.
 //!
+//! A freeze outlives snaprotd when snaprotd ends between the two hooks (a crash,
+//! SIGKILL, a power loss): so a record is written before `pre_snapshot` starts
+//! (`hooks/<server>.json`) and removed once `post_snapshot` has ended. [`thaw_left`],
+//! called before anything else by every job on the server (holding its lock) and
+//! before a stopped server is started again, runs the `post_snapshot` of a record
+//! left behind with `SNAPROTD_RESULT=interrupted`.
+//!
 //! A hook is a program by absolute path with its arguments (no shell), stdin from
 //! `/dev/null`, a clean environment (`PATH` and the `SNAPROTD_*` variables: nothing of
 //! snaprotd's own, where a token may be), in a process group of its own. The whole group
@@ -26,9 +33,10 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::{Job, RotationError, secs};
+use super::{Job, Rotation, RotationError, secs};
 use crate::config::HookCommand;
 use crate::interrupt::Interrupt;
+use crate::state::{HookEntry, HookRecord, StateDir};
 
 /// The longest line of a hook's output logged, in bytes; the rest of it is cut.
 pub const MAX_LINE: usize = 500;
@@ -76,6 +84,9 @@ pub enum Created {
     CreateFailed,
     /// No snapshot: `pre_snapshot` failed.
     PreFailed,
+    /// Unknown: snaprotd ended (a crash, SIGKILL, a power loss) after `pre_snapshot`
+    /// started and before `post_snapshot` ended; the next job on the server thaws.
+    Interrupted,
 }
 
 impl Created {
@@ -84,6 +95,7 @@ impl Created {
             Created::Ok => "ok",
             Created::CreateFailed => "create-failed",
             Created::PreFailed => "pre-failed",
+            Created::Interrupted => "interrupted",
         }
     }
 }
@@ -136,6 +148,8 @@ pub(super) struct Hooks<'a> {
     pub job: Job<'a>,
     pub snapshot_name: &'a str,
     pub interrupt: &'a Interrupt,
+    /// Where the freeze is recorded while it may hold.
+    pub state: &'a StateDir,
 }
 
 /// What [`around`] came to: the create's result (or `pre_snapshot`'s failure), and
@@ -168,7 +182,18 @@ pub(super) async fn around<T>(
         };
     }
     let pre = match &config.pre_snapshot {
-        Some(command) => hooks.run(Phase::Pre, command, None).await,
+        Some(command) => {
+            if let Err(failure) = hooks.note_freeze(command).await {
+                return Around {
+                    created: Err(RotationError::Hook {
+                        failure,
+                        then: "no hook ran and no snapshot was made",
+                    }),
+                    post: Ok(()),
+                };
+            }
+            hooks.run(Phase::Pre, command, None).await
+        }
         None => Ok(()),
     };
     let (created, result) = match pre {
@@ -192,6 +217,9 @@ pub(super) async fn around<T>(
         Some(command) => hooks.run(Phase::Post, command, Some(result)).await,
         None => Ok(()),
     };
+    if config.pre_snapshot.is_some() {
+        hooks.forget_freeze().await;
+    }
     let post = post.map_err(|failure| {
         let then = match result {
             Created::Ok => {
@@ -208,7 +236,129 @@ pub(super) async fn around<T>(
     }
 }
 
+/// Before anything else on `server` (its lock held): runs the `post_snapshot` of a
+/// freeze that snaprotd ended in (`SNAPROTD_RESULT=interrupted`), then forgets it.
+/// A record whose policy is gone or has no `post_snapshot` any more, or that cannot be
+/// read, is reported and forgotten: nothing waits for a thaw that cannot come. Returns
+/// whether there was a record.
+pub(super) async fn thaw_left(rot: &Rotation<'_>, server: u64) -> bool {
+    let Some(entry) = rot.state.hooks_left(server).await else {
+        return false;
+    };
+    let r = match entry {
+        HookEntry::Record(r) => r,
+        HookEntry::Corrupt {
+            problem, set_aside, ..
+        } => {
+            let kept = set_aside.map_or("it was removed".into(), |p| {
+                format!("it is set aside as {}", p.display())
+            });
+            error!(
+                server_id = server,
+                "the record of a pre_snapshot hook started on server {server} (hooks/{server}.json) \
+                 cannot be read ({problem}); {kept}. snaprotd ended before its post_snapshot did, \
+                 and cannot tell which post_snapshot to run: the freeze may still hold — check the \
+                 server and thaw it by hand"
+            );
+            return true;
+        }
+    };
+    let what = format!(
+        "pre_snapshot of {} for snapshot {} started at {} and snaprotd ended before its \
+         post_snapshot did (a crash, SIGKILL or a power loss)",
+        r.job,
+        r.snapshot_name,
+        crate::schedule::shown(r.started_at, chrono_tz::UTC)
+    );
+    let policy = crate::config::job_policy(rot.policies, &r.job.policy, server);
+    match policy.map(|p| (p, p.hooks.post_snapshot.as_ref())) {
+        Some((policy, Some(command))) => {
+            warn!(
+                server_id = server,
+                job_id = %r.job,
+                snapshot_name = %r.snapshot_name,
+                "{what}: running post_snapshot now, with SNAPROTD_RESULT=interrupted"
+            );
+            let hooks = Hooks {
+                job: Job { policy, server },
+                snapshot_name: &r.snapshot_name,
+                interrupt: rot.interrupt,
+                state: rot.state,
+            };
+            if let Err(failure) = hooks
+                .run(Phase::Post, command, Some(Created::Interrupted))
+                .await
+            {
+                error!(
+                    hook = Phase::Post.key(),
+                    job_id = %r.job,
+                    "{failure}; the freeze of {} may still hold",
+                    r.job
+                );
+            }
+        }
+        found => {
+            let why = match found {
+                None => format!(
+                    "policy {} is no longer configured on server {server}",
+                    r.job.policy
+                ),
+                Some(_) => format!("policy {} has no post_snapshot any more", r.job.policy),
+            };
+            error!(
+                server_id = server,
+                job_id = %r.job,
+                snapshot_name = %r.snapshot_name,
+                "{what}; {why}, so no thaw runs: the freeze of {} may still hold — check the \
+                 server and thaw it by hand",
+                r.job
+            );
+        }
+    }
+    if let Err(e) = rot.state.clear_hooks(server).await {
+        error!(
+            server_id = server,
+            "{e}; the record of the freeze of {} stays, and the next job on server {server} \
+             runs its post_snapshot again",
+            r.job
+        );
+    }
+    true
+}
+
 impl Hooks<'_> {
+    /// Records the freeze before `pre_snapshot` starts, so that a thaw still runs if
+    /// snaprotd ends before `post_snapshot` has. No hook runs when it cannot be written.
+    async fn note_freeze(&self, command: &HookCommand) -> Result<(), HookFailure> {
+        let record = HookRecord {
+            job: self.job.id(),
+            snapshot_name: self.snapshot_name.to_string(),
+            started_at: chrono::Utc::now(),
+        };
+        self.state
+            .record_hooks(&record)
+            .await
+            .map_err(|e| HookFailure {
+                phase: Phase::Pre,
+                command: command.to_string(),
+                end: HookEnd::NotStarted(format!(
+                    "its start could not be recorded in the state directory ({e})"
+                )),
+                last_stderr: None,
+            })
+    }
+
+    /// `post_snapshot` has ended (or there is none): the freeze is no longer recorded.
+    async fn forget_freeze(&self) {
+        if let Err(e) = self.state.clear_hooks(self.job.server).await {
+            warn!(
+                "{e}; the next job on server {} runs post_snapshot again, with \
+                 SNAPROTD_RESULT=interrupted",
+                self.job.server
+            );
+        }
+    }
+
     /// Runs one hook to its end, its output in the job's log.
     async fn run(
         &self,

@@ -143,6 +143,9 @@ impl Rotation<'_> {
     ) -> Result<Outcome, RotationError> {
         let name = job.snapshot_name(fire_time);
 
+        // Before anything else: a freeze snaprotd ended in is thawed (`hooks.rs`).
+        hooks::thaw_left(self, job.server).await;
+
         // Before step 1: a stopped-server record on this server is taken over, so
         // that from here on the guard starts the server whatever happens.
         let mut guard = Box::pin(self.take_over(job, &name)).await?;
@@ -367,6 +370,7 @@ impl Rotation<'_> {
                     job,
                     snapshot_name: &plan.name,
                     interrupt: self.interrupt,
+                    state: self.state,
                 };
                 let around = hooks::around(&hooks, self.create(job, plan)).await;
                 let (c, took) = around.created?;
@@ -609,11 +613,12 @@ impl Rotation<'_> {
 /// Takes over and releases the stopped-server record of `server`, if there is one: the
 /// server is started again after its snapshot (bounded). For a record whose job is not
 /// run (its policy is gone, a corrupt record), at start-up, at shutdown, and after a job
-/// that ended without releasing (a panic, a cancelled task). Returns whether there was
-/// a record.
+/// that ended without releasing (a panic, a cancelled task). A freeze left on the
+/// server is thawed first. Returns whether there was a record of either.
 pub async fn settle(rot: &Rotation<'_>, server: u64) -> Result<bool, RotationError> {
+    let thawed = Box::pin(hooks::thaw_left(rot, server)).await;
     let Some(entry) = rot.state.stopped_server(server).await else {
-        return Ok(false);
+        return Ok(thawed);
     };
     rot.take_over_entry(entry).release(rot).await?;
     Ok(true)

@@ -15,7 +15,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::StateError;
 
 /// The state directory's subdirectories.
-pub(super) const SUBDIRS: [&str; 4] = ["stopped", "runs", "locks", "tainted"];
+pub(super) const SUBDIRS: [&str; 5] = ["stopped", "runs", "locks", "tainted", "hooks"];
 
 /// More than any record snaprotd writes (they are a few hundred bytes).
 const MAX_STATE_FILE: u64 = 1 << 20;

@@ -1,7 +1,8 @@
-//! What survives a restart: the last run of every job, the "servers I stopped" records
-//! and the snapshots taken while a server ran again. One small JSON file per record
-//! under `state_dir`, each written atomically, so a crash leaves either the old or the
-//! new record, and concurrent jobs never rewrite each other's files.
+//! What survives a restart: the last run of every job, the "servers I stopped" records,
+//! the freezes under way and the snapshots taken while a server ran again. One small
+//! JSON file per record under `state_dir`, each written atomically, so a crash leaves
+//! either the old or the new record, and concurrent jobs never rewrite each other's
+//! files.
 //!
 //! The files are an interface across upgrades: fields are added (with a default), never
 //! renamed or dropped, so a record written by an older release is still acted on.
@@ -10,13 +11,15 @@
 //! fsyncs) run on tokio's blocking threads, never on the threads that run the jobs;
 //! the files themselves are handled by the modules below, one concern each:
 //! `files` (atomic writes, reads that follow no link), `check` (nobody else writes
-//! here), `locks` (one daemon, one job per server), `stopped`, `tainted`, `runs`,
-//! `counters` (counts every process adds to) and `reload` (the daemon's last reload).
+//! here), `locks` (one daemon, one job per server), `stopped`, `hooks` (a freeze under
+//! way), `tainted`, `runs`, `counters` (counts every process adds to) and `reload` (the
+//! daemon's last reload).
 
 mod check;
 mod counters;
 mod error;
 mod files;
+mod hooks;
 mod locks;
 mod reload;
 mod runs;
@@ -34,6 +37,7 @@ use crate::job::JobId;
 pub use counters::{Counts, merge as merge_counts};
 pub use error::StateError;
 pub use files::write_atomic;
+pub use hooks::{HookEntry, HookRecord};
 pub use locks::{DirLock, ServerLock, busy};
 pub use reload::LastReload;
 pub use stopped::{StoppedEntry, StoppedRecord};
@@ -161,6 +165,29 @@ impl StateDir {
     /// The record of `server`, if there is one: its own file, read alone.
     pub async fn stopped_server(&self, server: u64) -> Option<StoppedEntry> {
         self.blocking(move |root| stopped::one(root, server)).await
+    }
+
+    /// Notes that a `pre_snapshot` hook is about to start (before it does).
+    pub async fn record_hooks(&self, record: &HookRecord) -> Result<(), StateError> {
+        let record = record.clone();
+        self.blocking(move |root| hooks::record(root, &record))
+            .await
+    }
+
+    /// The `post_snapshot` hook has ended: the record of the freeze goes.
+    pub async fn clear_hooks(&self, server: u64) -> Result<(), StateError> {
+        self.blocking(move |root| hooks::clear(root, server)).await
+    }
+
+    /// The freeze record of `server`, if there is one (one that cannot be read is
+    /// set aside as it is read).
+    pub async fn hooks_left(&self, server: u64) -> Option<HookEntry> {
+        self.blocking(move |root| hooks::one(root, server)).await
+    }
+
+    /// The servers with a freeze record.
+    pub async fn servers_with_hooks_left(&self) -> Vec<u64> {
+        self.blocking(hooks::servers).await
     }
 
     /// Notes that `snapshot` was still in progress when its server ran again.
