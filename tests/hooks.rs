@@ -556,6 +556,15 @@ async fn check_warns_of_a_hook_program_that_is_not_there() {
         "{}",
         out.all()
     );
+    // check shows the policy's hooks.
+    assert!(
+        out.stdout.contains(&format!(
+            "  pre_snapshot  {} (hook_timeout",
+            missing.display()
+        )),
+        "{}",
+        out.stdout
+    );
 }
 
 /// The hooks of a freeze that snaprotd is killed in: `pre_snapshot` notes its pid in

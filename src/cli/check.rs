@@ -42,7 +42,10 @@ pub fn run(path: &Path, args: Args) -> CliResult {
                 json!({
                     "name": p.name, "servers": p.servers, "schedule": p.schedule.expr(),
                     "timezone": p.timezone.name(), "keep": p.keep, "stop_server": p.stop_server,
-                    "snapshot_name": p.snapshot_name.source(), "next_fires": next_fires(p, 3).into_iter().map(output::json_time).collect::<Vec<_>>(),
+                    "snapshot_name": p.snapshot_name.source(),
+                    "pre_snapshot": p.hooks.pre_snapshot.as_ref().map(|h| h.to_string()),
+                    "post_snapshot": p.hooks.post_snapshot.as_ref().map(|h| h.to_string()),
+                    "next_fires": next_fires(p, 3).into_iter().map(output::json_time).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -73,6 +76,17 @@ pub fn run(path: &Path, args: Args) -> CliResult {
         outln!("  keep          {}", p.keep);
         outln!("  stop_server   {}", p.stop_server);
         outln!("  snapshot_name {}", p.snapshot_name.source());
+        for (key, hook) in [
+            ("pre_snapshot ", &p.hooks.pre_snapshot),
+            ("post_snapshot", &p.hooks.post_snapshot),
+        ] {
+            if let Some(hook) = hook {
+                outln!(
+                    "  {key} {hook} (hook_timeout {})",
+                    humantime::format_duration(p.hooks.timeout)
+                );
+            }
+        }
         for (i, t) in next_fires(p, 3).into_iter().enumerate() {
             outln!(
                 "  {}    {}  (in {})",
