@@ -44,6 +44,8 @@ pub struct Picture {
     pub jobs: Vec<JobSeries>,
     pub counts: Counts,
     pub servers_stopped: usize,
+    /// Freezes whose thaw has not run (`state::StateDir::freezes_left`).
+    pub freezes_left: usize,
     pub reload: Option<LastReload>,
 }
 
@@ -225,6 +227,13 @@ pub fn render(p: &Picture) -> String {
         "Servers snaprotd stopped and has not started again, not counting those a job is working on.",
     );
     let _ = writeln!(out, "snaprotd_servers_stopped {}", p.servers_stopped);
+    header(
+        &mut out,
+        "snaprotd_freezes_left",
+        "gauge",
+        "Servers whose pre_snapshot hook ran and whose post_snapshot has not, not counting those a job is working on.",
+    );
+    let _ = writeln!(out, "snaprotd_freezes_left {}", p.freezes_left);
     if let Some(r) = &p.reload {
         header(
             &mut out,
@@ -301,6 +310,7 @@ mod tests {
             "snaprotd_owned_snapshots{job_id=\"nightly@2\",policy=\"nightly\",server=\"2\"} 3",
             "snaprotd_fires_skipped_total 0",
             "snaprotd_servers_stopped 0",
+            "snaprotd_freezes_left 0",
             "# TYPE snaprotd_api_requests_total counter",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

@@ -804,3 +804,137 @@ async fn a_freeze_record_that_cannot_be_read_is_set_aside_at_start() {
     );
     assert!(!ran(&env, "post"), "a thaw without knowing for what");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_left_behind_is_critical_in_status_and_in_the_metrics_until_thawed() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    let dir = env.dir.path().display().to_string();
+    let post = hook(
+        &env,
+        "post",
+        &format!("echo \"$SNAPROTD_RESULT $SNAPROTD_SNAPSHOT_NAME\" >> '{dir}/thaws'"),
+    );
+    let metrics = env.dir.path().join("snaprotd.prom");
+    env.write_config(&format!(
+        "{}\n[[policy]]\nname = \"cold\"\nservers = [1]\nschedule = \"@daily\"\nkeep = 3\n\
+         post_snapshot = [\"{}\"]\n",
+        format_args!("[daemon]\nmetrics_file = \"{}\"", metrics.display()),
+        post.display()
+    ));
+    // The header already has a [daemon] table: put the metrics file in it instead.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = text.replacen(
+        &format!("[daemon]\nmetrics_file = \"{}\"", metrics.display()),
+        "",
+        1,
+    );
+    let text = text.replacen(
+        "[daemon]\n",
+        &format!("[daemon]\nmetrics_file = \"{}\"\n", metrics.display()),
+        1,
+    );
+    std::fs::write(&env.config, text).unwrap();
+    leave_hook_record(
+        &env,
+        br#"{"job": "cold@1", "policy": "cold", "server": 1, "snapshot_name": "cold-x",
+            "started_at": "2026-11-24T10:15:00Z"}"#,
+    );
+
+    let out = env.snaprotd(&["status", "--check"]).await;
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stdout.contains("server 1 left frozen") && out.stdout.contains("frozen=1"),
+        "{}",
+        out.all()
+    );
+    let out = env.snaprotd(&["status"]).await;
+    assert!(
+        out.stdout.contains("Freezes not thawed:")
+            && out.stdout.contains("pre_snapshot of cold@1 ran at")
+            && out.stdout.contains("SNAPROTD_RESULT=interrupted"),
+        "{}",
+        out.all()
+    );
+    let out = env.snaprotd(&["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.stdout);
+    assert_eq!(v["freezes_left"][0]["job"], "cold@1", "{}", out.stdout);
+    assert!(hook_record(&env).exists(), "status only reads");
+
+    // A run thaws it first and writes the metrics file: nothing left.
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(lines(&env, "thaws")[0], "interrupted cold-x");
+    let prom = std::fs::read_to_string(&metrics).expect("metrics file");
+    assert!(prom.contains("\nsnaprotd_freezes_left 0\n"), "{prom}");
+    let out = env.snaprotd(&["status", "--check"]).await;
+    assert!(out.stdout.contains("frozen=0"), "{}", out.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_and_prune_thaw_a_freeze_left_behind_before_they_act() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "db");
+    let dir = env.dir.path().display().to_string();
+    let post = hook(
+        &env,
+        "post",
+        &format!(
+            "echo \"$SNAPROTD_RESULT $SNAPROTD_SNAPSHOT_NAME\" >> '{dir}/thaws'\n\
+             date +%s.%N >> '{dir}/thaws.at'"
+        ),
+    );
+    env.write_config(&policy(&format!(
+        "post_snapshot = [\"{}\"]\n",
+        post.display()
+    )));
+    env.sim
+        .state()
+        .add_snapshot(1, "manual-1", "completed", Utc::now());
+    leave_hook_record(
+        &env,
+        br#"{"job": "cold@1", "policy": "cold", "server": 1, "snapshot_name": "cold-x",
+            "started_at": "2026-11-24T10:15:00Z"}"#,
+    );
+    let out = env.snaprotd(&["restore", "manual-1", "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        lines(&env, "thaws"),
+        ["interrupted cold-x"],
+        "{}",
+        out.all()
+    );
+    {
+        let st = env.sim.state();
+        let restore = st
+            .requests
+            .iter()
+            .find(|r| r.method == "POST" && r.path.ends_with("/restore/"))
+            .cloned()
+            .expect("the restore");
+        assert!(first_thaw_at(&env) < restore.at, "{}", request_log(&st));
+    }
+    assert!(!hook_record(&env).exists());
+
+    // prune --orphans takes the lock the same way.
+    leave_hook_record(
+        &env,
+        br#"{"job": "cold@1", "policy": "cold", "server": 1, "snapshot_name": "cold-y",
+            "started_at": "2026-11-24T10:15:00Z"}"#,
+    );
+    {
+        let mut st = env.sim.state();
+        let id = st.add_snapshot(1, "old-20261120-0230", "completed", Utc::now());
+        if let Some(s) = st.snapshots.get_mut(&id) {
+            s.description = Some("snaprotd policy old".into());
+        }
+    }
+    let out = env.snaprotd(&["prune", "--orphans", "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        lines(&env, "thaws"),
+        ["interrupted cold-x", "interrupted cold-y"],
+        "{}",
+        out.all()
+    );
+}

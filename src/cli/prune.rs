@@ -197,7 +197,7 @@ async fn delete(
         by_server.entry(o.snapshot.server.id).or_default().push(o);
     }
     for (server, orphans) in by_server {
-        let _lock = hold_server(&state, server).await?;
+        let _lock = hold_server(config, &state, server).await?;
         let now = match client.list_snapshots(Some(server)).await {
             Ok(l) => match l.doubt {
                 None => l.snapshots,

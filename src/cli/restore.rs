@@ -15,7 +15,8 @@ use super::views::RestoreJson;
 use super::{CliError, CliResult, Exit, load_config};
 use crate::config::Config;
 use crate::provider::{Client, ServerStatus, Snapshot};
-use crate::rotation::Owner;
+use crate::rotation::{self, Owner};
+use crate::runner::Runner;
 use crate::state::{ServerLock, StateDir};
 
 #[derive(clap::Args, Debug)]
@@ -67,7 +68,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     // A job on this server (the daemon's, or a `once`) finishes first; with --wait, no
     // job starts on it until it runs again.
     let state = open_state(&config).await?;
-    let _lock = hold_server(&state, server).await?;
+    let _lock = hold_server(&config, &state, server).await?;
     let answer = client.restore_snapshot(snapshot.id).await?;
     if !args.json {
         outln!(
@@ -221,13 +222,25 @@ pub(super) async fn open_state(config: &Config) -> Result<StateDir, CliError> {
 }
 
 /// Takes `server`'s lock, as every job does, waiting (and saying so) while another
-/// snaprotd process works on it.
-pub(super) async fn hold_server(state: &StateDir, server: u64) -> Result<ServerLock, CliError> {
-    Ok(state
+/// snaprotd process works on it; then settles, as every job does first, what a run cut
+/// short left on the server: a freeze is thawed (`post_snapshot` with
+/// `SNAPROTD_RESULT=interrupted`), and a server snaprotd stopped is started again after
+/// its snapshot.
+pub(super) async fn hold_server(
+    config: &Config,
+    state: &StateDir,
+    server: u64,
+) -> Result<ServerLock, CliError> {
+    let lock = state
         .lock_server(server, |holder| {
             errln!(
                 "server {server} is busy: another snaprotd process{holder} is working on it; waiting"
             )
         })
-        .await?)
+        .await?;
+    let runner = Runner::new(std::sync::Arc::new(config.clone()))?;
+    if let Err(e) = Box::pin(rotation::settle(&runner.rotation(), server)).await {
+        tracing::warn!(server_id = server, "{e}");
+    }
+    Ok(lock)
 }

@@ -37,6 +37,15 @@ pub enum HookEntry {
     },
 }
 
+impl HookEntry {
+    pub fn server(&self) -> u64 {
+        match self {
+            HookEntry::Record(r) => r.job.server,
+            HookEntry::Corrupt { server, .. } => *server,
+        }
+    }
+}
+
 pub(super) fn record(root: &Path, record: &HookRecord) -> Result<(), StateError> {
     let name = format!("{}.json", record.job.server);
     let bytes = encode(&root.join("hooks").join(&name), record)?;
@@ -67,14 +76,14 @@ pub(super) fn servers(root: &Path) -> Vec<u64> {
     servers
 }
 
-/// The record of `server`, if there is one. One that cannot be read (bad JSON, another
-/// server's, a link, not a plain file) is moved aside, so that it is reported once.
-pub(super) fn one(root: &Path, server: u64) -> Option<HookEntry> {
+/// The record of `server` in the state directory, read and nothing more: `None` when
+/// there is none, `Err` with why when it cannot be read.
+fn look(root: &Path, server: u64) -> Option<Result<HookRecord, String>> {
     let dir = existing_subdir(root, "hooks")?;
     let path = dir.join(format!("{server}.json"));
-    let problem = match read_state_file(&path) {
+    Some(Err(match read_state_file(&path) {
         Ok(bytes) => match serde_json::from_slice::<HookRecord>(&bytes) {
-            Ok(r) if r.job.server == server => return Some(HookEntry::Record(r)),
+            Ok(r) if r.job.server == server => return Some(Ok(r)),
             Ok(r) => format!(
                 "it names server {} in the file of server {server}",
                 r.job.server
@@ -83,7 +92,35 @@ pub(super) fn one(root: &Path, server: u64) -> Option<HookEntry> {
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => e.to_string(),
+    }))
+}
+
+/// Every record, read and nothing more (`status`): one that cannot be read is
+/// reported as it is, not moved.
+pub(super) fn peek(root: &Path) -> Vec<HookEntry> {
+    servers(root)
+        .into_iter()
+        .filter_map(|server| {
+            Some(match look(root, server)? {
+                Ok(r) => HookEntry::Record(r),
+                Err(problem) => HookEntry::Corrupt {
+                    server,
+                    problem,
+                    set_aside: None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The record of `server`, if there is one. One that cannot be read (bad JSON, another
+/// server's, a link, not a plain file) is moved aside, so that it is reported once.
+pub(super) fn one(root: &Path, server: u64) -> Option<HookEntry> {
+    let problem = match look(root, server)? {
+        Ok(r) => return Some(HookEntry::Record(r)),
+        Err(problem) => problem,
     };
+    let path = root.join("hooks").join(format!("{server}.json"));
     let aside = path.with_extension(format!("json.corrupt-{}", Utc::now().timestamp()));
     let set_aside = match fs::rename(&path, &aside) {
         Ok(()) => Some(aside),

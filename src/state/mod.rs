@@ -185,6 +185,18 @@ impl StateDir {
         self.blocking(move |root| hooks::one(root, server)).await
     }
 
+    /// The freezes snaprotd left: a record whose server no job is working on now (its
+    /// lock is free). Only read: nothing is moved or logged.
+    pub async fn freezes_left(&self) -> Vec<HookEntry> {
+        self.blocking(|root| {
+            hooks::peek(root)
+                .into_iter()
+                .filter(|e| !locks::server_in_use(root, e.server()))
+                .collect()
+        })
+        .await
+    }
+
     /// The servers with a freeze record.
     pub async fn servers_with_hooks_left(&self) -> Vec<u64> {
         self.blocking(hooks::servers).await
