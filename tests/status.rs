@@ -313,7 +313,7 @@ async fn status_provider_finds_jobs_whose_newest_snapshot_is_stale_or_missing() 
     assert!(
         line.starts_with("SNAPROTD CRITICAL - 2 of 3 jobs stale (nightly@2 newest 3d")
             && line.contains("nightly@3 none")
-            && line.ends_with("| jobs=3 failed=0 overdue=0 stale=2 stopped=0"),
+            && line.ends_with("| jobs=3 failed=0 overdue=0 stale=2 stopped=0 frozen=0"),
         "{line}"
     );
 
@@ -341,7 +341,7 @@ async fn status_provider_finds_jobs_whose_newest_snapshot_is_stale_or_missing() 
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
         out.stdout.trim_end(),
-        "SNAPROTD OK - 3 jobs ok | jobs=3 failed=0 overdue=0 stopped=0"
+        "SNAPROTD OK - 3 jobs ok | jobs=3 failed=0 overdue=0 stopped=0 frozen=0"
     );
     // No token: --provider is unknown (and says why); without it, no token is needed.
     std::fs::remove_file(env.dir.path().join("token")).unwrap();
@@ -376,7 +376,7 @@ async fn status_check_prints_one_line_for_every_state() {
     assert_eq!(out.code, 1, "{}", out.all());
     assert_eq!(
         out.stdout.trim_end(),
-        "SNAPROTD WARNING - 1 of 3 jobs failed (nightly@2) | jobs=3 failed=1 overdue=0 stopped=0"
+        "SNAPROTD WARNING - 1 of 3 jobs failed (nightly@2) | jobs=3 failed=1 overdue=0 stopped=0 frozen=0"
     );
     write_run(&env, "nightly@3", true, last_midnight() - Duration::days(2));
     let out = env.snaprotd(&["status", "--check"]).await;

@@ -7,8 +7,12 @@ use serde_json::json;
 
 use super::output::{self, outln};
 use super::views::ConfigErrorJson;
+use std::sync::Arc;
+
 use super::{CliResult, Exit, load_config};
-use crate::config::Policy;
+use crate::config::{Config, Policy};
+use crate::provider::{Client, Server};
+use crate::runner::{Resolved, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,16 +35,90 @@ pub fn next_fires(policy: &Policy, n: usize) -> Vec<DateTime<Utc>> {
     out
 }
 
-pub fn run(path: &Path, args: Args) -> CliResult {
+/// What the provider's server listing makes of the policies with patterns: for each
+/// such policy, the servers it covers (`None`: the listing could not be read, and why).
+struct Matches {
+    servers: Result<Vec<Server>, String>,
+    resolved: Resolved,
+}
+
+impl Matches {
+    /// Asks the provider, within a short wait, when a policy names servers.
+    async fn ask(config: &Config) -> Option<Matches> {
+        let wanted: Vec<Arc<str>> = config
+            .policies
+            .iter()
+            .filter(|p| p.has_patterns())
+            .map(|p| p.name.as_str().into())
+            .collect();
+        if wanted.is_empty() {
+            return None;
+        }
+        let listed = async {
+            let client = Client::new(&config.api).map_err(|e| e.to_string())?;
+            let asked = tokio::time::timeout(ASK_FOR, client.list_servers()).await;
+            match asked {
+                Ok(Ok(listing)) => Ok(listing.servers),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(ASK_FOR)
+                )),
+            }
+        }
+        .await;
+        let resolved = match &listed {
+            Ok(servers) => resolve(config, &wanted, servers),
+            Err(_) => Resolved::default(),
+        };
+        Some(Matches {
+            servers: listed,
+            resolved,
+        })
+    }
+
+    /// The servers `p`'s patterns match (not those it lists by id), as id and name, the
+    /// and whether the server gets no job.
+    fn of(&self, p: &Policy) -> Result<Vec<(u64, String, bool)>, String> {
+        let servers = self.servers.as_ref().map_err(Clone::clone)?;
+        Ok(servers
+            .iter()
+            .filter(|s| !p.servers.contains(&s.id))
+            .filter(|s| p.covers(s.id, s.name.as_deref().unwrap_or("")))
+            .map(|s| {
+                let refused = self.resolved.refused.iter().any(|(id, _)| *id == s.id);
+                (s.id, s.name.clone().unwrap_or_default(), refused)
+            })
+            .collect())
+    }
+}
+
+/// How long `check` waits for the provider's server listing.
+const ASK_FOR: std::time::Duration = std::time::Duration::from_secs(20);
+
+pub async fn run(path: &Path, args: Args) -> CliResult {
     // With --json, the errors are printed as JSON by `cli::main`, as every command's.
     let config = load_config(path)?;
+    let matches = Matches::ask(&config).await;
+    let matched = |p: &Policy| {
+        matches
+            .as_ref()
+            .filter(|_| p.has_patterns())
+            .map(|m| m.of(p))
+    };
     if args.json {
         let policies: Vec<_> = config
             .policies
             .iter()
             .map(|p| {
                 json!({
-                    "name": p.name, "servers": p.servers, "schedule": p.schedule.expr(),
+                    "name": p.name, "servers": p.servers,
+                    "server_patterns": p.patterns.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "matched_servers": matched(p).map(|m| match m {
+                        Ok(found) => json!(found.into_iter().map(|(id, name, refused)| json!({"id": id, "name": name, "job": !refused})).collect::<Vec<_>>()),
+                        Err(e) => json!({ "error": e }),
+                    }),
+                    "schedule": p.schedule.expr(),
                     "timezone": p.timezone.name(), "keep": p.keep, "stop_server": p.stop_server,
                     "snapshot_name": p.snapshot_name.source(),
                     "pre_snapshot": p.hooks.pre_snapshot.as_ref().map(|h| h.to_string()),
@@ -49,9 +127,15 @@ pub fn run(path: &Path, args: Args) -> CliResult {
                 })
             })
             .collect();
+        let refused: Vec<_> = matches
+            .iter()
+            .flat_map(|m| &m.resolved.refused)
+            .map(|(id, why)| json!({ "server": id, "message": why }))
+            .collect();
         output::json(&json!({
             "config": config.path, "ok": true,
             "warnings": config.warnings.iter().map(ConfigErrorJson::from).collect::<Vec<_>>(),
+            "refused_servers": refused,
             "token_source": config.api.token_source, "policies": policies,
         }));
         return Ok(Exit::Success);
@@ -66,8 +150,24 @@ pub fn run(path: &Path, args: Args) -> CliResult {
     for p in &config.policies {
         outln!();
         outln!("policy {}", p.name);
-        let servers: Vec<String> = p.servers.iter().map(|s| s.to_string()).collect();
-        outln!("  servers       {}", servers.join(", "));
+        outln!("  servers       {}", p.servers_written().join(", "));
+        match matched(p) {
+            None => {}
+            Some(Ok(found)) if found.is_empty() => {
+                outln!("  matching      no server of the account now")
+            }
+            Some(Ok(found)) => {
+                let found: Vec<String> = found
+                    .iter()
+                    .map(|(id, name, refused)| match refused {
+                        true => format!("{name} ({id}, given no job)"),
+                        false => format!("{name} ({id})"),
+                    })
+                    .collect();
+                outln!("  matching now  {}", found.join(", "));
+            }
+            Some(Err(e)) => outln!("  matching      not known: cannot list the servers ({e})"),
+        }
         outln!(
             "  schedule      {} ({})",
             p.schedule.expr(),
@@ -96,5 +196,19 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             );
         }
     }
+    let refused: Vec<(String, String)> = matches
+        .iter()
+        .flat_map(|m| &m.resolved.refused)
+        .map(|(id, why)| {
+            let name = matches
+                .iter()
+                .flat_map(|m| m.servers.iter().flatten())
+                .find(|s| s.id == *id)
+                .and_then(|s| s.name.clone())
+                .unwrap_or_default();
+            (format!("{name} ({id})"), why.clone())
+        })
+        .collect();
+    output::notes("Matched but given no job", &refused);
     Ok(Exit::Success)
 }

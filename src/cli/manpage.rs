@@ -261,7 +261,7 @@ created_at, description}.
 \fBstatus\fR
 \fIstatus\fR (ok, warning, critical, unknown), \fIjobs\fR (per job: job, policy, server,
 last_run, last_success, next_fire, overdue; with \fB\-\-provider\fR newest_snapshot and
-stale) and \fIservers_stopped\fR; when unknown, \fIerror\fR.
+stale), \fIservers_stopped\fR and \fIfreezes_left\fR; when unknown, \fIerror\fR.
 .TP
 \fBcheck\fR
 \fIok\fR, \fIconfig\fR, \fIpolicies\fR; or \fIerrors\fR, each {file, line, column, key,

@@ -228,7 +228,7 @@ async fn run(cli: Cli) -> CliResult {
             Ok(Exit::Success)
         }
         Command::Status(args) => status::run(&cli.config, args).await,
-        Command::Check(args) => check::run(&cli.config, args),
+        Command::Check(args) => check::run(&cli.config, args).await,
         Command::Once(args) => once::run(&cli.config, args).await,
         Command::Next(args) => next::run(&cli.config, args),
         Command::List(args) => list::run(&cli.config, args).await,

@@ -48,6 +48,7 @@ pub fn run(path: &Path, args: Args) -> CliResult {
                 json!({
                     "at": output::json_time(*at), "policy": p.name,
                     "timezone": p.timezone.name(), "servers": p.servers,
+                    "server_patterns": p.patterns.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -56,12 +57,11 @@ pub fn run(path: &Path, args: Args) -> CliResult {
         let rows: Vec<Vec<String>> = fires
             .iter()
             .map(|(at, p)| {
-                let servers: Vec<String> = p.servers.iter().map(|s| s.to_string()).collect();
                 vec![
                     output::when(*at, p.timezone),
                     output::left(*at),
                     p.name.clone(),
-                    servers.join(", "),
+                    p.servers_written().join(", "),
                 ]
             })
             .collect();

@@ -37,8 +37,9 @@ pub struct Args {
     skip_busy: bool,
 }
 
-/// The jobs selected by `--policy` and `--server`.
-fn selected(config: &Config, args: &Args) -> Result<Vec<JobId>, CliError> {
+/// The jobs selected by `--policy` and `--server`; those of servers named by name or
+/// glob are asked of the provider (one listing).
+async fn selected(config: &Config, args: &Args, client: &Client) -> Result<Vec<JobId>, CliError> {
     if let Some(p) = &args.policy
         && config.policy(p).is_none()
     {
@@ -48,13 +49,28 @@ fn selected(config: &Config, args: &Args) -> Result<Vec<JobId>, CliError> {
             configured: names.join(", "),
         });
     }
-    let jobs: Vec<JobId> = config
-        .policies
-        .iter()
-        .filter(|p| args.policy.as_ref().is_none_or(|n| *n == p.name))
-        .flat_map(|p| p.jobs())
-        .filter(|job| args.server.is_none_or(|want| want == job.server))
+    let policies = || {
+        config
+            .policies
+            .iter()
+            .filter(|p| args.policy.as_ref().is_none_or(|n| *n == p.name))
+    };
+    let patterned: Vec<Arc<str>> = policies()
+        .filter(|p| p.has_patterns())
+        .map(|p| p.name.as_str().into())
         .collect();
+    let mut jobs: Vec<JobId> = policies().flat_map(|p| p.jobs()).collect();
+    if !patterned.is_empty() {
+        let (found, _) = crate::runner::ask_fleet(client, config, &patterned).await?;
+        for job in found.jobs {
+            if !jobs.contains(&job) {
+                jobs.push(job);
+            }
+        }
+        let order = |j: &JobId| config.policies.iter().position(|p| *p.name == *j.policy);
+        jobs.sort_by_key(|j| (order(j), j.server));
+    }
+    jobs.retain(|job| args.server.is_none_or(|want| want == job.server));
     if jobs.is_empty() {
         let mut wanted = Vec::new();
         if let Some(p) = &args.policy {
@@ -70,12 +86,14 @@ fn selected(config: &Config, args: &Args) -> Result<Vec<JobId>, CliError> {
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = Arc::new(load_config(path)?);
-    let jobs = selected(&config, &args)?;
     if args.dry_run {
-        return dry_run(&config, jobs, args.json).await;
+        let client = Client::new(&config.api)?;
+        let jobs = selected(&config, &args, &client).await?;
+        return dry_run(&config, &client, jobs, args.json).await;
     }
     let grace = config.daemon.shutdown_timeout;
-    let mut runner = Runner::new(config)?;
+    let mut runner = Runner::new(config.clone())?;
+    let jobs = selected(&config, &args, &runner.client).await?;
     runner.state.become_owner_if_root()?;
     runner.state.check().await?;
     runner.skip_busy = args.skip_busy;
@@ -170,8 +188,7 @@ pub fn print_summary(reports: &[RunReport], as_json: bool) {
 }
 
 /// Reads only: lists each server, and prints what a run would do.
-async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult {
-    let client = Client::new(&config.api)?;
+async fn dry_run(config: &Config, client: &Client, jobs: Vec<JobId>, as_json: bool) -> CliResult {
     let state = crate::state::StateDir::new(&config.daemon.state_dir);
     let now = Utc::now();
     let mut plans = Vec::new();

@@ -20,7 +20,7 @@ use crate::config::{Config, Policy};
 use crate::job::JobId;
 use crate::provider::{Client, Snapshot, SnapshotStatus};
 use crate::runner::RunReport;
-use crate::state::{StateDir, StoppedEntry};
+use crate::state::{HookEntry, StateDir, StoppedEntry};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -79,6 +79,9 @@ struct Found {
     jobs: Vec<JobStatus>,
     /// Servers snaprotd stopped and did not start again (no job is working on them).
     stopped: Vec<StoppedEntry>,
+    /// Freezes (`pre_snapshot`) whose thaw (`post_snapshot`) has not run (no job is
+    /// working on their server).
+    frozen: Vec<HookEntry>,
     /// Whether the provider was asked (`--provider`).
     provider: bool,
     /// Whether a daemon works on the state directory: `None` when none ever did (jobs
@@ -110,10 +113,12 @@ fn grace(p: &Policy) -> chrono::Duration {
 async fn statuses(config: &Config, state: &StateDir, now: DateTime<Utc>) -> Vec<JobStatus> {
     let known = state.known_jobs().await;
     let mut out = Vec::new();
+    // The jobs of servers listed by id, and those the daemon found for patterns.
+    let jobs = crate::runner::known_jobs(config, &known);
     for p in &config.policies {
         // The last fire whose run should have ended by now.
         let due = p.schedule.previous_fire(p.timezone, now - grace(p));
-        for job in p.jobs() {
+        for job in jobs.iter().filter(|j| *j.policy == p.name).cloned() {
             let last_run = state.last_run::<RunReport>(&job).await;
             let answered = |fire: DateTime<Utc>| match &last_run {
                 Some(l) => l.scheduled_for >= fire,
@@ -176,7 +181,7 @@ fn newest_owned(config: &Config, snapshots: Vec<Snapshot>) -> HashMap<JobId, Sna
         let owner = config
             .policies
             .iter()
-            .find(|p| p.servers.contains(&server) && p.owns(server, &s.name));
+            .find(|p| p.may_cover(server) && p.owns(server, &s.name));
         let Some(p) = owner else { continue };
         let job = JobId::new(p.name.as_str(), server);
         match newest.get(&job) {
@@ -279,6 +284,7 @@ fn health(found: &Found) -> Health {
     let jobs = &found.jobs;
     if jobs.iter().any(|j| j.overdue() || j.stale())
         || !found.stopped.is_empty()
+        || !found.frozen.is_empty()
         || found.daemon_down()
     {
         Health::Critical
@@ -338,6 +344,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     let mut found = Found {
         jobs: statuses(&config, &state, now).await,
         stopped: state.servers_left_stopped().await,
+        frozen: state.freezes_left().await,
         provider: args.provider,
         daemon: state.daemon_running().await,
     };
@@ -407,6 +414,20 @@ fn check_line(found: &Found) -> String {
         1 => Some(format!("server {} left stopped", stopped[0])),
         k => Some(format!("{k} servers left stopped ({})", some(stopped))),
     };
+    let frozen_part = match found.frozen.len() {
+        0 => None,
+        1 => Some(format!("server {} left frozen", found.frozen[0].server())),
+        k => Some(format!(
+            "{k} servers left frozen ({})",
+            some(
+                found
+                    .frozen
+                    .iter()
+                    .map(|e| e.server().to_string())
+                    .collect()
+            )
+        )),
+    };
     let parts: Vec<String> = [
         found
             .daemon_down()
@@ -419,6 +440,7 @@ fn check_line(found: &Found) -> String {
             }
         }),
         stopped_part,
+        frozen_part,
         of(JobStatus::failed, "failed", |j| j.job.to_string()),
     ]
     .into_iter()
@@ -436,10 +458,11 @@ fn check_line(found: &Found) -> String {
         String::new()
     };
     format!(
-        "{summary} | jobs={n} failed={} overdue={}{stale} stopped={}",
+        "{summary} | jobs={n} failed={} overdue={}{stale} stopped={} frozen={}",
         count(JobStatus::failed),
         count(|j| j.overdue()),
-        found.stopped.len()
+        found.stopped.len(),
+        found.frozen.len()
     )
 }
 
@@ -535,6 +558,7 @@ fn print_json(found: &Found, health: Health, now: DateTime<Utc>) {
             },
         })
         .collect();
+    let frozen: Vec<FrozenJson> = found.frozen.iter().map(FrozenJson::from).collect();
     output::json(&json!({
         "status": health.word(),
         "daemon": match found.daemon {
@@ -542,7 +566,7 @@ fn print_json(found: &Found, health: Health, now: DateTime<Utc>) {
             Some(true) => "running",
             Some(false) => "not_running",
         },
-        "jobs": jobs, "servers_stopped": stopped,
+        "jobs": jobs, "servers_stopped": stopped, "freezes_left": frozen,
     }));
 }
 
@@ -636,6 +660,63 @@ fn print_table(config: &Config, found: &Found, now: DateTime<Utc>) {
         .map(|e| (format!("server {}", e.server()), stopped_note(e, zone)))
         .collect();
     output::notes("Servers left stopped", &stopped);
+    let frozen: Vec<(String, String)> = found
+        .frozen
+        .iter()
+        .map(|e| (format!("server {}", e.server()), frozen_note(e, zone)))
+        .collect();
+    output::notes("Freezes not thawed", &frozen);
+}
+
+/// A freeze left behind, for `--json`.
+#[derive(Serialize)]
+struct FrozenJson {
+    server: u64,
+    job: Option<String>,
+    snapshot_name: Option<String>,
+    started_at: TimeJson,
+    error: Option<String>,
+}
+
+impl From<&HookEntry> for FrozenJson {
+    fn from(e: &HookEntry) -> FrozenJson {
+        match e {
+            HookEntry::Record(r) => FrozenJson {
+                server: r.job.server,
+                job: Some(r.job.to_string()),
+                snapshot_name: Some(r.snapshot_name.clone()),
+                started_at: TimeJson(Some(r.started_at)),
+                error: None,
+            },
+            HookEntry::Corrupt {
+                server, problem, ..
+            } => FrozenJson {
+                server: *server,
+                job: None,
+                snapshot_name: None,
+                started_at: TimeJson(None),
+                error: Some(problem.clone()),
+            },
+        }
+    }
+}
+
+/// What a freeze left behind is, in a line.
+fn frozen_note(e: &HookEntry, zone: impl Fn(&JobId) -> chrono_tz::Tz) -> String {
+    match e {
+        HookEntry::Record(r) => format!(
+            "pre_snapshot of {} ran at {} for snapshot {}, and its post_snapshot did not; \
+             the next job on the server, or the daemon's next start, runs it with SNAPROTD_RESULT=interrupted",
+            r.job,
+            output::when(r.started_at, zone(&r.job)),
+            r.snapshot_name
+        ),
+        HookEntry::Corrupt {
+            server, problem, ..
+        } => format!(
+            "its record hooks/{server}.json cannot be read ({problem}); check the server and thaw it by hand"
+        ),
+    }
 }
 
 /// Why a job is stale, in a line.
@@ -697,6 +778,7 @@ mod tests {
         Found {
             jobs,
             stopped: Vec::new(),
+            frozen: Vec::new(),
             provider: false,
             daemon: None,
         }

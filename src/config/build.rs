@@ -243,7 +243,7 @@ fn policy(
     }
     let key = |k: &str| format!("policy[{name}].{k}");
 
-    let servers = match checks::server_ids(&At::of(&p.servers, key("servers"))) {
+    let servers = match checks::servers(&At::of(&p.servers, key("servers"))) {
         Ok(ids) => Some(ids),
         Err(problems) => {
             found.errors.extend(problems);
@@ -271,7 +271,11 @@ fn policy(
             zone,
             chrono::Utc::now(),
         ));
-        found.take(checks::name_short_enough(template, name, servers));
+        // A server a pattern matches may have the longest id there is.
+        let (ids, patterns) = servers;
+        let longest = (!patterns.is_empty()).then_some(u64::MAX);
+        let all: Vec<u64> = ids.iter().copied().chain(longest).collect();
+        found.take(checks::name_short_enough(template, name, &all));
     }
     let description = match &p.description {
         None => Some(None),
@@ -315,7 +319,8 @@ fn policy(
     named?;
     Some(Policy {
         name: name.clone(),
-        servers: servers?,
+        servers: servers.as_ref()?.0.clone(),
+        patterns: servers?.1,
         schedule: schedule?,
         timezone: timezone?,
         keep: keep?,

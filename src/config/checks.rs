@@ -13,7 +13,9 @@ use toml::Spanned;
 use url::{Host, Url};
 
 use super::errors::Problem;
+use super::raw::{RawServer, RawServers};
 use super::schema::Policy;
+use super::servers::ServerPattern;
 use super::template::{self, Clash, NameTemplate};
 use crate::names::is_plain_name;
 use crate::schedule::Schedule;
@@ -122,24 +124,48 @@ pub(super) fn unique_policy_name(v: &At<String>, taken: &HashSet<String>) -> Res
     }
 }
 
-/// A policy lists at least one server, each a positive id, none twice.
-pub(super) fn server_ids(v: &At<Vec<Spanned<i64>>>) -> Result<Vec<u64>, Vec<Problem>> {
-    if v.value.is_empty() {
+/// A policy lists at least one server: each a positive id or a name (a glob among
+/// them), none twice; or it says `"all"`.
+pub(super) fn servers(v: &At<RawServers>) -> Result<(Vec<u64>, Vec<ServerPattern>), Vec<Problem>> {
+    let list = match &v.value {
+        RawServers::Text(t) if t == "all" => return Ok((Vec::new(), vec![ServerPattern::All])),
+        RawServers::Text(t) => {
+            return Err(vec![v.problem(format!(
+                "{t:?} is one text, not a list: write servers = [{t:?}], or servers = \"all\" for every server of the account"
+            ))]);
+        }
+        RawServers::List(list) => list,
+    };
+    if list.is_empty() {
         return Err(vec![v.problem("lists no server")]);
     }
     let mut ids = Vec::new();
+    let mut patterns = Vec::new();
     let mut problems = Vec::new();
-    for s in &v.value {
-        let id = *s.get_ref();
+    for s in list {
         let problem = |message: String| Problem::new(s.span(), v.key.clone(), message);
-        match u64::try_from(id) {
-            Ok(id) if id > 0 && !ids.contains(&id) => ids.push(id),
-            Ok(id) if id > 0 => problems.push(problem(format!("server {id} is listed twice"))),
-            _ => problems.push(problem(format!("{id} is not a server id"))),
+        match s.get_ref() {
+            RawServer::Id(id) => match u64::try_from(*id) {
+                Ok(id) if id > 0 && !ids.contains(&id) => ids.push(id),
+                Ok(id) if id > 0 => problems.push(problem(format!("server {id} is listed twice"))),
+                _ => problems.push(problem(format!("{id} is not a server id"))),
+            },
+            RawServer::Name(n) if n == "all" => problems.push(problem(
+                "\"all\" stands alone: write servers = \"all\"".into(),
+            )),
+            RawServer::Name(n) => match ServerPattern::parse(n) {
+                Ok(p) if patterns.contains(&p) => {
+                    problems.push(problem(format!("{n:?} is listed twice")))
+                }
+                Ok(p) => patterns.push(p),
+                Err(e) => problems.push(problem(format!(
+                    "{e}; a name is matched exactly, a glob by * ? and [a-z]"
+                ))),
+            },
         }
     }
     if problems.is_empty() {
-        Ok(ids)
+        Ok((ids, patterns))
     } else {
         Err(problems)
     }

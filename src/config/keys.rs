@@ -15,7 +15,8 @@ pub(super) enum Kind {
     Text,
     WholeNumber,
     TrueOrFalse,
-    ListOfWholeNumbers,
+    /// Server ids, names and globs in a list, or `"all"`.
+    Servers,
     /// A command and its arguments: `["/usr/local/bin/freeze", "--db"]`.
     ListOfText,
     Table(&'static [Key]),
@@ -95,7 +96,7 @@ const SHARED: &[Key] = &[
 
 const POLICY_OWN: &[Key] = &[
     required("name", Text, "\"nightly\""),
-    required("servers", ListOfWholeNumbers, "[12345, 12346]"),
+    required("servers", Servers, "[12345, \"web-*\"]"),
     required("schedule", Text, "\"30 2 * * *\""),
     key("description", Text, "\"nightly backup\""),
 ];
@@ -277,15 +278,17 @@ fn value(key: &Key, v: &Spanned<DeValue<'_>>, path: &str, problems: &mut Vec<Pro
                 wrong(problems, v.span(), "a number too large");
             }
         }
-        (ListOfWholeNumbers, DeValue::Array(items)) => {
+        (Servers, DeValue::String(_)) => {}
+        (Servers, DeValue::Array(items)) => {
             for item in items.iter() {
                 match item.get_ref() {
                     DeValue::Integer(i) if i64::from_str_radix(i.as_str(), i.radix()).is_ok() => {}
+                    DeValue::String(_) => {}
                     other => problems.push(Problem::new(
                         item.span(),
                         path,
                         format!(
-                            "expected server ids (whole numbers), like {} = {}; found {}",
+                            "expected server ids (whole numbers) or names in quotes, like {} = {}; found {}",
                             key.name,
                             key.example,
                             found(other)
@@ -343,7 +346,7 @@ fn expected(kind: Kind) -> &'static str {
         Text => "text in quotes",
         WholeNumber => "a whole number",
         TrueOrFalse => "true or false",
-        ListOfWholeNumbers => "a list of server ids",
+        Servers => "a list of server ids and names, or \"all\"",
         ListOfText => "a list of text in quotes",
         Table(_) => "a table",
         Tables(_) => "tables",
@@ -439,7 +442,7 @@ mod tests {
     #[test]
     fn values_of_the_wrong_kind_are_named_in_words() {
         let found = problems(
-            "[api]\nmax_attempts = 1.5\n[[policy]]\nname = \"a\"\nservers = [1, \"x\"]\n\
+            "[api]\nmax_attempts = 1.5\n[[policy]]\nname = \"a\"\nservers = [1, true]\n\
              schedule = \"@daily\"\nkeep = \"3\"\nstop_server = \"yes\"\n",
         );
         assert_eq!(
@@ -452,7 +455,7 @@ mod tests {
                 ),
                 (
                     "policy[a].servers".into(),
-                    "expected server ids (whole numbers), like servers = [12345, 12346]; found text"
+                    "expected server ids (whole numbers) or names in quotes, like servers = [12345, \"web-*\"]; found true or false"
                         .into()
                 ),
                 (
@@ -508,7 +511,7 @@ mod tests {
             found,
             [(
                 "policy[a].servers".into(),
-                "policy[a] has no `servers`: add a line like servers = [12345, 12346]".into()
+                "policy[a] has no `servers`: add a line like servers = [12345, \"web-*\"]".into()
             )]
         );
         assert_eq!(

@@ -17,6 +17,7 @@ mod keys;
 mod raw;
 mod read;
 mod schema;
+mod servers;
 mod sources;
 pub mod template;
 
@@ -26,6 +27,7 @@ pub use defaults::PATH as DEFAULT_PATH;
 pub use errors::{ConfigError, ConfigErrors};
 pub use keys::REQUIRED_POLICY_KEYS;
 pub use schema::{ApiConfig, Config, DaemonConfig, HookCommand, Hooks, Policy, Timing, job_policy};
+pub use servers::ServerPattern;
 pub(crate) use sources::{Environment, Need, ProcessEnvironment};
 pub use sources::{TOKEN_CREDENTIAL, TOKEN_ENV};
 pub use template::NameTemplate;
@@ -79,6 +81,27 @@ impl Config {
         let mut config = found.config.ok_or_else(|| ConfigErrors(Vec::new()))?;
         config.warnings = found.warnings.into_iter().map(locate).collect();
         Ok(config)
+    }
+}
+
+impl Config {
+    /// What `check` says of the policies of one server, for a server that patterns
+    /// matched only at a fire: their `keep` within the cap, their snapshot names apart
+    /// (the same rules, as text). Empty when they can share it.
+    pub fn conflicts_on(&self, server: u64, policies: &[&Policy]) -> Vec<String> {
+        let mut found = Vec::new();
+        let cap = self.api.snapshot_cap;
+        if let Err(p) = checks::keep_within_cap(server, policies, cap, (0..0, String::new())) {
+            found.push(p.message);
+        }
+        for (i, a) in policies.iter().enumerate() {
+            for b in &policies[i + 1..] {
+                if let Err(p) = checks::names_apart(server, a, b, 0..0) {
+                    found.push(p.message);
+                }
+            }
+        }
+        found
     }
 }
 

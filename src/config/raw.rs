@@ -62,7 +62,7 @@ pub struct RawPolicyKeys {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub name: Spanned<String>,
-    pub servers: Spanned<Vec<Spanned<i64>>>,
+    pub servers: Spanned<RawServers>,
     pub schedule: Spanned<String>,
     pub description: S<String>,
     // The shared keys again: serde's `flatten` does not combine with
@@ -78,4 +78,71 @@ pub struct RawPolicy {
     pub pre_snapshot: S<Vec<Spanned<String>>>,
     pub post_snapshot: S<Vec<Spanned<String>>>,
     pub hook_timeout: S<String>,
+}
+
+/// `servers` as written: a list of ids and names (globs among them), or one text
+/// (`"all"`; anything else is refused by `checks::servers`).
+#[derive(Debug, Clone)]
+pub enum RawServers {
+    Text(String),
+    List(Vec<Spanned<RawServer>>),
+}
+
+/// One entry of a `servers` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawServer {
+    Id(i64),
+    Name(String),
+}
+
+// By hand, not `#[serde(untagged)]`: an untagged enum buffers its value, which loses
+// the position `Spanned` reads from the TOML deserializer.
+impl<'de> Deserialize<'de> for RawServers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawServers, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawServers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of server ids and names, or \"all\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawServers, E> {
+                Ok(RawServers::Text(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawServers, A::Error> {
+                let mut list = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    list.push(item);
+                }
+                Ok(RawServers::List(list))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawServer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawServer, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawServer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a server id or name")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawServer, E> {
+                Ok(RawServer::Id(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawServer, E> {
+                i64::try_from(v)
+                    .map(RawServer::Id)
+                    .map_err(|_| E::custom("a server id too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawServer, E> {
+                Ok(RawServer::Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }

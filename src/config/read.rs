@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn a_wrong_item_in_a_multi_line_list_names_the_list() {
         let source =
-            "[[policy]]\nname = \"a\"\nservers = [\n  1,\n  \"two\",\n]\nschedule = \"@daily\"\n";
+            "[[policy]]\nname = \"a\"\nservers = [\n  1,\n  2.5,\n]\nschedule = \"@daily\"\n";
         assert_eq!(problem(source), at("policy[a].servers", "5:3"));
     }
 

@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use url::Url;
 
 use super::errors::ConfigError;
+use super::servers::ServerPattern;
 use super::template::NameTemplate;
 use crate::job::JobId;
 use crate::schedule::Schedule;
@@ -52,7 +53,11 @@ pub struct DaemonConfig {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub name: String,
+    /// The servers written by id.
     pub servers: Vec<u64>,
+    /// The servers written by name, glob or `"all"`: the provider's server listing
+    /// turns them into ids at each fire (`runner/fleet.rs`).
+    pub patterns: Vec<ServerPattern>,
     pub schedule: Schedule,
     pub timezone: Tz,
     pub keep: usize,
@@ -150,11 +155,12 @@ pub struct Timing {
     pub stop_timeout: Duration,
 }
 
-/// The policy of job `policy@server` among `policies`, when that job is configured.
+/// The policy of job `policy@server` among `policies`, when that job is configured
+/// (for a policy with patterns: when it may be, see [`Policy::may_cover`]).
 pub fn job_policy<'a>(policies: &'a [Policy], policy: &str, server: u64) -> Option<&'a Policy> {
     policies
         .iter()
-        .find(|p| p.name == policy && p.servers.contains(&server))
+        .find(|p| p.name == policy && p.may_cover(server))
 }
 
 impl Policy {
@@ -166,12 +172,41 @@ impl Policy {
         }
     }
 
+    /// Whether the policy names servers other than by id, so that only the provider's
+    /// server listing says which servers it covers.
+    pub fn has_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// Whether the policy may cover `server`: it lists its id, or it has patterns, which
+    /// a name may match. Without the server's name this is what can be known, and it
+    /// errs on the side of keeping: a snapshot this policy made on a server its glob no
+    /// longer matches stays its own, never an orphan to delete.
+    pub fn may_cover(&self, server: u64) -> bool {
+        self.servers.contains(&server) || self.has_patterns()
+    }
+
+    /// Whether the policy covers the server `id` named `name`.
+    pub fn covers(&self, id: u64, name: &str) -> bool {
+        self.servers.contains(&id) || self.patterns.iter().any(|p| p.matches(name))
+    }
+
+    /// `servers` as written, for people: `12345, web-*, db-01`.
+    pub fn servers_written(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(u64::to_string)
+            .chain(self.patterns.iter().map(ServerPattern::to_string))
+            .collect()
+    }
+
     /// Whether `name` on `server` was made by this policy.
     pub fn owns(&self, server: u64, name: &str) -> bool {
         self.snapshot_name.matches(&self.name, server, name)
     }
 
-    /// The jobs of this policy, one per server, sharing one copy of its name.
+    /// The jobs of this policy on the servers it lists by id, one per server, sharing
+    /// one copy of its name (those of its patterns come from the provider).
     pub fn jobs(&self) -> impl Iterator<Item = JobId> + '_ {
         let name: std::sync::Arc<str> = self.name.as_str().into();
         self.servers

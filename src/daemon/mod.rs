@@ -13,6 +13,7 @@
 
 mod alarm;
 mod clock;
+mod fleet;
 mod shutdown;
 mod start;
 pub mod timetable;
@@ -86,6 +87,10 @@ struct Daemon {
     current: tokio::sync::watch::Sender<Arc<Runner>>,
     /// The last reload failed: said in every `STATUS=` until one succeeds.
     reload_failure: Option<ReloadFailure>,
+    /// Where the jobs a server listing found are sent (`fleet.rs`).
+    fleet_tx: mpsc::UnboundedSender<fleet::Found>,
+    /// The jobs the last listing found for each policy with patterns.
+    patterned_jobs: std::collections::HashMap<Arc<str>, usize>,
 }
 
 /// Runs the daemon on the configuration at `path` until `controls` says stop (or ends).
@@ -110,6 +115,7 @@ pub async fn run(
     let (ping_tx, mut ping_rx) = mpsc::channel::<oneshot::Sender<()>>(1);
     let (settle_tx, mut settle_rx) = mpsc::unbounded_channel();
     let (clock_tx, mut clock_rx) = mpsc::unbounded_channel();
+    let (fleet_tx, mut fleet_rx) = mpsc::unbounded_channel();
     if let Err(e) = clock::watch_clock_sets(clock_tx) {
         warn!(
             "cannot watch for clock changes ({e}); a clock set is noticed at the next watchdog check or fire"
@@ -131,6 +137,8 @@ pub async fn run(
         released: Default::default(),
         current: tokio::sync::watch::Sender::new(runner_for_metrics),
         reload_failure: None,
+        fleet_tx,
+        patterned_jobs: Default::default(),
     };
     daemon.start().await;
     // The configuration read at start is in force: the last reload succeeded.
@@ -150,6 +158,7 @@ pub async fn run(
                 daemon.check_clock().await;
             }
             Some(report) = done_rx.recv() => daemon.on_done(report).await,
+            Some(found) = fleet_rx.recv() => daemon.on_fleet(found),
             Some(server) = settle_rx.recv() => daemon.settle(server),
             Some(reply) = ping_rx.recv() => {
                 daemon.check_alarm().await;
@@ -224,7 +233,7 @@ impl Daemon {
     }
 
     async fn arm(&mut self) {
-        let earliest = self.timetable.earliest().map(|(at, _)| at);
+        let earliest = self.timetable.earliest(self.config()).map(|(at, ..)| at);
         self.alarm.set(earliest).await;
     }
 
@@ -244,8 +253,20 @@ impl Daemon {
         for (job, fire_time) in self.timetable.take_due(&config, now) {
             self.fire(job, fire_time);
         }
+        self.fire_patterned();
         self.arm().await;
         systemd::status(&self.status_line());
+    }
+
+    /// The due policies with patterns: their servers are asked of the provider, in one
+    /// listing for all of them.
+    fn fire_patterned(&mut self) {
+        let due = self.timetable.take_patterned();
+        let asks = due
+            .into_iter()
+            .map(|(p, at)| (p, fleet::Ask::Fire(at)))
+            .collect();
+        self.ask_fleet(asks);
     }
 
     /// Hands the fire of `job` at `fire_time` to the dispatcher; one skipped (its job
@@ -287,6 +308,7 @@ impl Daemon {
         for (job, fire_time) in self.timetable.rebuild(&config, now) {
             self.fire(job, fire_time);
         }
+        self.fire_patterned();
         self.arm().await;
         systemd::status(&self.status_line());
         true
@@ -356,14 +378,15 @@ impl Daemon {
         if self.check_clock().await {
             return;
         }
-        let Some((earliest, job)) = self.timetable.earliest() else {
+        let config = self.runner.config.clone();
+        let Some((earliest, policy, job)) = self.timetable.earliest(&config) else {
             return;
         };
         let now = Utc::now();
         if earliest + ALARM_SLACK < now {
             warn!(
                 "the fire of {job} at {} did not go off; running it now",
-                crate::schedule::shown(earliest, self.zone_of(&job))
+                crate::schedule::shown(earliest, self.zone_of(&policy))
             );
             self.run_due().await;
         } else if self.alarm.set_for() != Some(earliest) {
@@ -446,25 +469,57 @@ impl Daemon {
         }
         self.timetable = Timetable::new(&config, Utc::now());
         self.arm().await;
-        info!("configuration reloaded: {} job(s)", self.timetable.len());
+        self.patterned_jobs.clear();
+        self.ask_fleet(
+            config
+                .policies
+                .iter()
+                .filter(|p| p.has_patterns())
+                .map(|p| (p.name.as_str().into(), fleet::Ask::Remember))
+                .collect(),
+        );
+        info!("configuration reloaded: {}", self.jobs_said());
         Ok(())
     }
 
     /// The zone `job`'s times are shown in: its policy's, else UTC.
-    fn zone_of(&self, job: &JobId) -> chrono_tz::Tz {
+    fn zone_of(&self, policy: &str) -> chrono_tz::Tz {
         self.runner
             .config
-            .policy(&job.policy)
+            .policy(policy)
             .map_or(chrono_tz::UTC, |p| p.timezone)
+    }
+
+    /// The jobs in force: those of servers listed by id, and those the last listing
+    /// found for patterns.
+    fn jobs(&self) -> usize {
+        self.timetable.len() + self.patterned_jobs.values().sum::<usize>()
+    }
+
+    /// "3 job(s)", and the policies whose servers the provider's listing says.
+    fn jobs_said(&self) -> String {
+        let patterned = self
+            .config()
+            .policies
+            .iter()
+            .filter(|p| p.has_patterns())
+            .count();
+        match patterned {
+            0 => format!("{} job(s)", self.timetable.len()),
+            n => format!(
+                "{} job(s) on servers listed by id, and those of {n} policy(ies) naming servers, found at each fire",
+                self.timetable.len()
+            ),
+        }
     }
 
     /// The `STATUS=` text: a failed reload (until a good one), jobs, the next fire,
     /// failures. Every `STATUS=` the daemon sends is this text.
     fn status_line(&self) -> String {
-        let next = match self.timetable.earliest() {
-            Some((at, job)) => format!(
+        let next = match self.timetable.earliest(self.config()) {
+            Some((at, policy, job)) => format!(
                 "next {job} at {}",
-                crate::schedule::shown(at, self.zone_of(&job))
+                crate::schedule::shown(at, self.zone_of(&policy))
             ),
             None => "nothing scheduled".into(),
         };
@@ -473,7 +528,7 @@ impl Daemon {
                 "{} failing, last {} at {}",
                 self.failures.len(),
                 job,
-                crate::schedule::shown(*at, self.zone_of(job))
+                crate::schedule::shown(*at, self.zone_of(&job.policy))
             ),
             None => "no failures".into(),
         };
@@ -486,7 +541,7 @@ impl Daemon {
         });
         format!(
             "{reload}{} jobs, {} running; {next}; {failing}",
-            self.timetable.len(),
+            self.jobs(),
             self.dispatch.running()
         )
     }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use super::Daemon;
+use super::fleet::Ask;
 use super::timetable::Timetable;
 use crate::job::JobId;
 use crate::runner::{RunReport, Work};
@@ -71,6 +72,21 @@ impl Daemon {
         }
 
         // Catch-up: a job whose last fire passed while snaprotd was down runs once now.
+        // The jobs of servers named by name or glob are asked of the provider first
+        // (in a task: the daemon is ready meanwhile).
+        let mut asks = Vec::new();
+        for p in config.policies.iter().filter(|p| p.has_patterns()) {
+            let previous = p
+                .catch_up
+                .then(|| p.schedule.previous_fire(p.timezone, now))
+                .flatten();
+            let ask = match previous {
+                Some(previous) => Ask::CatchUp { previous },
+                None => Ask::Remember,
+            };
+            asks.push((p.name.as_str().into(), ask));
+        }
+        self.ask_fleet(asks);
         for p in &config.policies {
             if !p.catch_up {
                 continue;
@@ -104,9 +120,9 @@ impl Daemon {
         self.timetable = Timetable::new(&config, now);
         self.arm().await;
         info!(
-            "snaprotd {} started: {} job(s) of {} policies",
+            "snaprotd {} started: {} of {} policies",
             env!("CARGO_PKG_VERSION"),
-            self.timetable.len(),
+            self.jobs_said(),
             config.policies.len()
         );
         systemd::ready(&self.status_line());

@@ -4,7 +4,9 @@
 //!
 //! The jobs of a policy share its schedule and zone, so they fire together: the
 //! timetable holds one entry per policy, with its servers, not one per job — a few
-//! bytes per server for a fleet of ten thousand.
+//! bytes per server for a fleet of ten thousand. A policy that names servers by name,
+//! glob or `"all"` has jobs only the provider's server listing can say: when it is
+//! due, the daemon takes it from [`Timetable::take_patterned`] and asks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub struct Timetable {
     queue: BTreeMap<Fire, Arc<[u64]>>,
     next: HashMap<Arc<str>, DateTime<Utc>>,
     jobs: usize,
+    /// Due policies with patterns, with their fire time, until the daemon takes them.
+    patterned: Vec<(Arc<str>, DateTime<Utc>)>,
 }
 
 impl Timetable {
@@ -56,13 +60,24 @@ impl Timetable {
         self.jobs == 0
     }
 
-    /// The earliest coming fire, and the first of its jobs.
-    pub fn earliest(&self) -> Option<(DateTime<Utc>, JobId)> {
-        self.queue.iter().find_map(|((at, policy), servers)| {
-            servers
-                .first()
-                .map(|s| (*at, JobId::new(policy.clone(), *s)))
-        })
+    /// The earliest coming fire: when, its policy, and its first job as people read it
+    /// (`nightly@12345`, or `nightly@web-*` for a policy that names its servers).
+    pub fn earliest(&self, config: &Config) -> Option<(DateTime<Utc>, Arc<str>, String)> {
+        let ((at, policy), servers) = self.queue.first_key_value()?;
+        let first = match servers.first() {
+            Some(s) => s.to_string(),
+            None => config
+                .policy(policy)
+                .and_then(|p| p.patterns.first())
+                .map_or_else(String::new, ToString::to_string),
+        };
+        Some((*at, policy.clone(), format!("{policy}@{first}")))
+    }
+
+    /// The policies with patterns that [`Timetable::take_due`] found due, each with the
+    /// fire it was due at: their servers are to be asked of the provider.
+    pub fn take_patterned(&mut self) -> Vec<(Arc<str>, DateTime<Utc>)> {
+        std::mem::take(&mut self.patterned)
     }
 
     /// Takes every job due at or before `now`, with the fire time it was due at, and
@@ -81,6 +96,9 @@ impl Timetable {
             self.next.remove(&policy);
             self.jobs -= servers.len();
             due.extend(servers.iter().map(|s| (JobId::new(policy.clone(), *s), at)));
+            if config.policy(&policy).is_some_and(|p| p.has_patterns()) {
+                self.patterned.push((policy.clone(), at));
+            }
             policies.push((policy, at));
         }
         for (policy, at) in policies {
@@ -99,7 +117,9 @@ impl Timetable {
     /// instead of waiting for the old clock's next fire.
     pub fn rebuild(&mut self, config: &Config, now: DateTime<Utc>) -> Vec<(JobId, DateTime<Utc>)> {
         let due = self.take_due(config, now);
+        let patterned = self.take_patterned();
         *self = Timetable::new(config, now);
+        self.patterned = patterned;
         due
     }
 }
@@ -149,6 +169,34 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_naming_its_servers_is_due_like_any_other_and_handed_over_to_be_asked() {
+        let config = config(&format!(
+            "{HOURLY}[[policy]]\nname = \"web\"\nservers = [\"web-*\", 9]\nschedule = \"30 * * * *\"\nkeep = 2\n\
+             [[policy]]\nname = \"all\"\nservers = \"all\"\nschedule = \"45 * * * *\"\nkeep = 2\n"
+        ));
+        let mut t = Timetable::new(&config, at("2026-11-24T12:40:00Z"));
+        // A policy with no server by id still sets the alarm.
+        assert_eq!(
+            t.earliest(&config),
+            Some((at("2026-11-24T12:45:00Z"), "all".into(), "all@all".into()))
+        );
+        assert!(t.take_due(&config, at("2026-11-24T12:45:00Z")).is_empty());
+        assert_eq!(
+            t.take_patterned(),
+            vec![("all".into(), at("2026-11-24T12:45:00Z"))]
+        );
+        assert!(t.take_patterned().is_empty(), "handed over once");
+        // Its servers listed by id fire from the timetable; the rest is asked.
+        let due = t.take_due(&config, at("2026-11-24T13:30:00Z"));
+        assert_eq!(due.len(), 3, "{due:?}");
+        assert!(due.contains(&(JobId::new("web", 9), at("2026-11-24T13:30:00Z"))));
+        assert_eq!(
+            t.take_patterned(),
+            vec![("web".into(), at("2026-11-24T13:30:00Z"))]
+        );
+    }
+
+    #[test]
     fn nothing_is_due_before_the_first_fire_and_a_fire_is_due_at_its_instant() {
         let config = hourly();
         let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
@@ -172,8 +220,12 @@ mod tests {
         let config = config(&format!("{HOURLY}{QUARTER}"));
         let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
         assert_eq!(
-            t.earliest(),
-            Some((at("2026-11-24T12:45:00Z"), JobId::new("quarter", 3)))
+            t.earliest(&config),
+            Some((
+                at("2026-11-24T12:45:00Z"),
+                "quarter".into(),
+                "quarter@3".into()
+            ))
         );
         let due = t.take_due(&config, at("2026-11-24T12:45:00Z"));
         assert_eq!(
@@ -214,7 +266,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            t.earliest().map(|(at, _)| at),
+            t.earliest(&config).map(|(at, ..)| at),
             Some(at("2026-11-24T19:00:00Z"))
         );
         assert!(t.take_due(&config, at("2026-11-24T18:10:00Z")).is_empty());
@@ -241,7 +293,7 @@ mod tests {
         // Built while the clock said 12:30; NTP then sets it back to 09:30.
         let mut t = Timetable::new(&config, at("2026-11-24T12:30:00Z"));
         assert_eq!(
-            t.earliest().map(|(at, _)| at),
+            t.earliest(&config).map(|(at, ..)| at),
             Some(at("2026-11-24T13:00:00Z"))
         );
         assert!(t.take_due(&config, at("2026-11-24T09:30:00Z")).is_empty());
@@ -271,7 +323,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            t.earliest().map(|(at, _)| at),
+            t.earliest(&config).map(|(at, ..)| at),
             Some(at("2026-11-24T16:00:00Z"))
         );
         assert_eq!(t.len(), 2);

@@ -35,6 +35,11 @@ pub fn server_status(text: &str) -> ServerStatus {
     }
 }
 
+/// Servers are listed, not documented, like snapshots: `GET /servers/` →
+/// `{count, next, results: [{id, name, status}]}`, paginated as below. snaprotd reads it
+/// to turn a policy's server names and globs into ids (`Client::list_servers`).
+pub const SERVERS_LISTING: &str = "servers/";
+
 /// Pagination is Django-REST-style: `count`, `results` and an optional `next` (an
 /// absolute URL, or null). `next` is followed only on the base URL's own origin, so
 /// the token is never sent elsewhere; this many pages at most.

@@ -20,11 +20,12 @@ pub use client::{Client, Created};
 pub use error::ApiError;
 pub use listing::Listing;
 pub use listings::Listings;
-pub use pages::ListingInfo;
+pub use pages::{ListingInfo, ServerListing};
 pub use retry::with_deadline;
 pub use stats::ApiStats;
 pub use types::{
-    RestoreAnswer, Server, ServerRef, ServerStatus, Snapshot, SnapshotPage, SnapshotStatus,
+    RestoreAnswer, Server, ServerPage, ServerRef, ServerStatus, Snapshot, SnapshotPage,
+    SnapshotStatus,
 };
 
 pub use crate::token::ApiToken;

@@ -1,7 +1,9 @@
-//! Reading a listing: every page of `GET /snapshots/`, followed through `next` within
-//! bounds (pages, time, the provider's own origin), checked as a [`Listing`].
+//! Reading a listing: every page of `GET /snapshots/` (or `GET /servers/`), followed
+//! through `next` within bounds (pages, time, the provider's own origin), checked as a
+//! [`Listing`] (or a [`ServerListing`]).
 
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 
 use super::ApiError;
 use super::assumptions::{MAX_LISTING_TIME, MAX_PAGES};
@@ -9,7 +11,7 @@ use super::budget::Class;
 use super::client::Client;
 use super::listing::Listing;
 use super::text::display_path;
-use super::types::{Snapshot, SnapshotPage};
+use super::types::{Page, Server};
 
 /// What a listing said about its size: the total `count`, pages read, and the page
 /// size (known when there was a second page).
@@ -20,7 +22,63 @@ pub struct ListingInfo {
     pub page_size: Option<usize>,
 }
 
+/// The servers of the account, as checked: each once. A listing that held fewer
+/// entries than its `count` said is not `complete`: a server missing from it is not
+/// known to be gone.
+#[derive(Debug, Clone, Default)]
+pub struct ServerListing {
+    pub servers: Vec<Server>,
+    pub complete: bool,
+}
+
+impl ServerListing {
+    /// Checks the entries of `GET /servers/`: a server shown twice the same way counts
+    /// once; one shown under two names makes the listing unusable (which name would a
+    /// glob match?).
+    pub fn check(entries: Vec<Server>, count: Option<u64>) -> Result<ServerListing, String> {
+        let mut by_id: std::collections::BTreeMap<u64, Server> = Default::default();
+        for s in entries {
+            match by_id.get(&s.id) {
+                Some(seen) if seen.name != s.name => {
+                    return Err(format!(
+                        "server {} is listed twice, as {:?} and as {:?}",
+                        s.id,
+                        seen.name.as_deref().unwrap_or(""),
+                        s.name.as_deref().unwrap_or("")
+                    ));
+                }
+                _ => {
+                    by_id.insert(s.id, s);
+                }
+            }
+        }
+        let complete = count.is_none_or(|c| c <= by_id.len() as u64);
+        Ok(ServerListing {
+            servers: by_id.into_values().collect(),
+            complete,
+        })
+    }
+}
+
 impl Client {
+    /// Every server of the account, following `next` pages, as checked (see
+    /// [`ServerListing`]).
+    pub async fn list_servers(&self) -> Result<ServerListing, ApiError> {
+        let url = self.url(super::assumptions::SERVERS_LISTING)?;
+        let pages = tokio::time::timeout(MAX_LISTING_TIME, Box::pin(self.read_pages(url)));
+        let (entries, info) = pages.await.map_err(|_| ApiError::Protocol {
+            call: "GET /servers/".into(),
+            message: format!(
+                "the listing took longer than {}",
+                humantime::format_duration(MAX_LISTING_TIME)
+            ),
+        })??;
+        ServerListing::check(entries, info.count).map_err(|message| ApiError::Protocol {
+            call: "GET /servers/".into(),
+            message: format!("the listing does not add up: {message}"),
+        })
+    }
+
     /// Every snapshot of `server` (or of the account), following `next` pages, as
     /// checked (see [`Listing`]).
     pub async fn list_snapshots(&self, server: Option<u64>) -> Result<Listing, ApiError> {
@@ -34,7 +92,12 @@ impl Client {
         &self,
         server: Option<u64>,
     ) -> Result<(Listing, ListingInfo), ApiError> {
-        let pages = tokio::time::timeout(MAX_LISTING_TIME, Box::pin(self.read_pages(server)));
+        let mut url = self.url("snapshots/")?;
+        if let Some(id) = server {
+            url.query_pairs_mut()
+                .append_pair("server_id", &id.to_string());
+        }
+        let pages = tokio::time::timeout(MAX_LISTING_TIME, Box::pin(self.read_pages(url)));
         let (entries, info) = pages.await.map_err(|_| ApiError::Protocol {
             call: "GET /snapshots/".into(),
             message: format!(
@@ -58,15 +121,12 @@ impl Client {
         Ok((listing, info))
     }
 
-    async fn read_pages(
+    /// Every entry of the listing that starts at `url`.
+    async fn read_pages<T: DeserializeOwned>(
         &self,
-        server: Option<u64>,
-    ) -> Result<(Vec<Snapshot>, ListingInfo), ApiError> {
-        let mut url = self.url("snapshots/")?;
-        if let Some(id) = server {
-            url.query_pairs_mut()
-                .append_pair("server_id", &id.to_string());
-        }
+        mut url: url::Url,
+    ) -> Result<(Vec<T>, ListingInfo), ApiError> {
+        let first = format!("GET {}", display_path(&url));
         // One listing, one place in the budget's line, for all its pages.
         let place = self.place(Class::Listing);
         let mut all = Vec::new();
@@ -74,7 +134,7 @@ impl Client {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
             let call = format!("GET {}", display_path(&url));
-            let page: SnapshotPage = self
+            let page: Page<T> = self
                 .call_json(place, Method::GET, url.clone(), None::<&()>, &call)
                 .await?;
             info.count = info.count.or(page.count);
@@ -107,7 +167,7 @@ impl Client {
             url = next_url;
         }
         Err(ApiError::Protocol {
-            call: "GET /snapshots/".into(),
+            call: first,
             message: format!("more than {MAX_PAGES} pages"),
         })
     }

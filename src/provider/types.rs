@@ -100,15 +100,21 @@ impl Serialize for ServerStatus {
     }
 }
 
-/// One page of `GET /snapshots/`.
+/// One page of a listing: `GET /snapshots/`, `GET /servers/`.
 #[derive(Debug, Deserialize)]
-pub struct SnapshotPage {
+pub struct Page<T> {
     #[serde(default)]
     pub count: Option<u64>,
-    pub results: Vec<Snapshot>,
+    pub results: Vec<T>,
     #[serde(default)]
     pub next: Option<String>,
 }
+
+/// One page of `GET /snapshots/`.
+pub type SnapshotPage = Page<Snapshot>;
+
+/// One page of `GET /servers/` (see `assumptions::SERVERS_LISTING`).
+pub type ServerPage = Page<Server>;
 
 /// The answer to `POST /snapshots/ID/restore/`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

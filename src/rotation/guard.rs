@@ -318,9 +318,10 @@ impl StoppedServer {
                 None => s.name == *name,
             },
             // Only policies that stop the server make snapshots that need it stopped.
-            Protects::AnyOfOurs => rot.policies.iter().any(|p| {
-                p.stop_server && p.servers.contains(&self.server) && p.owns(self.server, &s.name)
-            }),
+            Protects::AnyOfOurs => rot
+                .policies
+                .iter()
+                .any(|p| p.stop_server && p.may_cover(self.server) && p.owns(self.server, &s.name)),
         };
         listing
             .iter()

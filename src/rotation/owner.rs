@@ -31,7 +31,7 @@ impl<'a> Owner<'a> {
         let server = s.server.id;
         if let Some(p) = policies
             .iter()
-            .find(|p| p.servers.contains(&server) && p.owns(server, &s.name))
+            .find(|p| p.may_cover(server) && p.owns(server, &s.name))
         {
             return Owner::Policy(p);
         }
@@ -106,6 +106,7 @@ mod tests {
         Policy {
             name: name.into(),
             servers: servers.to_vec(),
+            patterns: Vec::new(),
             schedule: Schedule::parse("30 2 * * *").unwrap(),
             timezone: chrono_tz::UTC,
             keep: 2,

@@ -139,7 +139,7 @@ fn occupants(server: u64, policies: &[Policy], listing: &[Snapshot]) -> String {
             orphaned.join(", ")
         ));
     }
-    for p in policies.iter().filter(|p| p.servers.contains(&server)) {
+    for p in policies.iter().filter(|p| p.may_cover(server)) {
         let mine: Vec<&Snapshot> = listing
             .iter()
             .zip(&owners)

@@ -18,6 +18,7 @@ fn policy(name: &str, keep: usize) -> Policy {
     Policy {
         name: name.into(),
         servers: vec![SERVER],
+        patterns: Vec::new(),
         schedule: Schedule::parse("30 2 * * *").unwrap(),
         timezone: chrono_tz::UTC,
         keep,

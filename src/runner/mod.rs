@@ -7,6 +7,7 @@
 //! `once`, the demo and the daemon all run jobs through here.
 
 mod dispatch;
+mod fleet;
 mod report;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use crate::provider::{ApiError, Client, Listings};
 use crate::rotation::{self, Job, Rotation, RotationError};
 use crate::state::{ServerLock, StateDir, StateError, StoppedEntry, busy};
 pub use dispatch::{Dispatcher, Run, Submitted};
+pub use fleet::{Resolved, ask as ask_fleet, known_jobs, resolve};
 pub use report::RunReport;
 
 /// What a dispatched task does for its job.
@@ -53,6 +55,8 @@ pub struct Runner {
     pub interrupt: Interrupt,
     /// `once --skip-busy`: a job whose server another process holds is skipped.
     pub skip_busy: bool,
+    /// Held while the known jobs are read and written again (`fleet.rs`).
+    pub fleet_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Runner {
@@ -68,6 +72,7 @@ impl Runner {
         let mut runner = Runner::with_client(config, client);
         runner.metrics = previous.metrics.clone();
         runner.interrupt = previous.interrupt.clone();
+        runner.fleet_lock = previous.fleet_lock.clone();
         Ok(runner)
     }
 
@@ -82,6 +87,7 @@ impl Runner {
             metrics: Arc::default(),
             interrupt: Interrupt::default(),
             skip_busy: false,
+            fleet_lock: Arc::default(),
         }
     }
 
@@ -331,7 +337,7 @@ impl Runner {
                 counts
             }
         };
-        let jobs: Vec<JobId> = self.config.policies.iter().flat_map(|p| p.jobs()).collect();
+        let jobs = known_jobs(&self.config, &self.state.known_jobs().await);
         let jobs = self
             .state
             .last_runs::<RunReport>(jobs)
@@ -350,6 +356,7 @@ impl Runner {
             jobs,
             counts,
             servers_stopped: self.state.servers_left_stopped().await.len(),
+            freezes_left: self.state.freezes_left().await.len(),
             reload: self.state.last_reload().await,
         };
         if let Err(e) = self.metrics.write(path, metrics::render(&picture)).await {

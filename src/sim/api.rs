@@ -27,6 +27,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/snapshots/", get(list_snapshots).post(create_snapshot))
         .route("/snapshots/{id}/", delete(delete_snapshot))
         .route("/snapshots/{id}/restore/", post(restore_snapshot))
+        .route("/servers/", get(list_servers))
         .route("/servers/{id}/", get(get_server))
         .route("/servers/{id}/stop/", post(stop_server))
         .route("/servers/{id}/start/", post(start_server))
@@ -359,6 +360,42 @@ async fn restore_snapshot(State(shared): S, Path(id): Path<u64>) -> Response {
 
 fn server_json(s: &super::model::SimServer) -> Value {
     json!({ "id": s.id, "name": s.name, "status": s.status })
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+}
+
+/// `GET /servers/`: every server, paginated like the snapshots; a listing fault
+/// repeats the page's last server (as it is, or renamed).
+async fn list_servers(State(shared): S, Query(q): Query<PageQuery>, request: Request) -> Response {
+    let fate = request.extensions().get::<Fate>().and_then(|f| f.0.clone());
+    let state = lock(&shared);
+    let size = shared.options.page_size.max(1);
+    let page = q.page.unwrap_or(1).max(1);
+    let count = state.servers.len();
+    let mut results: Vec<Value> = state
+        .servers
+        .values()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(server_json)
+        .collect();
+    if let Some(last) = results.last().cloned() {
+        match fate {
+            Some(FaultAction::RepeatEntry) => results.push(last),
+            Some(FaultAction::ConflictingEntry) => {
+                let mut other = last;
+                other["name"] = json!(format!("{}-renamed", other["name"].as_str().unwrap_or("")));
+                results.push(other);
+            }
+            _ => {}
+        }
+    }
+    let next =
+        (page * size < count).then(|| format!("{}/servers/?page={}", shared.base_url, page + 1));
+    Json(json!({ "count": count, "next": next, "results": results })).into_response()
 }
 
 async fn get_server(State(shared): S, Path(id): Path<u64>) -> Response {

@@ -29,6 +29,7 @@ fn policy(name: &str, keep: usize, template: &str) -> Policy {
     Policy {
         name: name.into(),
         servers: vec![1],
+        patterns: Vec::new(),
         schedule: Schedule::parse("@daily").unwrap(),
         timezone: Tz::UTC,
         keep,
@@ -109,17 +110,38 @@ fn a_policy_name_is_used_once() {
 }
 
 #[test]
-fn servers_are_listed_once_each_by_a_positive_id() {
-    let list = |ids: &[i64]| {
-        let spanned = ids
+fn servers_are_listed_once_each_by_a_positive_id_or_a_name() {
+    use super::super::raw::{RawServer, RawServers};
+    let list = |items: &[RawServer]| {
+        let spanned = items
             .iter()
             .enumerate()
-            .map(|(i, id)| Spanned::new(10 + i..11 + i, *id))
+            .map(|(i, s)| Spanned::new(10 + i..11 + i, s.clone()))
             .collect();
-        server_ids(&at(spanned))
+        servers(&at(RawServers::List(spanned)))
     };
-    assert_eq!(list(&[3, 1, 2]), Ok(vec![3, 1, 2]));
-    let messages = |r: Result<Vec<u64>, Vec<Problem>>| {
+    let id = RawServer::Id;
+    let name = |n: &str| RawServer::Name(n.into());
+    let written = |r: Result<(Vec<u64>, Vec<ServerPattern>), Vec<Problem>>| {
+        let (ids, patterns) = r.unwrap();
+        (
+            ids,
+            patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        written(list(&[id(3), id(1), id(2)])),
+        (vec![3, 1, 2], vec![])
+    );
+    assert_eq!(
+        written(list(&[id(3), name("web-*"), name("db-01")])),
+        (vec![3], vec!["web-*".to_string(), "db-01".to_string()])
+    );
+    assert_eq!(
+        written(servers(&at(RawServers::Text("all".into())))),
+        (vec![], vec!["all".to_string()])
+    );
+    let messages = |r: Result<(Vec<u64>, Vec<ServerPattern>), Vec<Problem>>| {
         r.unwrap_err()
             .into_iter()
             .map(|p| (p.span.unwrap().start, p.message))
@@ -130,13 +152,27 @@ fn servers_are_listed_once_each_by_a_positive_id() {
         vec![(3, "lists no server".to_string())]
     );
     assert_eq!(
-        messages(list(&[1, 0, -4, 1])),
+        messages(list(&[id(1), id(0), id(-4), id(1)])),
         vec![
             (11, "0 is not a server id".to_string()),
             (12, "-4 is not a server id".to_string()),
             (13, "server 1 is listed twice".to_string()),
         ]
     );
+    let refused = messages(list(&[
+        name("web-*"),
+        name("web-*"),
+        name("all"),
+        name("x["),
+    ]));
+    assert_eq!(refused[0], (11, "\"web-*\" is listed twice".to_string()));
+    assert!(
+        refused[1].1.contains("write servers = \"all\""),
+        "{refused:?}"
+    );
+    assert!(refused[2].1.contains("is not a glob"), "{refused:?}");
+    let one = messages(servers(&at(RawServers::Text("web-*".into()))));
+    assert!(one[0].1.contains("write servers = [\"web-*\"]"), "{one:?}");
 }
 
 #[test]

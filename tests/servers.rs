@@ -1,0 +1,302 @@
+//! Servers named by name, glob or "all": the real binary against the simulator, whose
+//! `GET /servers/` lists the account's servers.
+
+mod common;
+
+use common::{Env, eventually};
+use snaprotd::sim::{Fault, FaultAction};
+
+/// Two policies naming their servers, firing together every 2 seconds.
+const BY_NAME: &str = r#"
+[[policy]]
+name = "web"
+servers = ["web-*"]
+schedule = "*/2 * * * * *"
+keep = 2
+snapshot_name = "{policy}-%Y%m%d-%H%M%S"
+
+[[policy]]
+name = "every"
+servers = "all"
+schedule = "*/2 * * * * *"
+keep = 2
+snapshot_name = "{policy}-%Y%m%d-%H%M%S"
+"#;
+
+fn snapshots_of(env: &Env, server: u64, policy: &str) -> usize {
+    env.names(server)
+        .iter()
+        .filter(|n| n.starts_with(&format!("{policy}-")))
+        .count()
+}
+
+fn server_listings(env: &Env) -> usize {
+    env.sim
+        .state()
+        .requests
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && (r.path == "/api/v1/servers/" || r.path.starts_with("/api/v1/servers/?"))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_added_while_the_daemon_runs_is_picked_up_and_one_deleted_is_dropped() {
+    let env = Env::new().await;
+    env.sim.add_server(11, "web-1");
+    env.sim.add_server(12, "db-1");
+    env.write_config(BY_NAME);
+    let mut d = env.start_daemon(&[], &[]).await;
+    assert!(
+        eventually(15, || snapshots_of(&env, 11, "web") >= 1
+            && snapshots_of(&env, 12, "every") >= 1)
+        .await,
+        "{}",
+        d.log()
+    );
+    assert_eq!(snapshots_of(&env, 12, "web"), 0, "db-1 is not web-*");
+
+    env.sim.add_server(13, "web-2");
+    assert!(
+        eventually(15, || snapshots_of(&env, 13, "web") >= 1).await,
+        "a server added while the daemon runs is not picked up:\n{}",
+        d.log()
+    );
+    d.wait_log(
+        "server 13 (web-2) matches the servers of policy web (web-*); job web@13 added",
+        5,
+    )
+    .await;
+
+    // Status shows the jobs found, without asking the provider.
+    let status = env.snaprotd(&["status", "--json"]).await;
+    assert!(
+        status.stdout.contains("\"job\": \"web@13\""),
+        "{}",
+        status.all()
+    );
+
+    env.sim.state().servers.remove(&11);
+    d.wait_log(
+        "server 11 no longer matches the servers of policy web (web-*); job web@11 dropped",
+        10,
+    )
+    .await;
+    let status = env.snaprotd(&["status", "--json"]).await;
+    assert!(
+        !status.stdout.contains("\"job\": \"web@11\""),
+        "{}",
+        status.all()
+    );
+
+    // One listing of the servers per fire for both policies and all their servers,
+    // not one per job: count the fires by the names they gave.
+    let fires = {
+        let st = env.sim.state();
+        let mut stamps: Vec<String> = st
+            .snapshots
+            .values()
+            .filter_map(|s| s.name.rsplit_once('-').map(|(_, t)| t.to_string()))
+            .collect();
+        stamps.sort();
+        stamps.dedup();
+        stamps.len()
+    };
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+    let listings = server_listings(&env);
+    assert!(
+        listings <= fires + 3,
+        "{listings} server listings for {fires} fires (deletes prune old snapshots, so a fire may have left no name: allow a few)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_runs_what_names_and_globs_match_and_says_what_matched_nothing() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "mail");
+    env.sim.add_server(11, "web-1");
+    env.sim.add_server(12, "web-2");
+    env.sim.add_server(21, "db-01");
+    env.sim.add_server(22, "db-02");
+    env.write_config(
+        r#"
+[[policy]]
+name = "mixed"
+servers = [1, "db-01", "web-*", "cache-*"]
+schedule = "@daily"
+keep = 2
+"#,
+    );
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    for job in ["mixed@1", "mixed@11", "mixed@12", "mixed@21"] {
+        assert!(out.stdout.contains(job), "{job} missing:\n{}", out.all());
+    }
+    assert!(!out.stdout.contains("mixed@22"), "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "\"cache-*\" in the servers of policy mixed matches no server of the account"
+        ),
+        "{}",
+        out.all()
+    );
+    // --server picks one of the servers a glob matched.
+    let out = env.snaprotd(&["once", "--server", "12", "--dry-run"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("mixed@12") && !out.stdout.contains("mixed@11"),
+        "{}",
+        out.all()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_shows_what_each_pattern_matches_and_a_server_two_policies_overfill() {
+    let env = Env::new().await;
+    env.sim.add_server(11, "web-1");
+    env.sim.add_server(12, "web-2");
+    env.sim.add_server(30, "mail");
+    env.write_config(
+        r#"
+[[policy]]
+name = "web"
+servers = ["web-*"]
+schedule = "@daily"
+keep = 3
+
+[[policy]]
+name = "mail"
+servers = ["mail", "web-2"]
+schedule = "@daily"
+keep = 3
+"#,
+    );
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("servers       web-*"), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("matching now  web-1 (11), web-2 (12, given no job)"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout
+            .contains("matching now  web-2 (12, given no job), mail (30)"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("Matched but given no job:")
+            && out
+                .stdout
+                .contains("web-2 (12): server 12 would need 6 snapshots"),
+        "{}",
+        out.all()
+    );
+    // The daemon and once give that server no job either.
+    let run = env.snaprotd(&["once"]).await;
+    assert!(!run.stdout.contains("@12"), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("server 12 matches a policy's servers but gets no job"),
+        "{}",
+        run.all()
+    );
+
+    let json = env.snaprotd(&["check", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect(&json.stdout);
+    assert_eq!(
+        v["policies"][0]["server_patterns"],
+        serde_json::json!(["web-*"])
+    );
+    assert_eq!(
+        v["policies"][0]["matched_servers"],
+        serde_json::json!([
+            {"id": 11, "name": "web-1", "job": true},
+            {"id": 12, "name": "web-2", "job": false}
+        ])
+    );
+    assert_eq!(v["refused_servers"][0]["server"], 12);
+
+    // A provider that cannot be asked: the file is still fine, and check says so.
+    env.sim.inject(Fault {
+        times: 100,
+        ..Fault::status("GET", "/servers/", 401, None)
+    });
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("matching      not known: cannot list the servers"),
+        "{}",
+        out.all()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_listing_that_does_not_add_up_is_refused_and_nothing_runs_on_its_word() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "mail");
+    env.sim.add_server(11, "web-1");
+    env.write_config(
+        r#"
+[[policy]]
+name = "p"
+servers = [1, "web-*"]
+schedule = "@daily"
+keep = 2
+"#,
+    );
+    env.sim.inject(Fault::new(
+        "GET",
+        "/servers/",
+        FaultAction::ConflictingEntry,
+    ));
+    let out = env.snaprotd(&["once"]).await;
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("server 11 is listed twice, as \"web-1\" and as \"web-1-renamed\""),
+        "{}",
+        out.all()
+    );
+    assert!(env.names(11).is_empty(), "{:?}", env.names(11));
+
+    // A server shown twice the same way (a page that shifted) counts once.
+    env.sim
+        .inject(Fault::new("GET", "/servers/", FaultAction::RepeatEntry));
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(env.names(11).len(), 1, "{}", out.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_written_wrong_are_refused_with_what_to_write() {
+    let env = Env::new().await;
+    for (servers, says) in [
+        ("\"web-*\"", "write servers = [\"web-*\"]"),
+        ("[\"all\"]", "\"all\" stands alone: write servers = \"all\""),
+        ("[\"web-[\"]", "\"web-[\" is not a glob"),
+        ("[1, \"a\", \"a\"]", "\"a\" is listed twice"),
+        (
+            "[1, true]",
+            "expected server ids (whole numbers) or names in quotes",
+        ),
+    ] {
+        env.write_config(&format!(
+            "[[policy]]\nname = \"p\"\nservers = {servers}\nschedule = \"@daily\"\n"
+        ));
+        let out = env.snaprotd(&["check"]).await;
+        assert_eq!(out.code, 78, "{servers}: {}", out.all());
+        assert!(
+            out.stderr.contains("key `policy[p].servers`"),
+            "{servers}: {}",
+            out.all()
+        );
+        assert!(out.stderr.contains(says), "{servers}: {}", out.all());
+    }
+}
