@@ -300,3 +300,57 @@ async fn servers_written_wrong_are_refused_with_what_to_write() {
         assert!(out.stderr.contains(says), "{servers}: {}", out.all());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_the_daemon_a_failing_server_listing_holds_up_no_server_listed_by_id() {
+    let env = Env::new().await;
+    env.sim.add_server(1, "mail");
+    env.sim.add_server(11, "web-1");
+    env.write_config(
+        r#"
+[[policy]]
+name = "p"
+servers = [1, "web-*"]
+schedule = "*/2 * * * * *"
+keep = 2
+snapshot_name = "{policy}-%Y%m%d-%H%M%S"
+"#,
+    );
+    env.sim.inject(Fault {
+        times: 1000,
+        ..Fault::status("GET", "/servers/", 503, None)
+    });
+    let mut d = env.start_daemon(&[], &[]).await;
+    assert!(
+        eventually(15, || snapshots_of(&env, 1, "p") >= 2).await,
+        "{}",
+        d.log()
+    );
+    d.wait_log("cannot list the account's servers for policy p", 5)
+        .await;
+    assert!(env.names(11).is_empty(), "{:?}", env.names(11));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_listing_of_many_servers_is_said_in_one_line() {
+    let env = Env::new().await;
+    for id in 1..=8 {
+        env.sim.add_server(id, &format!("node-{id}"));
+    }
+    env.write_config(
+        "[[policy]]\nname = \"all\"\nservers = \"all\"\nschedule = \"@daily\"\nkeep = 2\n",
+    );
+    let mut d = env.start_daemon(&[], &[]).await;
+    d.wait_log(
+        "8 servers match the servers of policy all (all): 1 (node-1), 2 (node-2), 3 (node-3), 4 (node-4), 5 (node-5) and 3 more; their jobs are added",
+        10,
+    )
+    .await;
+    let status = env.snaprotd(&["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect(&status.stdout);
+    assert_eq!(v["jobs"].as_array().map(Vec::len), Some(8), "{v}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+}

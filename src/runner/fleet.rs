@@ -130,23 +130,17 @@ impl Runner {
                 .collect();
             let mut known = self.state.known_jobs().await;
             let mut changed = false;
+            let mut added: Vec<&JobId> = Vec::new();
             for job in &resolved.jobs {
                 if !known.contains_key(job) {
                     known.insert(job.clone(), now);
                     changed = true;
-                    if let Some(p) = self.config.policy(&job.policy)
-                        && !p.servers.contains(&job.server)
+                    if self
+                        .config
+                        .policy(&job.policy)
+                        .is_some_and(|p| !p.servers.contains(&job.server))
                     {
-                        info!(
-                            policy = %job.policy,
-                            server_id = job.server,
-                            job_id = %job,
-                            "server {} ({}) matches the servers of policy {} ({}); job {job} added",
-                            job.server,
-                            names.get(&job.server).copied().unwrap_or(""),
-                            job.policy,
-                            p.servers_written().join(", ")
-                        );
+                        added.push(job);
                     }
                 }
             }
@@ -156,32 +150,88 @@ impl Runner {
                 .filter(|j| wanted.contains(&j.policy) && !now_jobs.contains(j))
                 .cloned()
                 .collect();
+            let mut dropped = Vec::new();
             for job in gone {
                 let refused = resolved.refused.iter().any(|(s, _)| *s == job.server);
+                // A listing that came short proves nothing gone.
                 if !listing.complete && !refused {
                     continue;
                 }
                 known.remove(&job);
                 changed = true;
-                let written = self
-                    .config
-                    .policy(&job.policy)
-                    .map(|p| p.servers_written().join(", "))
-                    .unwrap_or_default();
-                warn!(
-                    policy = %job.policy,
-                    server_id = job.server,
-                    job_id = %job,
-                    "server {} no longer matches the servers of policy {} ({written}); job {job} dropped, its snapshots stay",
-                    job.server,
-                    job.policy
-                );
+                if !refused {
+                    dropped.push(job);
+                }
             }
+            self.say_changes(&added, &dropped, &names);
             if changed && let Err(e) = self.state.record_known_jobs(&known).await {
                 warn!("cannot record the known jobs: {e}");
             }
         }
         Ok(resolved.jobs)
+    }
+}
+
+impl Runner {
+    /// Logs the jobs a listing added and dropped: each on its own line, or, when a
+    /// policy gained or lost many at once (the first listing of `"all"`), one line.
+    fn say_changes(&self, added: &[&JobId], dropped: &[JobId], names: &BTreeMap<u64, &str>) {
+        const EACH: usize = 5;
+        for p in &self.config.policies {
+            let written = p.servers_written().join(", ");
+            let mine: Vec<&JobId> = added
+                .iter()
+                .copied()
+                .filter(|j| *j.policy == p.name)
+                .collect();
+            let named =
+                |j: &JobId| format!("{} ({})", j.server, names.get(&j.server).unwrap_or(&""));
+            if mine.len() > EACH {
+                let some: Vec<String> = mine[..EACH].iter().map(|j| named(j)).collect();
+                info!(
+                    policy = %p.name,
+                    "{} servers match the servers of policy {} ({written}): {} and {} more; their jobs are added",
+                    mine.len(),
+                    p.name,
+                    some.join(", "),
+                    mine.len() - EACH
+                );
+            } else {
+                for job in mine {
+                    info!(
+                        policy = %job.policy,
+                        server_id = job.server,
+                        job_id = %job,
+                        "server {} matches the servers of policy {} ({written}); job {job} added",
+                        named(job),
+                        job.policy
+                    );
+                }
+            }
+            let gone: Vec<&JobId> = dropped.iter().filter(|j| *j.policy == p.name).collect();
+            if gone.len() > EACH {
+                let some: Vec<String> = gone[..EACH].iter().map(|j| j.server.to_string()).collect();
+                warn!(
+                    policy = %p.name,
+                    "{} servers no longer match the servers of policy {} ({written}): {} and {} more; their jobs are dropped, their snapshots stay",
+                    gone.len(),
+                    p.name,
+                    some.join(", "),
+                    gone.len() - EACH
+                );
+            } else {
+                for job in gone {
+                    warn!(
+                        policy = %job.policy,
+                        server_id = job.server,
+                        job_id = %job,
+                        "server {} no longer matches the servers of policy {} ({written}); job {job} dropped, its snapshots stay",
+                        job.server,
+                        job.policy
+                    );
+                }
+            }
+        }
     }
 }
 
