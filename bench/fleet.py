@@ -16,7 +16,8 @@ server's snapshots every poll interval until done, delete the old one, and on a 
 sleep its Retry-After — and its figures are printed below snaprotd's.
 
 Usage: bench/fleet.py [--rate 50] [--burst N] [--ceiling N] [--old] [--baseline]
-                      [--timeline] [SIZES...]
+                      [--select all|GLOB] [--timeline] [SIZES...]
+  --select names the servers by pattern (servers = "all" or ["GLOB"]) instead of ids.
   --ceiling sets [api] max_requests_per_second (default: unset, the budget finds the
   provider's rate). The small-bucket provider of the adaptive budget:
   bench/fleet.py --rate 20 --burst 5 --old 200
@@ -77,6 +78,15 @@ def report(label, n, args, reqs, ok, wall, peak_kb=None, cpu=None):
           f"listings: {listing - per_server} account-wide pages, {per_server} per-server", flush=True)
 
 
+def servers(n, args):
+    """`servers` of the policy: every id (the default), or a pattern (--select)."""
+    if args.select == "all":
+        return '"all"'
+    if args.select:
+        return f'["{args.select}"]'
+    return f'[{", ".join(str(i) for i in range(1, n + 1))}]'
+
+
 def run(n, tmp, args):
     sim, base = start_sim(n, tmp, args)
     try:
@@ -86,7 +96,7 @@ def run(n, tmp, args):
             f.write(f'[api]\nbase_url = "{base}"\n{ceiling}request_timeout = "60s"\n'
                     f'[daemon]\nstate_dir = "{tmp}/state-{n}"\nmax_concurrent_jobs = {n}\n'
                     f'[defaults]\npoll_interval = "{POLL:.0f}s"\nwait_timeout = "30m"\n'
-                    f'[[policy]]\nname = "fleet"\nservers = [{", ".join(str(i) for i in range(1, n + 1))}]\n'
+                    f'[[policy]]\nname = "fleet"\nservers = {servers(n, args)}\n'
                     f'schedule = "@yearly"\nkeep = {1 if args.old else 2}\n'
                     f'snapshot_name = "{{policy}}-%Y%m%d-%H%M"\n')
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -187,6 +197,8 @@ def main():
     parser.add_argument("--ceiling", type=int, help="[api] max_requests_per_second (default unset)")
     parser.add_argument("--old", action="store_true", help="one old snapshot per server, keep = 1")
     parser.add_argument("--baseline", action="store_true", help="also run a per-server poll loop")
+    parser.add_argument("--select", help='name the servers by pattern: "all" or a glob like "server-*" '
+                        "(the simulator names them server-ID); one GET /servers/ listing first")
     parser.add_argument("--timeline", action="store_true", help="print the requests of each second")
     parser.add_argument("sizes", type=int, nargs="*", default=[100, 1000, 10000])
     args = parser.parse_args()
