@@ -9,12 +9,12 @@ use serde_json::json;
 
 use super::output::{self, outln};
 use super::signals::{StopSignal, interrupt_on_signal};
-use super::views::{RunJson, SnapshotJson, deletions};
+use super::views::{RunJson, SnapshotJson, deletions, kept};
 use super::{CliError, CliResult, Exit, load_config};
 use crate::config::Config;
 use crate::job::JobId;
 use crate::provider::{Client, ServerStatus};
-use crate::rotation::{self, Job};
+use crate::rotation::{self, Job, retention};
 use crate::runner::{RunReport, Runner};
 
 #[derive(clap::Args, Debug)]
@@ -192,6 +192,7 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
                 &config.policies,
                 config.api.snapshot_cap,
                 &name,
+                now,
                 &listing,
                 &state.tainted(server).await,
             )
@@ -221,6 +222,8 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
                         "adopt": plan.adopt.as_ref().map(SnapshotJson::from),
                         "make_room": deletions(&plan.make_room),
                         "prune_after": deletions(&plan.prune_after),
+                        "kept_by": plan.new_held,
+                        "keep": kept(&plan.kept),
                         "hooks": would_hook.then(|| json!({
                             "pre_snapshot": hooks.pre_snapshot.as_ref().map(|c| c.argv()),
                             "post_snapshot": hooks.post_snapshot.as_ref().map(|c| c.argv()),
@@ -238,6 +241,9 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
                     );
                 } else {
                     outln!("  would create {}", plan.name);
+                }
+                if policy.keep.is_tiered() {
+                    outln!("  kept by      {}", retention::kept_by(&plan.new_held));
                 }
                 outln!(
                     "  server       {}",
@@ -285,6 +291,15 @@ async fn dry_run(config: &Config, jobs: Vec<JobId>, as_json: bool) -> CliResult 
                 }
                 if plan.make_room.is_empty() && plan.prune_after.is_empty() {
                     outln!("  would delete nothing");
+                }
+                for (s, held) in &plan.kept {
+                    outln!(
+                        "  would keep   {} (id {}, created {}): {}",
+                        s.name,
+                        s.id,
+                        output::when(s.created_at, policy.timezone),
+                        retention::kept_by(held)
+                    );
                 }
             }
             Err(e) => {

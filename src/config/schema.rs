@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use url::Url;
 
 use super::errors::ConfigError;
+use super::keep::Keep;
 use super::template::NameTemplate;
 use crate::job::JobId;
 use crate::schedule::Schedule;
@@ -55,7 +56,7 @@ pub struct Policy {
     pub servers: Vec<u64>,
     pub schedule: Schedule,
     pub timezone: Tz,
-    pub keep: usize,
+    pub keep: Keep,
     pub stop_server: bool,
     pub snapshot_name: NameTemplate,
     pub description: Option<String>,
