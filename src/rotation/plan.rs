@@ -258,9 +258,7 @@ pub fn pruning(
     // The listing is the server's, checked; an entry of another server is still
     // never taken for one of this job's.
     let owned = listing.iter().filter(|s| {
-        s.server.id == job.server
-            && Some(s.id) != new_id
-            && job.policy.owns(job.server, &s.name)
+        s.server.id == job.server && Some(s.id) != new_id && job.policy.owns(job.server, &s.name)
     });
     let mut completed: Vec<&Snapshot> = Vec::new();
     let mut doomed = Vec::new();

@@ -8,9 +8,9 @@ use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::*;
-use crate::rotation::retention;
 use crate::config::{Keep, NameTemplate, Tier};
 use crate::provider::ServerRef;
+use crate::rotation::retention;
 use crate::schedule::Schedule;
 
 const SERVER: u64 = 7;
@@ -89,7 +89,10 @@ fn pruning_keeps_the_newest_counting_the_new_one() {
     ];
     // Before the new one exists, it takes one of the two places.
     let now = Utc.with_ymd_and_hms(2026, 1, 4, 2, 30, 0).unwrap();
-    assert_eq!(ids(&prune_list(job(&p), &listing, New::At(now), &[])), [1, 2]);
+    assert_eq!(
+        ids(&prune_list(job(&p), &listing, New::At(now), &[])),
+        [1, 2]
+    );
     // Once it exists (id 3), it and the newest other stay.
     assert_eq!(
         ids(&prune_list(job(&p), &listing, New::Made(&listing[2]), &[])),
@@ -109,10 +112,17 @@ fn tiers_keep_the_newest_of_their_periods_counting_the_new_one() {
     // Kept: Jan 12 (new: daily, weekly W03), Jan 11 (daily, weekly W02);
     // nothing more: both tiers are full.
     assert_eq!(
-        decided.kept.iter().map(|(s, h)| (s.id, retention::kept_by(h))).collect::<Vec<_>>(),
+        decided
+            .kept
+            .iter()
+            .map(|(s, h)| (s.id, retention::kept_by(h)))
+            .collect::<Vec<_>>(),
         [(11, "daily 2026-01-11, weekly 2026-W02".to_string())]
     );
-    assert_eq!(retention::kept_by(&decided.new), "daily 2026-01-12, weekly 2026-W03");
+    assert_eq!(
+        retention::kept_by(&decided.new),
+        "daily 2026-01-12, weekly 2026-W03"
+    );
     assert_eq!(ids(&decided.doomed), (1..=10).collect::<Vec<u64>>());
     assert_eq!(
         decided.doomed[0].1.describe(),
@@ -162,7 +172,10 @@ fn failed_and_tainted_snapshots_of_the_policy_go_whatever_keep_says() {
         &[mark],
     );
     assert_eq!(
-        doomed.iter().map(|(s, r)| (s.id, r.clone())).collect::<Vec<_>>(),
+        doomed
+            .iter()
+            .map(|(s, r)| (s.id, r.clone()))
+            .collect::<Vec<_>>(),
         [(1, Reason::Failed), (2, Reason::Tainted)]
     );
 }

@@ -150,7 +150,10 @@ mod tests {
         ];
         let keep = tiers(&[(Tier::Daily, 2)]);
         assert_eq!(kept(&keep, Tz::UTC, &times), [0, 2]);
-        assert_eq!(kept_by(&apply(&keep, Tz::UTC, &times)[2]), "daily 2026-01-04");
+        assert_eq!(
+            kept_by(&apply(&keep, Tz::UTC, &times)[2]),
+            "daily 2026-01-04"
+        );
     }
 
     #[test]
@@ -182,7 +185,11 @@ mod tests {
     #[test]
     fn iso_week_53_and_the_year_it_belongs_to() {
         // 2026-12-31 (Thursday) and 2027-01-01 (Friday) are both in 2026-W53.
-        let times = [utc(2027, 1, 1, 12), utc(2026, 12, 31, 12), utc(2026, 12, 27, 12)];
+        let times = [
+            utc(2027, 1, 1, 12),
+            utc(2026, 12, 31, 12),
+            utc(2026, 12, 27, 12),
+        ];
         let keep = tiers(&[(Tier::Weekly, 3)]);
         let held = apply(&keep, Tz::UTC, &times);
         assert_eq!(kept_by(&held[0]), "weekly 2026-W53");
@@ -192,7 +199,12 @@ mod tests {
 
     #[test]
     fn monthly_and_yearly_keep_the_newest_of_their_period() {
-        let times = [utc(2027, 1, 2, 0), utc(2026, 12, 30, 0), utc(2026, 12, 1, 0), utc(2026, 11, 1, 0)];
+        let times = [
+            utc(2027, 1, 2, 0),
+            utc(2026, 12, 30, 0),
+            utc(2026, 12, 1, 0),
+            utc(2026, 11, 1, 0),
+        ];
         let keep = tiers(&[(Tier::Monthly, 2), (Tier::Yearly, 2)]);
         let held = apply(&keep, Tz::UTC, &times);
         assert_eq!(kept_by(&held[0]), "monthly 2027-01, yearly 2027");

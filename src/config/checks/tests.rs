@@ -166,8 +166,14 @@ fn a_time_zone_is_an_iana_name() {
 fn keep_is_at_least_one_and_at_most_the_cap() {
     let newest = |n| at(RawKeep::Newest(n));
     assert_eq!(keep(&newest(4), 4), Ok(Keep::newest(4)));
-    assert_eq!(refused(keep(&newest(5), 4)), "5 is out of range: must be 1 to 4");
-    assert_eq!(refused(keep(&newest(0), 4)), "0 is out of range: must be 1 to 4");
+    assert_eq!(
+        refused(keep(&newest(5), 4)),
+        "5 is out of range: must be 1 to 4"
+    );
+    assert_eq!(
+        refused(keep(&newest(0), 4)),
+        "0 is out of range: must be 1 to 4"
+    );
 }
 
 fn tiers(list: &[(&str, i64)]) -> At<RawKeep> {
@@ -183,7 +189,10 @@ fn tiers_each_keep_one_or_more_and_add_up_to_at_most_the_cap() {
         Ok(Keep::tiers([(Tier::Daily, 2), (Tier::Weekly, 2), (Tier::Monthly, 1)]).unwrap())
     );
     assert_eq!(
-        refused(keep(&tiers(&[("daily", 3), ("weekly", 2), ("yearly", 1)]), 5)),
+        refused(keep(
+            &tiers(&[("daily", 3), ("weekly", 2), ("yearly", 1)]),
+            5
+        )),
         "keeps up to 6 snapshots (daily 3 + weekly 2 + yearly 1 = 6) but the provider allows 5 per server; lower a tier"
     );
     assert_eq!(
@@ -370,7 +379,11 @@ fn a_tiered_policy_counts_the_sum_of_its_tiers_against_the_cap() {
         error.message,
         "server 7 would need 5 snapshots (a keeps 2, b keeps daily 2 + weekly 1 = 3) but the provider allows 4; lower keep"
     );
-    assert!(keep_within_cap(7, &[&a, &b], 6, (9..10, "policy[b].keep".into())).unwrap().is_none());
+    assert!(
+        keep_within_cap(7, &[&a, &b], 6, (9..10, "policy[b].keep".into()))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
