@@ -37,30 +37,34 @@ pub struct Args {
     skip_busy: bool,
 }
 
-/// The jobs selected by `--policy` and `--server`.
-fn selected(config: &Config, args: &Args) -> Result<Vec<JobId>, CliError> {
-    if let Some(p) = &args.policy
+/// The jobs selected by `--policy` and `--server` (of `once` and `coverage`).
+pub(super) fn selected(
+    config: &Config,
+    policy: Option<&str>,
+    server: Option<u64>,
+) -> Result<Vec<JobId>, CliError> {
+    if let Some(p) = policy
         && config.policy(p).is_none()
     {
         let names: Vec<&str> = config.policies.iter().map(|p| p.name.as_str()).collect();
         return Err(CliError::NoSuchPolicy {
-            name: p.clone(),
+            name: p.to_string(),
             configured: names.join(", "),
         });
     }
     let jobs: Vec<JobId> = config
         .policies
         .iter()
-        .filter(|p| args.policy.as_ref().is_none_or(|n| *n == p.name))
+        .filter(|p| policy.is_none_or(|n| n == p.name))
         .flat_map(|p| p.jobs())
-        .filter(|job| args.server.is_none_or(|want| want == job.server))
+        .filter(|job| server.is_none_or(|want| want == job.server))
         .collect();
     if jobs.is_empty() {
         let mut wanted = Vec::new();
-        if let Some(p) = &args.policy {
+        if let Some(p) = policy {
             wanted.push(format!("--policy {p}"));
         }
-        if let Some(s) = args.server {
+        if let Some(s) = server {
             wanted.push(format!("--server {s}"));
         }
         return Err(CliError::NoMatchingJob(wanted.join(" ")));
@@ -70,7 +74,7 @@ fn selected(config: &Config, args: &Args) -> Result<Vec<JobId>, CliError> {
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = Arc::new(load_config(path)?);
-    let jobs = selected(&config, &args)?;
+    let jobs = selected(&config, args.policy.as_deref(), args.server)?;
     if args.dry_run {
         return dry_run(&config, jobs, args.json).await;
     }

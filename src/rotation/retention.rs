@@ -39,11 +39,9 @@ pub fn kept_by(held: &[Held]) -> String {
         .join(", ")
 }
 
-/// The period of `tier` that `at` falls in, in `zone`: a value that differs between
-/// periods, and its label. `index` is the snapshot's place (newest first), `last`'s
-/// period.
-fn period(tier: Tier, at: DateTime<Utc>, zone: Tz, index: usize) -> (i64, String) {
-    let t = at.with_timezone(&zone);
+/// The period of `tier` that `t` falls in: a value that differs between periods.
+/// `index` is the snapshot's place (newest first), `last`'s period.
+fn period(tier: Tier, t: &DateTime<Tz>, index: usize) -> i64 {
     let (y, m, d, h) = (
         i64::from(t.year()),
         i64::from(t.month()),
@@ -51,21 +49,30 @@ fn period(tier: Tier, at: DateTime<Utc>, zone: Tz, index: usize) -> (i64, String
         i64::from(t.hour()),
     );
     match tier {
-        Tier::Last => (index as i64, format!("#{}", index + 1)),
-        Tier::Hourly => (
-            ((y * 100 + m) * 100 + d) * 100 + h,
-            t.format("%Y-%m-%d %Hh").to_string(),
-        ),
-        Tier::Daily => ((y * 100 + m) * 100 + d, t.format("%Y-%m-%d").to_string()),
+        Tier::Last => index as i64,
+        Tier::Hourly => ((y * 100 + m) * 100 + d) * 100 + h,
+        Tier::Daily => (y * 100 + m) * 100 + d,
         Tier::Weekly => {
             let w = t.iso_week();
-            (
-                i64::from(w.year()) * 100 + i64::from(w.week()),
-                format!("{}-W{:02}", w.year(), w.week()),
-            )
+            i64::from(w.year()) * 100 + i64::from(w.week())
         }
-        Tier::Monthly => (y * 100 + m, t.format("%Y-%m").to_string()),
-        Tier::Yearly => (y, t.format("%Y").to_string()),
+        Tier::Monthly => y * 100 + m,
+        Tier::Yearly => y,
+    }
+}
+
+/// The period's name, for a snapshot a tier keeps.
+fn label(tier: Tier, t: &DateTime<Tz>, index: usize) -> String {
+    match tier {
+        Tier::Last => format!("#{}", index + 1),
+        Tier::Hourly => t.format("%Y-%m-%d %Hh").to_string(),
+        Tier::Daily => t.format("%Y-%m-%d").to_string(),
+        Tier::Weekly => {
+            let w = t.iso_week();
+            format!("{}-W{:02}", w.year(), w.week())
+        }
+        Tier::Monthly => t.format("%Y-%m").to_string(),
+        Tier::Yearly => t.format("%Y").to_string(),
     }
 }
 
@@ -90,15 +97,16 @@ pub fn apply(keep: &Keep, zone: Tz, newest_first: &[DateTime<Utc>]) -> Vec<Vec<H
         .iter()
         .enumerate()
         .map(|(i, at)| {
+            let local = at.with_timezone(&zone);
             let mut held = Vec::new();
             for b in buckets.iter_mut().filter(|b| b.left > 0) {
-                let (value, label) = period(b.tier, *at, zone, i);
+                let value = period(b.tier, &local, i);
                 if b.last != Some(value) {
                     b.last = Some(value);
                     b.left -= 1;
                     held.push(Held {
                         tier: b.tier,
-                        period: label,
+                        period: label(b.tier, &local, i),
                     });
                 }
             }
