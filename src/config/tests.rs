@@ -147,6 +147,7 @@ fn without_a_token_the_file_is_refused_naming_where_one_may_come_from() {
 fn the_example_configuration_loads() {
     let example = include_str!("../../config/snaprotd.toml");
     let c = load(example).unwrap();
-    assert_eq!(c.policies.len(), 2);
+    assert_eq!(c.policies.len(), 3);
+    assert_eq!(c.policies[2].keep.to_string(), "daily 2 + weekly 2 = 4");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
