@@ -409,3 +409,46 @@ proptest! {
         prop_assert_eq!(left, completed.min(keep - 1));
     }
 }
+
+/// Any keep: `keep = N` or a few tiers.
+fn any_keep() -> impl Strategy<Value = Keep> {
+    prop::collection::vec((0..6usize, 1..4usize), 1..4)
+        .prop_map(|tiers| Keep::tiers(tiers.into_iter().map(|(t, n)| (Tier::ALL[t], n))).unwrap())
+}
+
+proptest! {
+    /// A listing that misses entries (pages shifting, an index that lags) is not in
+    /// doubt for deleting (`provider/listing.rs`): whatever retention keeps of the whole
+    /// listing, it keeps of a part of it too, with tiers as with `keep = N`.
+    #[test]
+    fn a_listing_missing_entries_never_deletes_what_the_whole_one_keeps(
+        made_at in prop::collection::vec((0..90i64, 0..24i64, prop::bool::ANY), 0..16),
+        keep in any_keep(),
+        zone in prop::sample::select(vec![chrono_tz::UTC, chrono_tz::Europe::Berlin]),
+    ) {
+        let p = Policy { timezone: zone, ..with_keep("nightly", keep) };
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let all: Vec<Snapshot> = made_at
+            .iter()
+            .enumerate()
+            .map(|(i, (day, hour, _))| {
+                let t = start + chrono::Duration::days(*day) + chrono::Duration::hours(*hour);
+                Snapshot {
+                    created_at: t,
+                    ..snapshot(i as u64 + 1, SERVER, &format!("nightly-{}", t.format("%Y%m%d-%H%M")), SnapshotStatus::Completed, 1)
+                }
+            })
+            .collect();
+        let seen: Vec<Snapshot> = all
+            .iter()
+            .zip(&made_at)
+            .filter(|(_, (_, _, shown))| *shown)
+            .map(|(s, _)| s.clone())
+            .collect();
+        let now = New::At(start + chrono::Duration::days(91));
+        let whole: Vec<u64> = ids(&prune_list(job(&p), &all, now, &[]));
+        for (s, _) in prune_list(job(&p), &seen, now, &[]) {
+            prop_assert!(whole.contains(&s.id), "{} is kept by the whole listing", s.name);
+        }
+    }
+}
