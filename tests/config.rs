@@ -64,7 +64,28 @@ fn cases() -> Vec<Case> {
             body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\nkeep = \"3\"\n",
             at: "5:8",
             key: "policy[a].keep",
-            says: "expected a whole number, like keep = 3; found text",
+            says: "expected a whole number or a table, like keep = 3 or keep = { daily = 2, weekly = 2 }; found text",
+        },
+        Case {
+            what: "an unknown tier",
+            body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\nkeep = { dayly = 2 }\n",
+            at: "5:10",
+            key: "policy[a].keep.dayly",
+            says: "unknown key `dayly` in keep; did you mean `daily`?",
+        },
+        Case {
+            what: "a tier of 0",
+            body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\nkeep = { daily = 2, weekly = 0 }\n",
+            at: "5:8",
+            key: "policy[a].keep",
+            says: "weekly = 0 keeps nothing",
+        },
+        Case {
+            what: "tiers beyond the cap",
+            body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\nkeep = { daily = 4, weekly = 2 }\n",
+            at: "5:8",
+            key: "policy[a].keep",
+            says: "keeps up to 6 snapshots (daily 4 + weekly 2 = 6) but the provider allows 5 per server",
         },
         Case {
             what: "keep over the cap from [defaults]",
@@ -267,10 +288,16 @@ fn cases() -> Vec<Case> {
 
 /// Files that follow every rule, each with what it shows: `snaprotd check` exits 0.
 fn accepted() -> Vec<(&'static str, &'static str)> {
-    vec![(
-        "a monthly schedule named by year and month",
-        "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"0 0 1 * *\"\nsnapshot_name = \"{policy}-%Y%m\"\n",
-    )]
+    vec![
+        (
+            "a monthly schedule named by year and month",
+            "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"0 0 1 * *\"\nsnapshot_name = \"{policy}-%Y%m\"\n",
+        ),
+        (
+            "tiers in [defaults], shared by a policy",
+            "[defaults]\nkeep = { last = 1, hourly = 2, yearly = 1 }\n[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@hourly\"\n",
+        ),
+    ]
 }
 
 fn check(dir: &std::path::Path, body: &str) -> (i32, String, String) {

@@ -79,7 +79,7 @@ fn the_man_page_has_the_sections_an_operator_looks_for_and_every_key() {
     }
     // Every visible command, and no page that is not installed.
     for command in [
-        "run", "status", "check", "once", "next", "list", "restore", "sim", "demo",
+        "run", "status", "check", "once", "next", "coverage", "list", "restore", "sim", "demo",
     ] {
         assert!(text.contains(&format!("snaprotd {command}\n")), "{command}");
     }

@@ -119,7 +119,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
                         Err(e) => json!({ "error": e }),
                     }),
                     "schedule": p.schedule.expr(),
-                    "timezone": p.timezone.name(), "keep": p.keep, "stop_server": p.stop_server,
+                    "timezone": p.timezone.name(), "keep": p.keep, "keep_total": p.keep.total(), "stop_server": p.stop_server,
                     "snapshot_name": p.snapshot_name.source(),
                     "pre_snapshot": p.hooks.pre_snapshot.as_ref().map(|h| h.to_string()),
                     "post_snapshot": p.hooks.post_snapshot.as_ref().map(|h| h.to_string()),
@@ -173,7 +173,15 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             p.schedule.expr(),
             p.timezone.name()
         );
-        outln!("  keep          {}", p.keep);
+        if p.keep.is_tiered() {
+            outln!(
+                "  keep          {} (see the restore points it holds: snaprotd coverage --policy {})",
+                p.keep,
+                p.name
+            );
+        } else {
+            outln!("  keep          {}", p.keep);
+        }
         outln!("  stop_server   {}", p.stop_server);
         outln!("  snapshot_name {}", p.snapshot_name.source());
         for (key, hook) in [

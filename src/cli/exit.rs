@@ -77,6 +77,15 @@ pub enum CliError {
     )]
     NoMatchingJob(String),
     #[error(
+        "policy {policy} fires more than {limit} times in {days} days; coverage plays at most \
+         {limit} fires a job: ask for fewer days (--days)"
+    )]
+    TooManyFires {
+        policy: String,
+        days: u32,
+        limit: usize,
+    },
+    #[error(
         "snapshot {0:?} does not exist (no snapshot has that id or name); `snaprotd list` shows the snapshots"
     )]
     NoSuchSnapshot(String),

@@ -271,14 +271,23 @@ message} (and exit 78).
 \fIruns\fR, each {job, policy, server, result (ok, failed, skipped), scheduled_for,
 started_at, finished_at, seconds, snapshot_name, error, skipped, outcome}; with
 \fB\-\-dry\-run\fR \fIplans\fR, each {job, ok, stop_server, name, adopt, make_room,
-prune_after, hooks}, a deletion being {snapshot, reason}, hooks {pre_snapshot,
-post_snapshot} (each a command as a list, or null), null when no hook would run.
+prune_after, kept_by, keep, hooks}, a deletion being {snapshot, reason, why} (reason:
+beyond_keep, failed, tainted, make_room; why: the same in words), \fIkept_by\fR the
+tiers that keep the new snapshot, each {tier, period}, \fIkeep\fR what stays besides
+it, each {snapshot, kept_by}; hooks {pre_snapshot, post_snapshot} (each a command as a
+list, or null), null when no hook would run. A deletion in \fIoutcome\fR has
+{snapshot, reason, why} too.
 .TP
 \fBlist\fR
 \fIsnapshots\fR: a snapshot with \fIowner\fR, \fIpolicy\fR and \fIorphan_of\fR.
 .TP
 \fBnext\fR
 \fIfires\fR, each {at, policy, timezone, servers}.
+.TP
+\fBcoverage\fR
+\fIjobs\fR, each {job, policy, server, timezone, keep, days}, a day being {date (in
+the policy's zone), kept (the fire times of the restore points held at its end,
+oldest first)}; \fIkeep\fR is a number, or an object of tiers.
 .TP
 \fBrestore\fR, \fBprune\fR
 what was restored (and waited for); \fIdry_run\fR and \fIorphans\fR, each with its

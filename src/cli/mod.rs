@@ -5,6 +5,7 @@
 mod assets;
 mod check;
 mod complete;
+mod coverage;
 mod demo;
 mod exit;
 mod list;
@@ -102,6 +103,14 @@ pub enum Command {
     Once(once::Args),
     /// The coming fires across all policies, in time order
     Next(next::Args),
+    /// The restore points each job's keep will hold at the end of each coming day
+    ///
+    /// Plays each job's schedule forward from now, starting with no snapshot, as if every
+    /// fire succeeds: each fire adds a snapshot made at the fire time, and the rotation's
+    /// own retention rule decides what stays. Shows, per job and day (in the policy's time
+    /// zone), the restore points held at the day's end. Makes no API call and reads no
+    /// token.
+    Coverage(coverage::Args),
     /// The snapshots, with status, size, age and the policy that owns each
     List(list::Args),
     /// Restore a server from a snapshot (overwrites the server's data)
@@ -130,6 +139,7 @@ impl Command {
             Command::Check(a) => a.json,
             Command::Once(a) => a.json,
             Command::Next(a) => a.json,
+            Command::Coverage(a) => a.json,
             Command::List(a) => a.json,
             Command::Restore(a) => a.json,
             Command::Prune(a) => a.json,
@@ -231,6 +241,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Check(args) => check::run(&cli.config, args).await,
         Command::Once(args) => once::run(&cli.config, args).await,
         Command::Next(args) => next::run(&cli.config, args),
+        Command::Coverage(args) => coverage::run(&cli.config, args),
         Command::List(args) => list::run(&cli.config, args).await,
         Command::Restore(args) => restore::run(&cli.config, args).await,
         Command::Prune(args) => prune::run(&cli.config, args).await,

@@ -9,12 +9,12 @@ use serde_json::json;
 
 use super::output::{self, outln};
 use super::signals::{StopSignal, interrupt_on_signal};
-use super::views::{RunJson, SnapshotJson, deletions};
+use super::views::{RunJson, SnapshotJson, deletions, kept};
 use super::{CliError, CliResult, Exit, load_config};
-use crate::config::Config;
+use crate::config::{Config, Policy};
 use crate::job::JobId;
 use crate::provider::{Client, ServerStatus};
-use crate::rotation::{self, Job};
+use crate::rotation::{self, Job, retention};
 use crate::runner::{RunReport, Runner};
 
 #[derive(clap::Args, Debug)]
@@ -37,15 +37,20 @@ pub struct Args {
     skip_busy: bool,
 }
 
-/// The jobs selected by `--policy` and `--server`; those of servers named by name or
-/// glob are asked of the provider (one listing).
-async fn selected(config: &Config, args: &Args, client: &Client) -> Result<Vec<JobId>, CliError> {
-    if let Some(p) = &args.policy
+/// What `--policy` and `--server` select (of `once` and `coverage`): the jobs of
+/// servers listed by id, and the policies that name servers by name, glob or `"all"`
+/// (whose jobs only the provider's server listing says).
+pub(super) fn by_id<'c>(
+    config: &'c Config,
+    policy: Option<&str>,
+    server: Option<u64>,
+) -> Result<(Vec<JobId>, Vec<&'c Policy>), CliError> {
+    if let Some(p) = policy
         && config.policy(p).is_none()
     {
         let names: Vec<&str> = config.policies.iter().map(|p| p.name.as_str()).collect();
         return Err(CliError::NoSuchPolicy {
-            name: p.clone(),
+            name: p.to_string(),
             configured: names.join(", "),
         });
     }
@@ -53,33 +58,45 @@ async fn selected(config: &Config, args: &Args, client: &Client) -> Result<Vec<J
         config
             .policies
             .iter()
-            .filter(|p| args.policy.as_ref().is_none_or(|n| *n == p.name))
+            .filter(move |p| policy.is_none_or(|n| n == p.name))
     };
-    let patterned: Vec<Arc<str>> = policies()
-        .filter(|p| p.has_patterns())
-        .map(|p| p.name.as_str().into())
+    let jobs = policies()
+        .flat_map(|p| p.jobs())
+        .filter(|job| server.is_none_or(|want| want == job.server))
         .collect();
-    let mut jobs: Vec<JobId> = policies().flat_map(|p| p.jobs()).collect();
+    Ok((jobs, policies().filter(|p| p.has_patterns()).collect()))
+}
+
+/// The error for a selection that holds no job.
+pub(super) fn no_matching_job(policy: Option<&str>, server: Option<u64>) -> CliError {
+    let mut wanted = Vec::new();
+    if let Some(p) = policy {
+        wanted.push(format!("--policy {p}"));
+    }
+    if let Some(s) = server {
+        wanted.push(format!("--server {s}"));
+    }
+    CliError::NoMatchingJob(wanted.join(" "))
+}
+
+/// The jobs selected by `--policy` and `--server`; those of servers named by name or
+/// glob are asked of the provider (one listing).
+async fn selected(config: &Config, args: &Args, client: &Client) -> Result<Vec<JobId>, CliError> {
+    let (policy, server) = (args.policy.as_deref(), args.server);
+    let (mut jobs, patterned) = by_id(config, policy, server)?;
     if !patterned.is_empty() {
-        let (found, _) = crate::runner::ask_fleet(client, config, &patterned).await?;
+        let names: Vec<Arc<str>> = patterned.iter().map(|p| p.name.as_str().into()).collect();
+        let (found, _) = crate::runner::ask_fleet(client, config, &names).await?;
         for job in found.jobs {
-            if !jobs.contains(&job) {
+            if !jobs.contains(&job) && server.is_none_or(|want| want == job.server) {
                 jobs.push(job);
             }
         }
         let order = |j: &JobId| config.policies.iter().position(|p| *p.name == *j.policy);
         jobs.sort_by_key(|j| (order(j), j.server));
     }
-    jobs.retain(|job| args.server.is_none_or(|want| want == job.server));
     if jobs.is_empty() {
-        let mut wanted = Vec::new();
-        if let Some(p) = &args.policy {
-            wanted.push(format!("--policy {p}"));
-        }
-        if let Some(s) = args.server {
-            wanted.push(format!("--server {s}"));
-        }
-        return Err(CliError::NoMatchingJob(wanted.join(" ")));
+        return Err(no_matching_job(policy, server));
     }
     Ok(jobs)
 }
@@ -209,6 +226,7 @@ async fn dry_run(config: &Config, client: &Client, jobs: Vec<JobId>, as_json: bo
                 &config.policies,
                 config.api.snapshot_cap,
                 &name,
+                now,
                 &listing,
                 &state.tainted(server).await,
             )
@@ -238,6 +256,8 @@ async fn dry_run(config: &Config, client: &Client, jobs: Vec<JobId>, as_json: bo
                         "adopt": plan.adopt.as_ref().map(SnapshotJson::from),
                         "make_room": deletions(&plan.make_room),
                         "prune_after": deletions(&plan.prune_after),
+                        "kept_by": plan.new_held,
+                        "keep": kept(&plan.kept),
                         "hooks": would_hook.then(|| json!({
                             "pre_snapshot": hooks.pre_snapshot.as_ref().map(|c| c.argv()),
                             "post_snapshot": hooks.post_snapshot.as_ref().map(|c| c.argv()),
@@ -255,6 +275,9 @@ async fn dry_run(config: &Config, client: &Client, jobs: Vec<JobId>, as_json: bo
                     );
                 } else {
                     outln!("  would create {}", plan.name);
+                }
+                if policy.keep.is_tiered() {
+                    outln!("  kept by      {}", retention::kept_by(&plan.new_held));
                 }
                 outln!(
                     "  server       {}",
@@ -302,6 +325,15 @@ async fn dry_run(config: &Config, client: &Client, jobs: Vec<JobId>, as_json: bo
                 }
                 if plan.make_room.is_empty() && plan.prune_after.is_empty() {
                     outln!("  would delete nothing");
+                }
+                for (s, held) in &plan.kept {
+                    outln!(
+                        "  would keep   {} (id {}, created {}): {}",
+                        s.name,
+                        s.id,
+                        output::when(s.created_at, policy.timezone),
+                        retention::kept_by(held)
+                    );
                 }
             }
             Err(e) => {

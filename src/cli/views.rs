@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::output::{ser_opt_time, ser_time};
 use crate::provider::Snapshot;
+use crate::rotation::retention::Held;
 use crate::rotation::{Outcome, Owner, Reason};
 use crate::runner::RunReport;
 
@@ -44,13 +45,34 @@ pub struct DeletionJson {
     pub snapshot: SnapshotJson,
     /// `beyond_keep`, `failed`, `tainted` or `make_room`.
     pub reason: Reason,
+    /// The reason in words ("beyond keep: not the newest in any of the 2 most recent
+    /// days or 2 most recent weeks").
+    pub why: String,
 }
 
 pub fn deletions(list: &[(Snapshot, Reason)]) -> Vec<DeletionJson> {
     list.iter()
         .map(|(s, reason)| DeletionJson {
             snapshot: s.into(),
-            reason: *reason,
+            reason: reason.clone(),
+            why: reason.describe(),
+        })
+        .collect()
+}
+
+/// A snapshot that stays, and the tiers of `keep` that hold it.
+#[derive(Serialize)]
+pub struct KeptJson {
+    pub snapshot: SnapshotJson,
+    /// Each `{tier, period}`: `{"tier": "daily", "period": "2026-11-24"}`.
+    pub kept_by: Vec<Held>,
+}
+
+pub fn kept(list: &[(Snapshot, Vec<Held>)]) -> Vec<KeptJson> {
+    list.iter()
+        .map(|(s, held)| KeptJson {
+            snapshot: s.into(),
+            kept_by: held.clone(),
         })
         .collect()
 }

@@ -12,6 +12,7 @@ use url::Url;
 use super::checks::{self, At};
 use super::defaults;
 use super::errors::Problem;
+use super::keep::Keep;
 use super::raw::{RawConfig, RawPolicy, RawPolicyKeys, S};
 use super::schema::{ApiConfig, Config, DaemonConfig, HookCommand, Hooks, Policy, Timing};
 use super::sources::Outside;
@@ -259,9 +260,14 @@ fn policy(
         defaults::TIMEZONE,
         checks::timezone,
     );
-    let keep = found.chosen(&p.keep, &d.keep, name, "keep", defaults::keep(cap), |v| {
-        checks::keep(v, cap)
-    });
+    let keep = found.chosen(
+        &p.keep,
+        &d.keep,
+        name,
+        "keep",
+        Keep::newest(defaults::keep(cap)),
+        |v| checks::keep(v, cap),
+    );
     let snapshot_name = snapshot_name(p, d, found);
     if let (Some(template), Some(schedule), Some(servers)) = (&snapshot_name, &schedule, &servers) {
         let zone = timezone.unwrap_or(chrono_tz::UTC);

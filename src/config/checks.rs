@@ -13,7 +13,8 @@ use toml::Spanned;
 use url::{Host, Url};
 
 use super::errors::Problem;
-use super::raw::{RawServer, RawServers};
+use super::keep::{Keep, Tier};
+use super::raw::{RawKeep, RawServer, RawServers};
 use super::schema::Policy;
 use super::servers::ServerPattern;
 use super::template::{self, Clash, NameTemplate};
@@ -186,11 +187,53 @@ pub(super) fn timezone(v: &At<String>) -> Result<Tz, Problem> {
     })
 }
 
-/// A policy keeps at least one snapshot, and no more than the provider allows.
-pub(super) fn keep(v: &At<i64>, cap: usize) -> Result<usize, Problem> {
-    let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-    int_in(v, 1..=cap).map(|n| n as usize)
+/// A policy keeps at least one snapshot, and no more than the provider allows: `keep =
+/// N`, or tiers each keeping 1 or more (unknown tier names are refused by `keys.rs`),
+/// adding up to at most the cap.
+pub(super) fn keep(v: &At<RawKeep>, cap: usize) -> Result<Keep, Problem> {
+    let tiers = match &v.value {
+        RawKeep::Newest(n) => {
+            let max = i64::try_from(cap).unwrap_or(i64::MAX);
+            let at = At {
+                value: *n,
+                span: v.span.clone(),
+                key: v.key.clone(),
+            };
+            return int_in(&at, 1..=max).map(|n| Keep::newest(n as usize));
+        }
+        RawKeep::Tiers(tiers) => tiers,
+    };
+    let mut counted = Vec::new();
+    for (name, n) in tiers {
+        let Some(tier) = Tier::from_key(name) else {
+            return Err(v.problem(format!("{name} is not a tier")));
+        };
+        match usize::try_from(*n) {
+            Ok(n) if n >= 1 => counted.push((tier, n)),
+            _ => {
+                return Err(v.problem(format!(
+                    "{name} = {n} keeps nothing: each tier keeps 1 or more; leave {name} out instead"
+                )));
+            }
+        }
+    }
+    let Some(keep) = Keep::tiers(counted) else {
+        return Err(v.problem(format!(
+            "names no tier: write keep = 3 for the newest 3, or tiers like keep = {{ daily = 2, weekly = 2 }} ({})",
+            TIER_KEYS
+        )));
+    };
+    if keep.total() > cap {
+        return Err(v.problem(format!(
+            "keeps up to {} snapshots ({keep}) but the provider allows {cap} per server; lower a tier",
+            keep.total()
+        )));
+    }
+    Ok(keep)
 }
+
+/// The tiers, for messages.
+const TIER_KEYS: &str = "tiers: last, hourly, daily, weekly, monthly, yearly";
 
 /// A snapshot name template.
 pub(super) fn snapshot_name(v: &At<String>) -> Result<NameTemplate, Problem> {
@@ -268,7 +311,7 @@ pub(super) fn keep_within_cap(
     cap: usize,
     (last, key): (Range<usize>, String),
 ) -> Result<Option<Problem>, Problem> {
-    let total: usize = policies.iter().map(|p| p.keep).sum();
+    let total: usize = policies.iter().map(|p| p.keep.total()).sum();
     let names = policies
         .iter()
         .map(|p| format!("{} keeps {}", p.name, p.keep))

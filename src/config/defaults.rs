@@ -46,7 +46,7 @@ pub fn keep(cap: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::RawConfig;
+    use crate::config::raw::{RawConfig, RawKeep};
 
     const EXAMPLE: &str = include_str!("../../config/snaprotd.toml");
 
@@ -83,7 +83,11 @@ mod tests {
 
         let d = &raw.defaults;
         assert_eq!(text(&d.timezone), TIMEZONE.name());
-        assert_eq!(int(&d.keep), KEEP as i64);
+        assert!(
+            matches!(d.keep.as_ref().map(|k| k.get_ref()), Some(RawKeep::Newest(n)) if *n == KEEP as i64),
+            "{:?}",
+            d.keep
+        );
         assert_eq!(flag(&d.stop_server), STOP_SERVER);
         assert_eq!(text(&d.snapshot_name), SNAPSHOT_NAME);
         assert_eq!(duration(&d.poll_interval), POLL_INTERVAL);

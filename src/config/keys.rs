@@ -20,6 +20,8 @@ pub(super) enum Kind {
     /// A command and its arguments: `["/usr/local/bin/freeze", "--db"]`.
     ListOfText,
     Table(&'static [Key]),
+    /// A whole number, or an inline table of these keys (`keep`).
+    WholeNumberOrTable(&'static [Key]),
     /// `[[name]]` tables.
     Tables(&'static [Key]),
 }
@@ -75,10 +77,20 @@ const DAEMON: &[Key] = &[
     ),
 ];
 
+/// The tiers of `keep = { … }` (`config/keep.rs`).
+const TIERS: &[Key] = &[
+    key("last", WholeNumber, "3"),
+    key("hourly", WholeNumber, "24"),
+    key("daily", WholeNumber, "7"),
+    key("weekly", WholeNumber, "4"),
+    key("monthly", WholeNumber, "6"),
+    key("yearly", WholeNumber, "1"),
+];
+
 /// The keys a `[[policy]]` shares with `[defaults]`.
 const SHARED: &[Key] = &[
     key("timezone", Text, "\"Europe/Berlin\""),
-    key("keep", WholeNumber, "3"),
+    key("keep", WholeNumberOrTable(TIERS), "3"),
     key("stop_server", TrueOrFalse, "true"),
     key("snapshot_name", Text, "\"{policy}-{date}-{time}\""),
     key("poll_interval", Text, "\"10s\""),
@@ -238,8 +250,12 @@ fn table(
 fn unknown(name: &str, path: &str, keys: &[&'static Key]) -> String {
     let place = match path {
         "" => "at the top of the file".to_string(),
-        p if p.starts_with("policy[") => "in a [[policy]]".to_string(),
-        p => format!("in [{p}]"),
+        p if p.starts_with("policy[") && p.ends_with(']') => "in a [[policy]]".to_string(),
+        // A table inside one (`keep = { … }`).
+        p => match p.rsplit_once('.') {
+            Some((_, inner)) => format!("in {inner}"),
+            None => format!("in [{p}]"),
+        },
     };
     let closest = keys
         .iter()
@@ -260,6 +276,10 @@ fn value(key: &Key, v: &Spanned<DeValue<'_>>, path: &str, problems: &mut Vec<Pro
     let wrong = |problems: &mut Vec<Problem>, span, found: &str| {
         let like = match key.kind {
             Table(_) | Tables(_) => key.example.to_string(),
+            WholeNumberOrTable(_) => format!(
+                "{0} = {1} or {0} = {{ daily = 2, weekly = 2 }}",
+                key.name, key.example
+            ),
             _ => format!("{} = {}", key.name, key.example),
         };
         problems.push(Problem::new(
@@ -273,7 +293,11 @@ fn value(key: &Key, v: &Spanned<DeValue<'_>>, path: &str, problems: &mut Vec<Pro
     };
     match (key.kind, v.get_ref()) {
         (Text, DeValue::String(_)) | (TrueOrFalse, DeValue::Boolean(_)) => {}
-        (WholeNumber, DeValue::Integer(i)) => {
+        (WholeNumberOrTable(keys), DeValue::Table(t)) => {
+            let keys: Vec<&Key> = keys.iter().collect();
+            table(t, &keys, path, Some(v.span()), problems);
+        }
+        (WholeNumber | WholeNumberOrTable(_), DeValue::Integer(i)) => {
             if i64::from_str_radix(i.as_str(), i.radix()).is_err() {
                 wrong(problems, v.span(), "a number too large");
             }
@@ -345,6 +369,7 @@ fn expected(kind: Kind) -> &'static str {
     match kind {
         Text => "text in quotes",
         WholeNumber => "a whole number",
+        WholeNumberOrTable(_) => "a whole number or a table",
         TrueOrFalse => "true or false",
         Servers => "a list of server ids and names, or \"all\"",
         ListOfText => "a list of text in quotes",
@@ -399,7 +424,17 @@ mod tests {
         }
         text.push_str("[[policy]]\n");
         for k in policy_keys() {
-            text.push_str(&format!("{} = {}\n", k.name, k.example));
+            match k.kind {
+                // Its table form, with every key of the table.
+                WholeNumberOrTable(inner) => {
+                    let pairs: Vec<String> = inner
+                        .iter()
+                        .map(|i| format!("{} = {}", i.name, i.example))
+                        .collect();
+                    text.push_str(&format!("{} = {{ {} }}\n", k.name, pairs.join(", ")));
+                }
+                _ => text.push_str(&format!("{} = {}\n", k.name, k.example)),
+            }
         }
         assert_eq!(problems(&text), vec![]);
         let read = super::super::read::parse(&text);
@@ -460,7 +495,7 @@ mod tests {
                 ),
                 (
                     "policy[a].keep".into(),
-                    "expected a whole number, like keep = 3; found text".into()
+                    "expected a whole number or a table, like keep = 3 or keep = { daily = 2, weekly = 2 }; found text".into()
                 ),
                 (
                     "policy[a].stop_server".into(),
@@ -471,6 +506,34 @@ mod tests {
         for (_, message) in &found {
             assert!(!message.contains("i64") && !message.contains("invalid type"));
         }
+    }
+
+    #[test]
+    fn keep_is_a_number_or_a_table_of_known_tiers() {
+        let found = problems(
+            "[defaults]\nkeep = { daily = 2, wekly = 1 }\n[[policy]]\nname = \"a\"\n\
+             servers = [1]\nschedule = \"@daily\"\nkeep = { monthly = \"1\", fortnightly = 2 }\n",
+        );
+        assert_eq!(
+            found,
+            [
+                (
+                    "defaults.keep.wekly".into(),
+                    "unknown key `wekly` in keep; did you mean `weekly`?".into()
+                ),
+                (
+                    "policy[a].keep.monthly".into(),
+                    "expected a whole number, like monthly = 6; found text".into()
+                ),
+                (
+                    "policy[a].keep.fortnightly".into(),
+                    "unknown key `fortnightly` in keep; the keys there are last, hourly, daily, \
+                     weekly, monthly, yearly"
+                        .into()
+                ),
+            ]
+        );
+        assert_eq!(problems("[defaults]\nkeep = { yearly = 1 }\n"), []);
     }
 
     #[test]

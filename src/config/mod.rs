@@ -13,6 +13,7 @@ mod checks;
 mod defaults;
 mod errors;
 pub(crate) mod file;
+mod keep;
 mod keys;
 mod raw;
 mod read;
@@ -25,6 +26,7 @@ use std::path::Path;
 
 pub use defaults::PATH as DEFAULT_PATH;
 pub use errors::{ConfigError, ConfigErrors};
+pub use keep::{Keep, Tier};
 pub use keys::REQUIRED_POLICY_KEYS;
 pub use schema::{ApiConfig, Config, DaemonConfig, HookCommand, Hooks, Policy, Timing, job_policy};
 pub use servers::ServerPattern;

@@ -46,7 +46,7 @@ pub struct RawDaemon {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicyKeys {
     pub timezone: S<String>,
-    pub keep: S<i64>,
+    pub keep: S<RawKeep>,
     pub stop_server: S<bool>,
     pub snapshot_name: S<String>,
     pub poll_interval: S<String>,
@@ -56,6 +56,15 @@ pub struct RawPolicyKeys {
     pub pre_snapshot: S<Vec<Spanned<String>>>,
     pub post_snapshot: S<Vec<Spanned<String>>>,
     pub hook_timeout: S<String>,
+}
+
+/// `keep = 3`, or `keep = { daily = 2, weekly = 2 }` (tier names are checked in
+/// `keys.rs`, the values in `checks::keep`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawKeep {
+    Newest(i64),
+    Tiers(std::collections::BTreeMap<String, i64>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,7 +77,7 @@ pub struct RawPolicy {
     // The shared keys again: serde's `flatten` does not combine with
     // `deny_unknown_fields`, so they are listed here as in `RawPolicyKeys`.
     pub timezone: S<String>,
-    pub keep: S<i64>,
+    pub keep: S<RawKeep>,
     pub stop_server: S<bool>,
     pub snapshot_name: S<String>,
     pub poll_interval: S<String>,

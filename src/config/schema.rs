@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use url::Url;
 
 use super::errors::ConfigError;
+use super::keep::Keep;
 use super::servers::ServerPattern;
 use super::template::NameTemplate;
 use crate::job::JobId;
@@ -60,7 +61,7 @@ pub struct Policy {
     pub patterns: Vec<ServerPattern>,
     pub schedule: Schedule,
     pub timezone: Tz,
-    pub keep: usize,
+    pub keep: Keep,
     pub stop_server: bool,
     pub snapshot_name: NameTemplate,
     pub description: Option<String>,

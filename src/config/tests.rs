@@ -41,7 +41,7 @@ fn a_file_without_keys_gets_every_default() {
     assert_eq!(c.daemon.metrics_file, None);
     let p = &c.policies[0];
     assert_eq!(p.timezone, defaults::TIMEZONE);
-    assert_eq!(p.keep, defaults::KEEP);
+    assert_eq!(p.keep, Keep::newest(defaults::KEEP));
     assert_eq!(p.stop_server, defaults::STOP_SERVER);
     assert_eq!(p.snapshot_name.source(), defaults::SNAPSHOT_NAME);
     assert_eq!(p.catch_up, defaults::CATCH_UP);
@@ -66,7 +66,7 @@ fn a_policy_takes_its_own_value_then_the_shared_one_then_the_default() {
     );
     let c = load(&text).unwrap();
     let (nightly, weekly) = (c.policy("nightly").unwrap(), c.policy("weekly").unwrap());
-    assert_eq!((nightly.keep, weekly.keep), (1, 2));
+    assert_eq!((nightly.keep.total(), weekly.keep.total()), (1, 2));
     assert_eq!(nightly.timezone, weekly.timezone);
     assert_eq!(weekly.timezone.name(), "Europe/Berlin");
     assert!(nightly.stop_server && weekly.stop_server);
@@ -77,7 +77,7 @@ fn a_policy_takes_its_own_value_then_the_shared_one_then_the_default() {
 #[test]
 fn keep_defaults_to_no_more_than_the_cap() {
     let c = load(&format!("[api]\nsnapshot_cap = 2\n{POLICY}")).unwrap();
-    assert_eq!(c.policies[0].keep, 2);
+    assert_eq!(c.policies[0].keep, Keep::newest(2));
 }
 
 #[test]
@@ -147,6 +147,7 @@ fn without_a_token_the_file_is_refused_naming_where_one_may_come_from() {
 fn the_example_configuration_loads() {
     let example = include_str!("../../config/snaprotd.toml");
     let c = load(example).unwrap();
-    assert_eq!(c.policies.len(), 2);
+    assert_eq!(c.policies.len(), 3);
+    assert_eq!(c.policies[2].keep.to_string(), "daily 2 + weekly 2 = 4");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }

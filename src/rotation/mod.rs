@@ -5,13 +5,15 @@
 //! a server: `run` takes over any record left on the server before step 1, and
 //! releases the guard after the create and wait steps whatever they returned.
 //! [`plan`] is the pure part (what to adopt, what to delete to make room, what to
-//! prune); `--dry-run` prints it without making a changing call.
+//! prune), with the retention rule in `retention.rs`; `--dry-run` prints it without
+//! making a changing call.
 
 mod error;
 mod guard;
 pub mod hooks;
 mod owner;
 mod plan;
+pub mod retention;
 
 use std::future::Future;
 use std::time::Duration;
@@ -30,7 +32,7 @@ use crate::state::{StateDir, StoppedEntry, StoppedRecord, TaintedSnapshot};
 pub use error::RotationError;
 pub use guard::StoppedServer;
 pub use owner::{Owner, described_policy};
-pub use plan::{Plan, Reason, is_tainted, plan, prune_list};
+pub use plan::{New, Plan, Pruning, Reason, is_tainted, plan, prune_list, pruning};
 
 /// One policy on one server: a [`JobId`] with its policy looked up.
 #[derive(Debug, Clone, Copy)]
@@ -244,7 +246,16 @@ impl Rotation<'_> {
 
         // 2. Make room under the cap, only with what retention deletes anyway.
         let tainted = self.state.tainted(job.server).await;
-        let plan = plan(job, self.policies, self.cap, name, &listing, &tainted)?;
+        // The new snapshot counts as made now, as it is about to be.
+        let plan = plan(
+            job,
+            self.policies,
+            self.cap,
+            name,
+            Utc::now(),
+            &listing,
+            &tainted,
+        )?;
         if !plan.make_room.is_empty()
             && let Some(doubt) = &listing.doubt
         {
@@ -254,7 +265,7 @@ impl Rotation<'_> {
             });
         }
         for (snapshot, reason) in &plan.make_room {
-            self.delete(job, snapshot, *reason)
+            self.delete(job, snapshot, reason)
                 .await
                 .map_err(RotationError::api("making room"))?;
         }
@@ -278,7 +289,7 @@ impl Rotation<'_> {
         &self,
         job: Job<'_>,
         snapshot: &Snapshot,
-        reason: Reason,
+        reason: &Reason,
     ) -> Result<(), crate::provider::ApiError> {
         let (r, took) = timed("delete", self.client.delete_snapshot(snapshot.id)).await;
         match r {
@@ -523,8 +534,9 @@ impl Rotation<'_> {
         }
     }
 
-    /// Step 7: deletes this policy's snapshots beyond `keep` (oldest first), its failed
-    /// ones and its tainted ones; never the new one, never one in progress.
+    /// Step 7: deletes this policy's snapshots its `keep` no longer holds (oldest
+    /// first), its failed ones and its tainted ones, saying which tiers keep the rest;
+    /// never the new one, never one in progress.
     /// `listing` is the one that showed the snapshot completed, when there was one.
     async fn prune(
         &self,
@@ -549,10 +561,21 @@ impl Rotation<'_> {
             warn!("not pruning this run: the provider's listing does not add up ({doubt})");
             return Ok((Vec::new(), owned));
         }
-        let doomed = prune_list(job, &listing, Some(new.id), &tainted);
+        let Pruning { doomed, kept, .. } = pruning(job, &listing, New::Made(new), &tainted);
+        for (snapshot, held) in &kept {
+            info!(
+                snapshot_id = snapshot.id,
+                snapshot_name = %snapshot.name,
+                "keeping snapshot {} (id {}, created {}): kept by {}",
+                snapshot.name,
+                snapshot.id,
+                crate::schedule::shown(snapshot.created_at, job.policy.timezone),
+                retention::kept_by(held)
+            );
+        }
         let mut deleted = Vec::new();
         for (snapshot, reason) in doomed {
-            self.delete(job, &snapshot, reason)
+            self.delete(job, &snapshot, &reason)
                 .await
                 .map_err(RotationError::api("pruning"))?;
             deleted.push((snapshot, reason));

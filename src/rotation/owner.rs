@@ -109,7 +109,7 @@ mod tests {
             patterns: Vec::new(),
             schedule: Schedule::parse("30 2 * * *").unwrap(),
             timezone: chrono_tz::UTC,
-            keep: 2,
+            keep: crate::config::Keep::newest(2),
             stop_server: false,
             snapshot_name: NameTemplate::parse("{policy}-%Y%m%d-%H%M").unwrap(),
             description: description.map(str::to_string),

@@ -5,36 +5,59 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use chrono::{DateTime, Utc};
+
+use super::retention::{self, Held};
 use super::{Job, Owner, RotationError};
-use crate::config::Policy;
+use crate::config::{Keep, Policy};
 use crate::provider::{Snapshot, SnapshotStatus};
 use crate::state::TaintedSnapshot;
 
-/// Why a snapshot is (or would be) deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Why a snapshot is (or would be) deleted. In JSON its name: `beyond_keep`, `failed`,
+/// `tainted` or `make_room`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
-    /// Older than the newest `keep` of this policy.
-    BeyondKeep,
+    /// Kept by no tier of this policy's `keep` (held for the words).
+    BeyondKeep(Keep),
     /// A failed snapshot of this policy, wasting a slot.
     Failed,
     /// Still being made when snaprotd had to start its server again: not a
     /// stopped-server snapshot.
     Tainted,
-    /// Deleted before creating, to stay under the cap; retention would delete it anyway.
-    MakeRoom,
+    /// Deleted before creating, to stay under the cap, for a reason retention deletes
+    /// it anyway.
+    MakeRoom(Box<Reason>),
 }
 
 impl Reason {
-    pub fn describe(self) -> &'static str {
+    pub fn describe(&self) -> String {
         match self {
-            Reason::BeyondKeep => "beyond keep",
-            Reason::Failed => "failed snapshot of this policy",
+            Reason::BeyondKeep(keep) => format!("beyond keep: {}", keep.not_kept()),
+            Reason::Failed => "failed snapshot of this policy".into(),
             Reason::Tainted => {
-                "still in progress when its server had to be started again, so not a stopped-server snapshot"
+                "still in progress when its server had to be started again, so not a stopped-server snapshot".into()
             }
-            Reason::MakeRoom => "making room under the cap (retention would delete it anyway)",
+            Reason::MakeRoom(why) => format!(
+                "making room under the cap (retention would delete it anyway: {})",
+                why.describe()
+            ),
         }
+    }
+
+    /// Its name in JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::BeyondKeep(_) => "beyond_keep",
+            Reason::Failed => "failed",
+            Reason::Tainted => "tainted",
+            Reason::MakeRoom(_) => "make_room",
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
     }
 }
 
@@ -47,6 +70,10 @@ pub struct Plan {
     pub make_room: Vec<(Snapshot, Reason)>,
     /// What pruning would delete after success, if the listing stays as it is.
     pub prune_after: Vec<(Snapshot, Reason)>,
+    /// What stays besides the new snapshot, newest first, and the tiers that keep it.
+    pub kept: Vec<(Snapshot, Vec<Held>)>,
+    /// The tiers that keep the new (or adopted) snapshot.
+    pub new_held: Vec<Held>,
 }
 
 /// Whether `s` is one of the `tainted` snapshots.
@@ -57,17 +84,20 @@ pub fn is_tainted(s: &Snapshot, tainted: &[TaintedSnapshot]) -> bool {
     })
 }
 
-/// Decides what a run does from the server's current `listing`.
+/// Decides what a run does from the server's current `listing`, for a new snapshot
+/// that would be made at `now`.
 ///
 /// Making room deletes only what a successful run would prune anyway: failed and tainted
-/// snapshots of this policy first, then its oldest completed ones beyond `keep - 1` (the
-/// new snapshot will take the last kept place). Nothing `in_progress`, nothing of
-/// another policy, nothing manual. A tainted snapshot is never adopted.
+/// snapshots of this policy, and its completed ones that retention keeps no longer once
+/// the new snapshot (counted as made at `now`) is there, oldest first. Nothing
+/// `in_progress`, nothing of another policy, nothing manual. A tainted snapshot is never
+/// adopted.
 pub fn plan(
     job: Job<'_>,
     all_policies: &[Policy],
     cap: usize,
     name: &str,
+    now: DateTime<Utc>,
     listing: &[Snapshot],
     tainted: &[TaintedSnapshot],
 ) -> Result<Plan, RotationError> {
@@ -80,7 +110,15 @@ pub fn plan(
                 && !is_tainted(s, tainted)
         })
         .cloned();
-    let deletable = prune_list(job, listing, adopt.as_ref().map(|s| s.id), tainted);
+    let new = match &adopt {
+        Some(s) => New::Made(s),
+        None => New::At(now),
+    };
+    let Pruning {
+        doomed: deletable,
+        kept,
+        new: new_held,
+    } = pruning(job, listing, new, tainted);
     // A failed snapshot of this very name must go before the name can be used again.
     let (mut make_room, rest): (Vec<_>, Vec<_>) =
         deletable.into_iter().partition(|(s, _)| s.name == name);
@@ -104,13 +142,15 @@ pub fn plan(
     make_room.extend(
         rest[..need]
             .iter()
-            .map(|(s, _)| (s.clone(), Reason::MakeRoom)),
+            .map(|(s, why)| (s.clone(), Reason::MakeRoom(Box::new(why.clone())))),
     );
     Ok(Plan {
         name: name.to_string(),
         adopt,
         make_room,
         prune_after: rest[need..].to_vec(),
+        kept,
+        new_held,
     })
 }
 
@@ -170,20 +210,55 @@ fn orphans(server: u64, policies: &[Policy], listing: &[Snapshot]) -> Vec<String
         .collect()
 }
 
+/// The run's own snapshot, as retention counts it: always the newest, never deleted.
+#[derive(Debug, Clone, Copy)]
+pub enum New<'a> {
+    /// Still to be created: it counts as made at this time.
+    At(DateTime<Utc>),
+    /// Made (or adopted): this one.
+    Made(&'a Snapshot),
+}
+
+/// What retention makes of a server's listing for one job.
+#[derive(Debug, Clone)]
+pub struct Pruning {
+    /// What goes, oldest first.
+    pub doomed: Vec<(Snapshot, Reason)>,
+    /// This policy's completed snapshots that stay besides the new one, newest first,
+    /// with the tiers that keep each.
+    pub kept: Vec<(Snapshot, Vec<Held>)>,
+    /// The tiers that keep the new snapshot.
+    pub new: Vec<Held>,
+}
+
 /// What pruning deletes from `listing`, oldest first: this policy's failed and tainted
-/// snapshots and its completed ones beyond the newest `keep`, counting the run's own
-/// snapshot (`new`, which always stays; `None` while it is still to be created) as the
-/// newest. Nothing in progress, nothing of another server.
+/// snapshots and its completed ones that its `keep` does not hold (`retention.rs`),
+/// counting the run's own snapshot (`new`) as the newest. Nothing in progress, nothing
+/// of another server.
 pub fn prune_list(
     job: Job<'_>,
     listing: &[Snapshot],
-    new: Option<u64>,
+    new: New<'_>,
     tainted: &[TaintedSnapshot],
 ) -> Vec<(Snapshot, Reason)> {
+    pruning(job, listing, new, tainted).doomed
+}
+
+/// [`prune_list`], with what stays and why.
+pub fn pruning(
+    job: Job<'_>,
+    listing: &[Snapshot],
+    new: New<'_>,
+    tainted: &[TaintedSnapshot],
+) -> Pruning {
+    let (new_id, new_at) = match new {
+        New::At(at) => (None, at),
+        New::Made(s) => (Some(s.id), s.created_at),
+    };
     // The listing is the server's, checked; an entry of another server is still
     // never taken for one of this job's.
     let owned = listing.iter().filter(|s| {
-        s.server.id == job.server && Some(s.id) != new && job.policy.owns(job.server, &s.name)
+        s.server.id == job.server && Some(s.id) != new_id && job.policy.owns(job.server, &s.name)
     });
     let mut completed: Vec<&Snapshot> = Vec::new();
     let mut doomed = Vec::new();
@@ -197,17 +272,28 @@ pub fn prune_list(
             _ => {}
         }
     }
-    completed.sort_by_key(|s| (s.created_at, s.id));
-    let beyond = completed
-        .len()
-        .saturating_sub(job.policy.keep.saturating_sub(1));
-    doomed.extend(
-        completed[..beyond]
-            .iter()
-            .map(|s| ((*s).clone(), Reason::BeyondKeep)),
-    );
+    // Newest first, the new one before all: it always stays, so it is never counted
+    // after one that retention would keep instead.
+    completed.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
+    let times: Vec<DateTime<Utc>> = std::iter::once(new_at)
+        .chain(completed.iter().map(|s| s.created_at))
+        .collect();
+    let mut verdicts = retention::apply(&job.policy.keep, job.policy.timezone, &times).into_iter();
+    let new_held = verdicts.next().unwrap_or_default();
+    let mut kept = Vec::new();
+    for (s, held) in completed.into_iter().zip(verdicts) {
+        if held.is_empty() {
+            doomed.push((s.clone(), Reason::BeyondKeep(job.policy.keep)));
+        } else {
+            kept.push((s.clone(), held));
+        }
+    }
     doomed.sort_by_key(|(s, _)| (s.created_at, s.id));
-    doomed
+    Pruning {
+        doomed,
+        kept,
+        new: new_held,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::*;
+use crate::config::keep::{Keep, Tier};
+use crate::config::raw::RawKeep;
 
 fn at<T>(value: T) -> At<T> {
     At {
@@ -32,7 +34,7 @@ fn policy(name: &str, keep: usize, template: &str) -> Policy {
         patterns: Vec::new(),
         schedule: Schedule::parse("@daily").unwrap(),
         timezone: Tz::UTC,
-        keep,
+        keep: Keep::newest(keep),
         stop_server: false,
         snapshot_name: NameTemplate::parse(template).unwrap(),
         description: None,
@@ -198,15 +200,42 @@ fn a_time_zone_is_an_iana_name() {
 
 #[test]
 fn keep_is_at_least_one_and_at_most_the_cap() {
-    assert_eq!(keep(&at(4), 4), Ok(4));
+    let newest = |n| at(RawKeep::Newest(n));
+    assert_eq!(keep(&newest(4), 4), Ok(Keep::newest(4)));
     assert_eq!(
-        refused(keep(&at(5), 4)),
+        refused(keep(&newest(5), 4)),
         "5 is out of range: must be 1 to 4"
     );
     assert_eq!(
-        refused(keep(&at(0), 4)),
+        refused(keep(&newest(0), 4)),
         "0 is out of range: must be 1 to 4"
     );
+}
+
+fn tiers(list: &[(&str, i64)]) -> At<RawKeep> {
+    at(RawKeep::Tiers(
+        list.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+    ))
+}
+
+#[test]
+fn tiers_each_keep_one_or_more_and_add_up_to_at_most_the_cap() {
+    assert_eq!(
+        keep(&tiers(&[("daily", 2), ("weekly", 2), ("monthly", 1)]), 5),
+        Ok(Keep::tiers([(Tier::Daily, 2), (Tier::Weekly, 2), (Tier::Monthly, 1)]).unwrap())
+    );
+    assert_eq!(
+        refused(keep(
+            &tiers(&[("daily", 3), ("weekly", 2), ("yearly", 1)]),
+            5
+        )),
+        "keeps up to 6 snapshots (daily 3 + weekly 2 + yearly 1 = 6) but the provider allows 5 per server; lower a tier"
+    );
+    assert_eq!(
+        refused(keep(&tiers(&[("daily", 2), ("weekly", 0)]), 5)),
+        "weekly = 0 keeps nothing: each tier keeps 1 or more; leave weekly out instead"
+    );
+    assert!(refused(keep(&tiers(&[]), 5)).starts_with("names no tier: write keep = 3"));
 }
 
 #[test]
@@ -371,6 +400,25 @@ fn the_policies_of_a_server_keep_no_more_than_the_cap() {
     assert_eq!(
         error.message,
         "server 7 would need 5 snapshots (a keeps 2, b keeps 3) but the provider allows 4; lower keep"
+    );
+}
+
+#[test]
+fn a_tiered_policy_counts_the_sum_of_its_tiers_against_the_cap() {
+    let a = policy("a", 2, "a-%Y%m%d");
+    let b = Policy {
+        keep: Keep::tiers([(Tier::Daily, 2), (Tier::Weekly, 1)]).unwrap(),
+        ..policy("b", 1, "b-%Y%m%d")
+    };
+    let error = keep_within_cap(7, &[&a, &b], 4, (9..10, "policy[b].keep".into())).unwrap_err();
+    assert_eq!(
+        error.message,
+        "server 7 would need 5 snapshots (a keeps 2, b keeps daily 2 + weekly 1 = 3) but the provider allows 4; lower keep"
+    );
+    assert!(
+        keep_within_cap(7, &[&a, &b], 6, (9..10, "policy[b].keep".into()))
+            .unwrap()
+            .is_none()
     );
 }
 
