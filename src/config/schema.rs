@@ -95,7 +95,7 @@ impl Hooks {
 }
 
 /// A hook's command line: the program, by absolute path, and its arguments, run
-/// without a shell. Built only by `checks::hook_command`.
+/// without a shell. Read from the file through `checks::hook_command`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookCommand {
     program: PathBuf,
@@ -103,7 +103,7 @@ pub struct HookCommand {
 }
 
 impl HookCommand {
-    pub(super) fn new(program: PathBuf, args: Vec<String>) -> HookCommand {
+    pub fn new(program: PathBuf, args: Vec<String>) -> HookCommand {
         HookCommand { program, args }
     }
 
