@@ -17,6 +17,18 @@ pub struct RawConfig {
     pub defaults: RawPolicyKeys,
     #[serde(default)]
     pub policy: Vec<Spanned<RawPolicy>>,
+    #[serde(default)]
+    pub notify: RawNotify,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub webhook_url: S<String>,
+    pub command: S<Vec<Spanned<String>>>,
+    pub timeout: S<String>,
+    pub max_attempts: S<i64>,
+    pub retry_backoff: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -56,6 +68,7 @@ pub struct RawPolicyKeys {
     pub pre_snapshot: S<Vec<Spanned<String>>>,
     pub post_snapshot: S<Vec<Spanned<String>>>,
     pub hook_timeout: S<String>,
+    pub ping_url: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,4 +91,5 @@ pub struct RawPolicy {
     pub pre_snapshot: S<Vec<Spanned<String>>>,
     pub post_snapshot: S<Vec<Spanned<String>>>,
     pub hook_timeout: S<String>,
+    pub ping_url: S<String>,
 }

@@ -7,6 +7,7 @@
 //! `once`, the demo and the daemon all run jobs through here.
 
 mod dispatch;
+mod notices;
 mod report;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::interrupt::Interrupt;
 use crate::job::JobId;
 use crate::metrics::{self, JobSeries, Metrics, Picture};
+use crate::notify::{Notifier, Ping};
 use crate::provider::{ApiError, Client, Listings};
 use crate::rotation::{self, Job, Rotation, RotationError};
 use crate::state::{ServerLock, StateDir, StateError, StoppedEntry, busy};
@@ -53,6 +55,8 @@ pub struct Runner {
     pub interrupt: Interrupt,
     /// `once --skip-busy`: a job whose server another process holds is skipped.
     pub skip_busy: bool,
+    /// Where a run's failure, recovery and pings are queued; never waited for.
+    pub notifier: Notifier,
 }
 
 impl Runner {
@@ -68,6 +72,7 @@ impl Runner {
         let mut runner = Runner::with_client(config, client);
         runner.metrics = previous.metrics.clone();
         runner.interrupt = previous.interrupt.clone();
+        runner.notifier = previous.notifier.clone();
         Ok(runner)
     }
 
@@ -82,6 +87,7 @@ impl Runner {
             metrics: Arc::default(),
             interrupt: Interrupt::default(),
             skip_busy: false,
+            notifier: Notifier::default(),
         }
     }
 
@@ -230,6 +236,7 @@ impl Runner {
             return Box::pin(self.settle(key, fire_time)).await;
         };
         let job = Job { policy, server };
+        self.ping(&policy.name, Ping::Start, "");
         let span =
             tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %key);
         let rotation = self.rotation();
@@ -279,12 +286,10 @@ impl Runner {
     }
 
     /// Records a job's last run: what a failure does not know (the last success, the
-    /// snapshots owned) is carried over from the run before.
+    /// snapshots owned) is carried over from the run before. Then queues its
+    /// notifications: they follow the record, never hold it up.
     async fn record(&self, report: &RunReport) {
-        let previous = match report.outcome {
-            Some(_) => None,
-            None => self.state.last_run::<RunReport>(&report.job).await,
-        };
+        let previous = self.state.last_run::<RunReport>(&report.job).await;
         let kept = RunReport {
             outcome: None,
             ..report.clone().after(previous.as_ref())
@@ -292,6 +297,7 @@ impl Runner {
         if let Err(e) = self.state.record_run(&report.job, &kept).await {
             tracing::warn!("cannot record the last run: {e}");
         }
+        self.notify_end(report, previous.as_ref());
     }
 
     /// Starts the server of a stopped-server record again (after its snapshot).
