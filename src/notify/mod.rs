@@ -265,13 +265,16 @@ pub struct Notifier {
     inner: Arc<Inner>,
 }
 
+/// The queue of one target's messages.
+type Lane = mpsc::UnboundedSender<(Message, Retry)>;
+
 struct Inner {
     http: Result<reqwest::Client, String>,
     /// Messages queued or being delivered.
     pending: AtomicUsize,
     dropped: AtomicU64,
     /// One queue per target; `None` once closed.
-    lanes: Mutex<Option<HashMap<String, mpsc::UnboundedSender<(Message, Retry)>>>>,
+    lanes: Mutex<Option<HashMap<String, Lane>>>,
     tracker: TaskTracker,
     stop: CancellationToken,
 }

@@ -4,6 +4,7 @@
 
 use super::{RunReport, Runner};
 use crate::notify::{Message, Notice, Outcome, Ping, Retry, SnapshotRef};
+use crate::rotation::Job;
 
 impl Runner {
     /// Queues a ping of `policy`'s `ping_url`, if it has one.
@@ -35,9 +36,20 @@ impl Runner {
                 id: Some(o.snapshot.id),
                 name: o.snapshot.name.clone(),
             }),
+            // The name the run was to make (the provider gave no id).
             None => report
                 .snapshot_name
                 .clone()
+                .or_else(|| {
+                    let policy = self
+                        .config
+                        .job_policy(&report.job.policy, report.job.server)?;
+                    let job = Job {
+                        policy,
+                        server: report.job.server,
+                    };
+                    Some(job.snapshot_name(report.scheduled_for))
+                })
                 .map(|name| SnapshotRef { id: None, name }),
         };
         let notice = Notice::new(
