@@ -149,6 +149,15 @@ fn refuse_next_create(env: &Env) {
         .inject(Fault::status("POST", "/snapshots/", 400, None));
 }
 
+/// Waits for the wall clock's next second: snapshot names are to the second, and a
+/// second run within one adopts the first one's snapshot.
+async fn next_second() {
+    let next = chrono::Utc::now().timestamp() + 1;
+    while chrono::Utc::now().timestamp() < next {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits a little for anything late to arrive (used only where nothing must).
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -160,12 +169,14 @@ async fn a_failure_and_the_first_success_after_it_are_posted_and_a_plain_success
     let r = Receiver::start().await;
     env.write_config(&format!("{}\n{}", webhook(&r), policy("")));
 
+    next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     settle().await;
     assert!(r.seen().is_empty(), "a success notified: {:?}", r.seen());
 
     refuse_next_create(&env);
+    next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 1, "{}", out.all());
     // `once` delivered before it exited.
@@ -201,6 +212,7 @@ async fn a_failure_and_the_first_success_after_it_are_posted_and_a_plain_success
     assert!(n["snapshot"]["id"].is_null(), "{n}");
     assert_eq!(r.seen()[0].method, "POST");
 
+    next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     let notices = r.notices(&hook_path());
@@ -210,6 +222,7 @@ async fn a_failure_and_the_first_success_after_it_are_posted_and_a_plain_success
     assert!(n["error"].is_null(), "{n}");
     assert!(n["snapshot"]["id"].is_u64(), "{n}");
 
+    next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     settle().await;
@@ -227,6 +240,7 @@ async fn a_policy_is_pinged_at_its_start_and_end_and_its_failure_carries_the_err
     let r = Receiver::start().await;
     env.write_config(&policy(&format!("ping_url = \"{}\"", r.url(&ping_path()))));
 
+    next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     let ping = ping_path();
@@ -236,6 +250,7 @@ async fn a_policy_is_pinged_at_its_start_and_end_and_its_failure_carries_the_err
     );
 
     refuse_next_create(&env);
+    next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 1, "{}", out.all());
     assert_eq!(
@@ -259,6 +274,7 @@ async fn a_ping_url_in_defaults_applies_to_every_policy() {
         1,
     );
     std::fs::write(&env.config, format!("{header}\n{}", policy(""))).unwrap();
+    next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(r.delivered().len(), 2, "{:?}", r.seen());
@@ -285,6 +301,7 @@ async fn the_command_reads_the_notice_on_stdin() {
         policy("")
     ));
     refuse_next_create(&env);
+    next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 1, "{}", out.all());
     let text = std::fs::read_to_string(&got).expect("the command ran before once exited");
@@ -506,4 +523,34 @@ async fn notify_test_reaches_every_target_and_fails_on_an_unreachable_one() {
             .contains("connect"),
         "{doc}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_delivers_what_is_queued_when_it_stops() {
+    let env = env().await;
+    let r = Receiver::start().await;
+    r.set(Mode::Status(503));
+    env.write_config(
+        &format!(
+            "[notify]\nwebhook_url = \"{}\"\ntimeout = \"500ms\"\nmax_attempts = 20\nretry_backoff = \"300ms\"\n\n{}",
+            r.url(&hook_path()),
+            policy("")
+        )
+        .replace("@daily", "*/2 * * * * *"),
+    );
+    refuse_next_create(&env);
+    let mut daemon = env.start_daemon(&[], &[]).await;
+    daemon.wait_log("trying again", 10).await;
+    daemon.signal("TERM");
+    daemon.wait_log("delivering", 10).await;
+    r.set(Mode::Ok);
+    assert_eq!(daemon.wait_exit(20).await, Some(0), "{}", daemon.log());
+    let notices = r.notices(&hook_path());
+    assert!(
+        notices.iter().any(|n| n["outcome"] == "failed"),
+        "{:?}\n{}",
+        r.seen(),
+        daemon.log()
+    );
+    assert!(!daemon.log().contains("not delivered"), "{}", daemon.log());
 }

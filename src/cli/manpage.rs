@@ -265,7 +265,8 @@ last_run, last_success, next_fire, overdue; with \fB\-\-provider\fR newest_snaps
 stale) and \fIservers_stopped\fR; when unknown, \fIerror\fR.
 .TP
 \fBcheck\fR
-\fIok\fR, \fIconfig\fR, \fIpolicies\fR; or \fIerrors\fR, each {file, line, column, key,
+\fIok\fR, \fIconfig\fR, \fIpolicies\fR (each with \fIping\fR, its ping_url's scheme and
+host only, or null), \fInotify\fR {webhook (scheme and host only), command}; or \fIerrors\fR, each {file, line, column, key,
 message} (and exit 78).
 .TP
 \fBonce\fR
