@@ -30,6 +30,8 @@ enum Mode {
     Status(u16),
     /// Answers 503 after this long.
     Slow(Duration),
+    /// Answers 503 to the next this many requests, then 200.
+    FailNext(u32),
 }
 
 /// An HTTP server on loopback that records every request.
@@ -62,9 +64,21 @@ impl Receiver {
                     });
                     seen.len() - 1
                 };
-                let mode = *me.mode.lock().unwrap();
+                let mode = {
+                    let mut mode = me.mode.lock().unwrap();
+                    let now = *mode;
+                    if let Mode::FailNext(n) = now {
+                        *mode = if n > 1 {
+                            Mode::FailNext(n - 1)
+                        } else {
+                            Mode::Ok
+                        };
+                    }
+                    now
+                };
                 let status = match mode {
                     Mode::Ok => 200,
+                    Mode::FailNext(_) => 503,
                     Mode::Status(s) => s,
                     Mode::Slow(d) => {
                         tokio::time::sleep(d).await;
@@ -176,12 +190,14 @@ async fn a_failure_and_the_first_success_after_it_are_posted_and_a_plain_success
     assert!(r.seen().is_empty(), "a success notified: {:?}", r.seen());
 
     refuse_next_create(&env);
+    r.set(Mode::FailNext(1));
     next_second().await;
     let out = env.snaprotd(&["once"]).await;
     assert_eq!(out.code, 1, "{}", out.all());
-    // `once` delivered before it exited.
+    // `once` delivered before it exited, trying again after a 503.
     let notices = r.notices(&hook_path());
     assert_eq!(notices.len(), 1, "{:?}", r.seen());
+    assert_eq!(r.seen().len(), 2, "{:?}", r.seen());
     let n = &notices[0];
     assert_eq!(
         (
@@ -210,7 +226,7 @@ async fn a_failure_and_the_first_success_after_it_are_posted_and_a_plain_success
         "{n}"
     );
     assert!(n["snapshot"]["id"].is_null(), "{n}");
-    assert_eq!(r.seen()[0].method, "POST");
+    assert_eq!(r.seen()[1].method, "POST");
 
     next_second().await;
     let out = env.snaprotd(&["once"]).await;
@@ -228,7 +244,7 @@ async fn a_failure_and_the_first_success_after_it_are_posted_and_a_plain_success
     settle().await;
     assert_eq!(
         r.seen().len(),
-        2,
+        3,
         "a second success notified: {:?}",
         r.seen()
     );
