@@ -19,6 +19,8 @@ pub mod interrupt;
 pub mod job;
 pub mod metrics;
 pub mod names;
+pub mod notify;
+pub mod process;
 pub mod provider;
 pub mod rotation;
 pub mod runner;

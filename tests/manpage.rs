@@ -50,6 +50,7 @@ fn the_man_page_has_the_sections_an_operator_looks_for_and_every_key() {
         "\nFILES",
         "\nSIGNALS",
         "\nJSON OUTPUT",
+        "\nNOTIFICATIONS",
         "\nCONFIGURATION",
         "\nSEE ALSO",
     ] {
@@ -79,7 +80,8 @@ fn the_man_page_has_the_sections_an_operator_looks_for_and_every_key() {
     }
     // Every visible command, and no page that is not installed.
     for command in [
-        "run", "status", "check", "once", "next", "coverage", "list", "restore", "sim", "demo",
+        "run", "status", "check", "once", "next", "coverage", "list", "restore", "notify", "sim",
+        "demo",
     ] {
         assert!(text.contains(&format!("snaprotd {command}\n")), "{command}");
     }
@@ -144,6 +146,10 @@ fn completions_leave_out_hidden_commands_and_offer_configured_policies() {
     assert_eq!(
         bash_complete(&script, &["snaprotd", "-c", c, "once", "--policy", "w"]),
         ["weekly"]
+    );
+    assert_eq!(
+        bash_complete(&script, &["snaprotd", "-c", c, "notify", "--policy", "n"]),
+        ["nightly"]
     );
     assert_eq!(
         bash_complete(&script, &["snaprotd", "-c", c, "once", "--server", "1"]),

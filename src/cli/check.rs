@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::{CliResult, Exit, load_config};
 use crate::config::{Config, Policy};
+use crate::notify::shown;
 use crate::provider::{Client, Server};
 use crate::runner::{Resolved, resolve};
 
@@ -123,6 +124,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
                     "snapshot_name": p.snapshot_name.source(),
                     "pre_snapshot": p.hooks.pre_snapshot.as_ref().map(|h| h.to_string()),
                     "post_snapshot": p.hooks.post_snapshot.as_ref().map(|h| h.to_string()),
+                    "ping": config.notify.pings.get(&p.name).map(shown),
                     "next_fires": next_fires(p, 3).into_iter().map(output::json_time).collect::<Vec<_>>(),
                 })
             })
@@ -137,6 +139,10 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             "warnings": config.warnings.iter().map(ConfigErrorJson::from).collect::<Vec<_>>(),
             "refused_servers": refused,
             "token_source": config.api.token_source, "policies": policies,
+            "notify": {
+                "webhook": config.notify.webhook_url.as_ref().map(shown),
+                "command": config.notify.command.as_ref().map(|c| c.argv()),
+            },
         }));
         return Ok(Exit::Success);
     }
@@ -147,6 +153,22 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         config.api.token_source
     );
     outln!("state      {}", config.daemon.state_dir.display());
+    let n = &config.notify;
+    let mut targets = Vec::new();
+    if let Some(url) = &n.webhook_url {
+        targets.push(format!("webhook {}", shown(url)));
+    }
+    if let Some(command) = &n.command {
+        targets.push(format!("command {command}"));
+    }
+    if !targets.is_empty() {
+        outln!(
+            "notify     {} (on a failure and the first success after one; timeout {}, {} attempt(s))",
+            targets.join(", "),
+            humantime::format_duration(n.timeout),
+            n.max_attempts
+        );
+    }
     for p in &config.policies {
         outln!();
         outln!("policy {}", p.name);
@@ -194,6 +216,9 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
                     humantime::format_duration(p.hooks.timeout)
                 );
             }
+        }
+        if let Some(url) = config.notify.pings.get(&p.name) {
+            outln!("  ping_url      {} (/start, success, /fail)", shown(url));
         }
         for (i, t) in next_fires(p, 3).into_iter().enumerate() {
             outln!(

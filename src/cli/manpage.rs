@@ -176,8 +176,9 @@ const SECTIONS: &str = r#".SH EXIT STATUS
 Success. For \fBstatus\fR: every job is OK (the monitoring-plugin convention).
 .TP
 \fB1\fR
-A job, a restore or a prune failed; output could not be written. For \fBstatus\fR:
-WARNING, a job's last run failed.
+A job, a restore or a prune failed; output could not be written; \fBnotify \-\-test\fR
+could not reach a target (or none is configured). For \fBstatus\fR: WARNING, a job's
+last run failed.
 .TP
 \fB2\fR
 For \fBstatus\fR: CRITICAL, a job is overdue or stale, or a server snaprotd stopped
@@ -264,7 +265,8 @@ last_run, last_success, next_fire, overdue; with \fB\-\-provider\fR newest_snaps
 stale), \fIservers_stopped\fR and \fIfreezes_left\fR; when unknown, \fIerror\fR.
 .TP
 \fBcheck\fR
-\fIok\fR, \fIconfig\fR, \fIpolicies\fR; or \fIerrors\fR, each {file, line, column, key,
+\fIok\fR, \fIconfig\fR, \fIpolicies\fR (each with \fIping\fR, its ping_url's scheme and
+host only, or null), \fInotify\fR {webhook (scheme and host only), command}; or \fIerrors\fR, each {file, line, column, key,
 message} (and exit 78).
 .TP
 \fBonce\fR
@@ -292,6 +294,31 @@ oldest first)}; \fIkeep\fR is a number, or an object of tiers.
 \fBrestore\fR, \fBprune\fR
 what was restored (and waited for); \fIdry_run\fR and \fIorphans\fR, each with its
 result.
+.TP
+\fBnotify \-\-test\fR
+\fItargets\fR, each {target, ok, error}: target is "webhook", "command" or "ping
+(success)" with the URL's scheme and host only (or the command's program), error null
+when ok.
+.SH NOTIFICATIONS
+With [notify] \fIwebhook_url\fR or \fIcommand\fR set, a run that fails, and the first
+success after a failed run, sends a notice: POSTed as JSON to the webhook, and on the
+command's stdin. The notice is one JSON object: \fBversion\fR (1; it changes only when a
+field changes meaning or goes away), \fBjob\fR (policy@server), \fBpolicy\fR,
+\fBserver\fR, \fBsnapshot\fR ({id, name} of the snapshot made, adopted or being made,
+id null when the provider gave none; or null), \fBoutcome\fR (failed, recovered, or test
+from \fBnotify \-\-test\fR), \fBerror\fR (text, null unless failed), \fBduration\fR (the
+run's seconds) and \fBtime\fR (when the run ended, RFC 3339 in UTC, to the second).
+.PP
+A policy's \fIping_url\fR is pinged healthchecks.io style: a POST to
+\fIping_url\fR/start when a job starts, to \fIping_url\fR when it succeeds, to
+\fIping_url\fR/fail with the error as body when it fails.
+.PP
+Sending never delays or fails a run: notices and pings wait in a queue of at most 256
+(more are dropped with a warning counting them), and are delivered in order per target,
+each attempt within [notify] \fItimeout\fR, up to \fImax_attempts\fR, the wait doubling
+from \fIretry_backoff\fR. \fBonce\fR, and the daemon when it stops, wait for them at
+most one notice's retries (at most 60s) and say how many were not delivered. URLs are
+secrets, like the token: output and logs show their scheme and host only.
 "#;
 
 const SEE_ALSO: &str = ".SH SEE ALSO\n\\fBsystemctl\\fR(1), \\fBjournalctl\\fR(1)\n";

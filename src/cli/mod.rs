@@ -12,6 +12,7 @@ mod list;
 mod logging;
 mod manpage;
 mod next;
+mod notify;
 mod once;
 mod output;
 mod progress;
@@ -115,6 +116,12 @@ pub enum Command {
     List(list::Args),
     /// Restore a server from a snapshot (overwrites the server's data)
     Restore(restore::Args),
+    /// Send a sample notification to every configured target (--test)
+    ///
+    /// The [notify] webhook_url gets the sample notice POSTed as JSON, the [notify] command
+    /// gets it on stdin, and each policy's ping_url a success ping. Each is tried once,
+    /// within [notify] timeout; the exit status is 1 when any failed.
+    Notify(notify::Args),
     /// Delete snapshots snaprotd made for a policy that no longer owns them (--orphans)
     ///
     /// An orphan is a snapshot whose description names a snaprotd policy that this
@@ -143,6 +150,7 @@ impl Command {
             Command::List(a) => a.json,
             Command::Restore(a) => a.json,
             Command::Prune(a) => a.json,
+            Command::Notify(a) => a.json,
             Command::Run | Command::Sim(_) | Command::Demo(_) | Command::Assets(_) => false,
         }
     }
@@ -245,6 +253,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::List(args) => list::run(&cli.config, args).await,
         Command::Restore(args) => restore::run(&cli.config, args).await,
         Command::Prune(args) => prune::run(&cli.config, args).await,
+        Command::Notify(args) => notify::run(&cli.config, args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Assets(args) => assets::run(args),

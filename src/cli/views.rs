@@ -253,3 +253,11 @@ impl From<&super::CliError> for ErrorJson {
         }
     }
 }
+
+/// One target of `notify --test`: where (scheme and host of a URL only), and how it went.
+#[derive(Serialize)]
+pub struct NotifyTestJson {
+    pub target: String,
+    pub ok: bool,
+    pub error: Option<String>,
+}

@@ -14,7 +14,9 @@ use super::defaults;
 use super::errors::Problem;
 use super::keep::Keep;
 use super::raw::{RawConfig, RawPolicy, RawPolicyKeys, S};
-use super::schema::{ApiConfig, Config, DaemonConfig, HookCommand, Hooks, Policy, Timing};
+use super::schema::{
+    ApiConfig, Config, DaemonConfig, HookCommand, Hooks, NotifyConfig, Policy, Timing,
+};
 use super::sources::Outside;
 use super::template::NameTemplate;
 
@@ -40,13 +42,15 @@ pub(super) fn config(path: &Path, raw: &RawConfig, outside: Outside) -> Found {
     let policies = policies(raw, cap, &mut found);
     across_policies(raw, &policies, cap, &mut found);
     let timing = timing(&raw.defaults, &mut found);
-    if let (Some(api), Some(daemon), Some(defaults)) = (api, daemon, timing) {
+    let notify = notify(raw, &mut found);
+    if let (Some(api), Some(daemon), Some(defaults), Some(notify)) = (api, daemon, timing, notify) {
         found.config = Some(Config {
             path: path.to_path_buf(),
             api,
             daemon,
             policies,
             defaults,
+            notify,
             warnings: Vec::new(),
         });
     }
@@ -194,6 +198,68 @@ fn daemon(
         max_concurrent_jobs: max_concurrent_jobs?,
         shutdown_timeout: shutdown_timeout?,
         metrics_file: d.metrics_file.as_ref().map(|f| PathBuf::from(f.get_ref())),
+    })
+}
+
+/// The `[notify]` table, and each policy's `ping_url` (its own, else `[defaults]`'s).
+fn notify(raw: &RawConfig, found: &mut Found) -> Option<NotifyConfig> {
+    let n = &raw.notify;
+    let webhook_url = found.optional(&n.webhook_url, "notify.webhook_url", None, |v| {
+        checks::notify_url(v).map(Some)
+    });
+    let command = match &n.command {
+        None => Some(None),
+        Some(v) => {
+            let v = At::of(v, "notify.command");
+            let command = found.take(checks::hook_command(&v));
+            if let Some(why) = command.as_ref().and_then(not_runnable) {
+                found.warnings.push(v.problem(
+                    why.replace("every run of the policy fails", "every notice to it fails"),
+                ));
+            }
+            command.map(Some)
+        }
+    };
+    let timeout = found.optional(
+        &n.timeout,
+        "notify.timeout",
+        defaults::NOTIFY_TIMEOUT,
+        checks::duration,
+    );
+    let max_attempts = found.optional(
+        &n.max_attempts,
+        "notify.max_attempts",
+        defaults::NOTIFY_MAX_ATTEMPTS,
+        |v| checks::int_in(v, checks::MAX_ATTEMPTS).map(|n| n as u32),
+    );
+    let retry_backoff = found.optional(
+        &n.retry_backoff,
+        "notify.retry_backoff",
+        defaults::NOTIFY_RETRY_BACKOFF,
+        checks::duration,
+    );
+    let mut pings = BTreeMap::new();
+    let mut all_read = true;
+    for p in &raw.policy {
+        let p = p.get_ref();
+        let name = p.name.get_ref();
+        if let Some(v) = pick(&p.ping_url, &raw.defaults.ping_url, name, "ping_url") {
+            match found.take(checks::notify_url(&v)) {
+                Some(url) => {
+                    pings.insert(name.clone(), url);
+                }
+                None => all_read = false,
+            }
+        }
+    }
+    all_read.then_some(())?;
+    Some(NotifyConfig {
+        webhook_url: webhook_url?,
+        command: command?,
+        timeout: timeout?,
+        max_attempts: max_attempts?,
+        retry_backoff: retry_backoff?,
+        pings,
     })
 }
 

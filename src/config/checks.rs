@@ -83,6 +83,23 @@ pub(super) fn int_in(v: &At<i64>, range: RangeInclusive<i64>) -> Result<i64, Pro
 pub(super) fn base_url(v: &At<String>) -> Result<Url, Problem> {
     let url = Url::parse(v.value.trim_end_matches('/'))
         .map_err(|e| v.problem(format!("{:?} is not a URL: {e}", v.value)))?;
+    https_or_loopback(v, url, "the token goes in token_file")
+}
+
+/// A URL notices or pings go to (`webhook_url`, `ping_url`), as `base_url`: https, or
+/// http to loopback only; no credentials in it. It is a secret: a problem never shows
+/// it whole.
+pub(super) fn notify_url(v: &At<String>) -> Result<Url, Problem> {
+    let url = Url::parse(v.value.trim_end_matches('/')).map_err(|e| {
+        v.problem(format!(
+            "is not a URL ({e}); write it like https://hc-ping.com/<uuid>"
+        ))
+    })?;
+    https_or_loopback(v, url, "put the secret in the path, as hc-ping.com does")
+}
+
+/// https, or http to loopback only; no user name or password.
+fn https_or_loopback(v: &At<String>, url: Url, instead: &str) -> Result<Url, Problem> {
     let loopback = match url.host() {
         Some(Host::Domain(d)) => d == "localhost",
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
@@ -102,7 +119,7 @@ pub(super) fn base_url(v: &At<String>) -> Result<Url, Problem> {
         }
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(v.problem("must not carry credentials; the token goes in token_file"));
+        return Err(v.problem(format!("must not carry credentials; {instead}")));
     }
     Ok(url)
 }

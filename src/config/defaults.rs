@@ -25,6 +25,12 @@ pub const STATE_DIR: &str = "/var/lib/snaprotd";
 pub const MAX_CONCURRENT_JOBS: usize = 4;
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
+// [notify]
+/// How long one delivery (an HTTP request, the command) may take.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const NOTIFY_MAX_ATTEMPTS: u32 = 5;
+pub const NOTIFY_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
 // [defaults], and so every [[policy]]
 pub const TIMEZONE: Tz = Tz::UTC;
 /// Snapshots kept per policy and server, when the provider's cap allows as many.
@@ -95,6 +101,11 @@ mod tests {
         assert_eq!(duration(&d.stop_timeout), STOP_TIMEOUT);
         assert_eq!(flag(&d.catch_up), CATCH_UP);
         assert_eq!(duration(&d.hook_timeout), HOOK_TIMEOUT);
+
+        let n = &raw.notify;
+        assert_eq!(duration(&n.timeout), NOTIFY_TIMEOUT);
+        assert_eq!(int(&n.max_attempts), i64::from(NOTIFY_MAX_ATTEMPTS));
+        assert_eq!(duration(&n.retry_backoff), NOTIFY_RETRY_BACKOFF);
     }
 
     #[test]

@@ -87,6 +87,18 @@ const TIERS: &[Key] = &[
     key("yearly", WholeNumber, "1"),
 ];
 
+const NOTIFY: &[Key] = &[
+    key(
+        "webhook_url",
+        Text,
+        "\"https://hooks.example.org/snaprotd\"",
+    ),
+    key("command", ListOfText, "[\"/usr/local/bin/alert\"]"),
+    key("timeout", Text, "\"10s\""),
+    key("max_attempts", WholeNumber, "5"),
+    key("retry_backoff", Text, "\"1s\""),
+];
+
 /// The keys a `[[policy]]` shares with `[defaults]`.
 const SHARED: &[Key] = &[
     key("timezone", Text, "\"Europe/Berlin\""),
@@ -104,6 +116,7 @@ const SHARED: &[Key] = &[
     ),
     key("post_snapshot", ListOfText, "[\"/usr/local/bin/thaw\"]"),
     key("hook_timeout", Text, "\"60s\""),
+    key("ping_url", Text, "\"https://hc-ping.com/<uuid>\""),
 ];
 
 const POLICY_OWN: &[Key] = &[
@@ -120,6 +133,7 @@ const TOP: &[Key] = &[
     key("api", Table(API), "[api]"),
     key("daemon", Table(DAEMON), "[daemon]"),
     key("defaults", Table(SHARED), "[defaults]"),
+    key("notify", Table(NOTIFY), "[notify]"),
     key("policy", Tables(&[]), "[[policy]]"),
 ];
 
@@ -416,7 +430,12 @@ mod tests {
     #[test]
     fn every_key_listed_is_a_key_of_the_file() {
         let mut text = String::new();
-        for (table, keys) in [("api", API), ("daemon", DAEMON), ("defaults", SHARED)] {
+        for (table, keys) in [
+            ("api", API),
+            ("daemon", DAEMON),
+            ("defaults", SHARED),
+            ("notify", NOTIFY),
+        ] {
             text.push_str(&format!("[{table}]\n"));
             for k in keys {
                 text.push_str(&format!("{} = {}\n", k.name, k.example));

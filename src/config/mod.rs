@@ -28,7 +28,9 @@ pub use defaults::PATH as DEFAULT_PATH;
 pub use errors::{ConfigError, ConfigErrors};
 pub use keep::{Keep, Tier};
 pub use keys::REQUIRED_POLICY_KEYS;
-pub use schema::{ApiConfig, Config, DaemonConfig, HookCommand, Hooks, Policy, Timing, job_policy};
+pub use schema::{
+    ApiConfig, Config, DaemonConfig, HookCommand, Hooks, NotifyConfig, Policy, Timing, job_policy,
+};
 pub use servers::ServerPattern;
 pub(crate) use sources::{Environment, Need, ProcessEnvironment};
 pub use sources::{TOKEN_CREDENTIAL, TOKEN_ENV};

@@ -17,6 +17,18 @@ pub struct RawConfig {
     pub defaults: RawPolicyKeys,
     #[serde(default)]
     pub policy: Vec<Spanned<RawPolicy>>,
+    #[serde(default)]
+    pub notify: RawNotify,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub webhook_url: S<String>,
+    pub command: S<Vec<Spanned<String>>>,
+    pub timeout: S<String>,
+    pub max_attempts: S<i64>,
+    pub retry_backoff: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -56,6 +68,7 @@ pub struct RawPolicyKeys {
     pub pre_snapshot: S<Vec<Spanned<String>>>,
     pub post_snapshot: S<Vec<Spanned<String>>>,
     pub hook_timeout: S<String>,
+    pub ping_url: S<String>,
 }
 
 /// `keep = 3`, or `keep = { daily = 2, weekly = 2 }` (tier names are checked in
@@ -87,6 +100,7 @@ pub struct RawPolicy {
     pub pre_snapshot: S<Vec<Spanned<String>>>,
     pub post_snapshot: S<Vec<Spanned<String>>>,
     pub hook_timeout: S<String>,
+    pub ping_url: S<String>,
 }
 
 /// `servers` as written: a list of ids and names (globs among them), or one text

@@ -23,6 +23,8 @@ pub struct Config {
     pub policies: Vec<Policy>,
     /// The `[defaults]` timings, for a stopped server whose policy is no longer configured.
     pub defaults: Timing,
+    /// Where job failures and pings go (`notify/`).
+    pub notify: NotifyConfig,
     /// Problems that do not stop the configuration from working.
     pub warnings: Vec<ConfigError>,
 }
@@ -40,6 +42,38 @@ pub struct ApiConfig {
     pub snapshot_cap: usize,
     /// The ceiling of the process-wide request budget (unset: found from the provider).
     pub max_requests_per_second: Option<f64>,
+}
+
+/// The `[notify]` table, and each policy's `ping_url`. Every URL is a secret, like the
+/// token: shown by scheme and host only (`notify::Target::shown`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// POSTed the notice of a failed run, and of the first success after one.
+    pub webhook_url: Option<Url>,
+    /// Run with the same notice on its stdin.
+    pub command: Option<HookCommand>,
+    /// Each delivery's time limit (an HTTP request, the command).
+    pub timeout: Duration,
+    /// Deliveries tried per notice.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles each time.
+    pub retry_backoff: Duration,
+    /// Each policy's `ping_url` (its own, else `[defaults]`'s), by policy name.
+    pub pings: std::collections::BTreeMap<String, Url>,
+}
+
+impl Default for NotifyConfig {
+    /// Nothing to notify.
+    fn default() -> NotifyConfig {
+        NotifyConfig {
+            webhook_url: None,
+            command: None,
+            timeout: super::defaults::NOTIFY_TIMEOUT,
+            max_attempts: super::defaults::NOTIFY_MAX_ATTEMPTS,
+            retry_backoff: super::defaults::NOTIFY_RETRY_BACKOFF,
+            pings: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +135,7 @@ impl Hooks {
 }
 
 /// A hook's command line: the program, by absolute path, and its arguments, run
-/// without a shell. Built only by `checks::hook_command`.
+/// without a shell. Read from the file through `checks::hook_command`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookCommand {
     program: PathBuf,
@@ -109,7 +143,7 @@ pub struct HookCommand {
 }
 
 impl HookCommand {
-    pub(super) fn new(program: PathBuf, args: Vec<String>) -> HookCommand {
+    pub fn new(program: PathBuf, args: Vec<String>) -> HookCommand {
         HookCommand { program, args }
     }
 

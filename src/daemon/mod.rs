@@ -180,7 +180,30 @@ pub async fn run(
     let runner = daemon.runner.clone();
     daemon.shutdown(&mut done_rx).await;
     runner.write_metrics().await;
+    finish_notifications(&runner).await;
     Ok(())
+}
+
+/// Gives the notifications still queued a bounded time to go out before the process
+/// ends.
+async fn finish_notifications(runner: &Runner) {
+    let limit = crate::notify::finish_limit(&runner.config.notify);
+    if runner.notifier.pending() > 0 {
+        systemd::extend_stop_timeout(limit + Duration::from_secs(5));
+        info!(
+            "delivering {} notification(s), for at most {}",
+            runner.notifier.pending(),
+            humantime::format_duration(limit)
+        );
+    }
+    let unsent = runner.notifier.finish(limit).await;
+    if unsent.0 > 0 {
+        warn!(
+            "{} notification(s) not delivered within {}; they are dropped",
+            unsent.0,
+            humantime::format_duration(limit)
+        );
+    }
 }
 
 /// Rewrites the metrics file after jobs end (and after a reload), at most once a

@@ -22,33 +22,15 @@
 //! is dropped. Its output goes to the job's log line by line, bounded.
 
 use std::future::Future;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::{Job, Rotation, RotationError, secs};
 use crate::config::HookCommand;
 use crate::interrupt::Interrupt;
+use crate::process::{self, Program};
 use crate::state::{HookEntry, HookRecord, StateDir};
-
-/// The longest line of a hook's output logged, in bytes; the rest of it is cut.
-pub const MAX_LINE: usize = 500;
-/// Lines of each of a hook's streams logged per run; later ones are counted only.
-pub const MAX_LINES: usize = 100;
-/// Once the hook has exited, how long what is left in its pipes is still read (a
-/// process it left in the background may hold them open).
-const DRAIN: Duration = Duration::from_millis(200);
-/// How long reaping a killed hook may take (a process stuck in the kernel cannot die).
-const REAP: Duration = Duration::from_secs(2);
-/// The search path of a hook (it runs with a clean environment).
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,15 +82,8 @@ impl Created {
     }
 }
 
-/// How a hook that did not succeed ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookEnd {
-    NotStarted(String),
-    Exited(i32),
-    Killed(String),
-    TimedOut(Duration),
-    Interrupted,
-}
+/// How a hook that did not succeed ended (`Interrupted`: at the interrupt's end).
+pub use crate::process::End as HookEnd;
 
 /// A hook that did not succeed: which, how it ended, and the last line it wrote to
 /// stderr.
@@ -383,75 +358,31 @@ impl Hooks<'_> {
             None => info!(hook = key, "running {key} `{command}`"),
         }
         let started = Instant::now();
-        let mut cmd = Command::new(command.program());
-        cmd.args(command.args())
-            .env_clear()
-            .env("PATH", PATH)
-            .env("SNAPROTD_POLICY", &self.job.policy.name)
-            .env("SNAPROTD_SERVER_ID", self.job.server.to_string())
-            .env("SNAPROTD_SNAPSHOT_NAME", self.snapshot_name)
-            .env("SNAPROTD_PHASE", phase.word())
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut env = vec![
+            ("SNAPROTD_POLICY", self.job.policy.name.clone()),
+            ("SNAPROTD_SERVER_ID", self.job.server.to_string()),
+            ("SNAPROTD_SNAPSHOT_NAME", self.snapshot_name.to_string()),
+            ("SNAPROTD_PHASE", phase.word().to_string()),
+        ];
         if let Some(c) = created {
-            cmd.env("SNAPROTD_RESULT", c.word());
+            env.push(("SNAPROTD_RESULT", c.word().to_string()));
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| fail(HookEnd::NotStarted(e.to_string()), None))?;
-        let mut group = Group::of(child);
-        let mut out = Stream::new(phase, Kind::Out);
-        let mut err = Stream::new(phase, Kind::Err);
-        let stdout = group.child.stdout.take();
-        let stderr = group.child.stderr.take();
-        let status = {
-            let mut reading = std::pin::pin!(async {
-                tokio::join!(out.pump(stdout), err.pump(stderr));
-            });
-            let mut read_all = false;
-            // Only pre_snapshot ends with the interrupt's grace: a thaw still runs.
-            let cut_short = phase == Phase::Pre;
-            let ended = tokio::select! {
-                status = async {
-                    tokio::select! {
-                        status = group.child.wait() => status,
-                        () = &mut reading => {
-                            read_all = true;
-                            group.child.wait().await
-                        }
-                    }
-                } => Ok(status),
-                () = tokio::time::sleep(timeout) => Err(HookEnd::TimedOut(timeout)),
-                () = self.interrupt.grace_over(), if cut_short => Err(HookEnd::Interrupted),
-            };
-            if ended.is_err() {
-                group.kill();
-            } else {
-                group.exited = true;
-            }
-            if !read_all {
-                // What it wrote before it ended; a process left behind may hold the
-                // pipes open.
-                let _ = tokio::time::timeout(DRAIN, &mut reading).await;
-            }
-            ended
+        let program = Program {
+            command,
+            env,
+            stdin: None,
+            timeout,
+            label: key,
         };
-        out.finish();
-        err.finish();
-        let status = match status {
-            Ok(status) => status,
-            Err(end) => {
-                let _ = tokio::time::timeout(REAP, group.child.wait()).await;
-                return Err(fail(end, err.last));
+        // Only pre_snapshot ends with the interrupt's grace: a thaw still runs.
+        let cut_short = async {
+            match phase {
+                Phase::Pre => self.interrupt.grace_over().await,
+                Phase::Post => std::future::pending().await,
             }
         };
-        let status = status.map_err(|e| fail(HookEnd::NotStarted(e.to_string()), None))?;
-        match ended_as(status) {
-            None => {
+        match process::run(program, cut_short).await {
+            Ok(()) => {
                 info!(
                     hook = key,
                     "{key} `{command}` succeeded in {}",
@@ -459,173 +390,15 @@ impl Hooks<'_> {
                 );
                 Ok(())
             }
-            Some(end) => Err(fail(end, err.last)),
-        }
-    }
-}
-
-/// How a process that ended did not succeed, if it did not.
-fn ended_as(status: ExitStatus) -> Option<HookEnd> {
-    if status.success() {
-        return None;
-    }
-    Some(match (status.code(), status.signal()) {
-        (Some(code), _) => HookEnd::Exited(code),
-        (None, Some(signal)) => HookEnd::Killed(
-            Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.to_string()),
-        ),
-        (None, None) => HookEnd::Exited(-1),
-    })
-}
-
-/// A hook's process group: killed whole (SIGKILL) at its time-out, at the interrupt's
-/// end, and when dropped before the hook ended (the job's task cancelled).
-struct Group {
-    child: Child,
-    /// The group's id: the hook's pid (it leads a group of its own).
-    pgid: Option<Pid>,
-    /// The hook ended by itself: what it left in the background is left alone.
-    exited: bool,
-}
-
-impl Group {
-    fn of(child: Child) -> Group {
-        let pgid = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw);
-        Group {
-            child,
-            pgid,
-            exited: false,
-        }
-    }
-
-    /// Kills every process of the group. The hook itself is not yet reaped, so its
-    /// pid, the group's id, cannot have been taken by another process.
-    fn kill(&mut self) {
-        if let Some(pgid) = self.pgid.take() {
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        if !self.exited {
-            self.kill();
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Out,
-    Err,
-}
-
-/// One of a hook's output streams, logged line by line in the job's span: at most
-/// [`MAX_LINES`] lines of at most [`MAX_LINE`] bytes; the last line of stderr is kept.
-struct Stream {
-    phase: Phase,
-    kind: Kind,
-    logged: usize,
-    unlogged: usize,
-    last: Option<String>,
-}
-
-impl Stream {
-    fn new(phase: Phase, kind: Kind) -> Stream {
-        Stream {
-            phase,
-            kind,
-            logged: 0,
-            unlogged: 0,
-            last: None,
-        }
-    }
-
-    /// Reads `stream` to its end, a line at a time, holding at most [`MAX_LINE`] bytes.
-    async fn pump(&mut self, stream: Option<impl AsyncRead + Unpin>) {
-        let Some(stream) = stream else { return };
-        let mut reader = BufReader::new(stream);
-        let mut line = Vec::new();
-        let mut cut = false;
-        // A read error ends the stream as its end would.
-        while let Ok(buf) = reader.fill_buf().await {
-            if buf.is_empty() {
-                break;
-            }
-            let (chunk, end) = match buf.iter().position(|b| *b == b'\n') {
-                Some(i) => (&buf[..i], Some(i + 1)),
-                None => (buf, None),
-            };
-            let room = MAX_LINE.saturating_sub(line.len());
-            cut |= chunk.len() > room;
-            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            let used = end.unwrap_or(buf.len());
-            reader.consume(used);
-            if end.is_some() {
-                self.line(&line, cut);
-                line.clear();
-                cut = false;
-            }
-        }
-        if !line.is_empty() || cut {
-            self.line(&line, cut);
-        }
-    }
-
-    fn line(&mut self, bytes: &[u8], cut: bool) {
-        let text: String = String::from_utf8_lossy(bytes)
-            .trim_end_matches('\r')
-            .chars()
-            .map(|c| {
-                if c.is_control() && c != '\t' {
-                    '\u{fffd}'
-                } else {
-                    c
-                }
-            })
-            .collect();
-        let text = if cut {
-            format!("{text}… (cut)")
-        } else {
-            text
-        };
-        if self.kind == Kind::Err && !text.trim().is_empty() {
-            self.last = Some(text.clone());
-        }
-        if self.logged >= MAX_LINES {
-            self.unlogged += 1;
-            return;
-        }
-        self.logged += 1;
-        let key = self.phase.key();
-        match self.kind {
-            Kind::Out => info!(hook = key, "{key}: {text}"),
-            Kind::Err => warn!(hook = key, "{key} (stderr): {text}"),
-        }
-    }
-
-    fn finish(&self) {
-        if self.unlogged > 0 {
-            let key = self.phase.key();
-            let stream = match self.kind {
-                Kind::Out => "stdout",
-                Kind::Err => "stderr",
-            };
-            warn!(
-                hook = key,
-                "{key}: {} more line(s) on {stream} not logged (at most {MAX_LINES} are)",
-                self.unlogged
-            );
+            Err(f) => Err(fail(f.end, f.last_stderr)),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -650,39 +423,5 @@ mod tests {
                 .ends_with("did not finish within hook_timeout (500ms): it was killed with every process it started"),
             "{f}"
         );
-    }
-
-    #[test]
-    fn an_exit_status_becomes_how_it_ended() {
-        assert_eq!(ended_as(ExitStatus::from_raw(0)), None);
-        assert_eq!(
-            ended_as(ExitStatus::from_raw(3 << 8)),
-            Some(HookEnd::Exited(3))
-        );
-        assert_eq!(
-            ended_as(ExitStatus::from_raw(9)),
-            Some(HookEnd::Killed("SIGKILL".into()))
-        );
-    }
-
-    #[tokio::test]
-    async fn output_is_read_in_bounded_lines_and_the_last_stderr_line_kept() {
-        let long = "x".repeat(MAX_LINE * 3);
-        let text = format!("first\r\n{long}\n\n\u{1b}[31mred\n");
-        let mut s = Stream::new(Phase::Pre, Kind::Err);
-        s.pump(Some(text.as_bytes())).await;
-        assert_eq!(s.logged, 4);
-        assert_eq!(s.last.as_deref(), Some("\u{fffd}[31mred"));
-        let mut s = Stream::new(Phase::Pre, Kind::Err);
-        s.pump(Some(format!("ok\n{long}").as_bytes())).await;
-        assert_eq!(
-            s.last,
-            Some(format!("{}… (cut)", "x".repeat(MAX_LINE))),
-            "a last line without a newline is read too, cut"
-        );
-        let many = "line\n".repeat(MAX_LINES + 7);
-        let mut s = Stream::new(Phase::Post, Kind::Out);
-        s.pump(Some(many.as_bytes())).await;
-        assert_eq!((s.logged, s.unlogged), (MAX_LINES, 7));
     }
 }

@@ -8,6 +8,7 @@
 
 mod dispatch;
 mod fleet;
+mod notices;
 mod report;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use crate::config::Config;
 use crate::interrupt::Interrupt;
 use crate::job::JobId;
 use crate::metrics::{self, JobSeries, Metrics, Picture};
+use crate::notify::{Notifier, Ping};
 use crate::provider::{ApiError, Client, Listings};
 use crate::rotation::{self, Job, Rotation, RotationError};
 use crate::state::{ServerLock, StateDir, StateError, StoppedEntry, busy};
@@ -57,6 +59,8 @@ pub struct Runner {
     pub skip_busy: bool,
     /// Held while the known jobs are read and written again (`fleet.rs`).
     pub fleet_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Where a run's failure, recovery and pings are queued; never waited for.
+    pub notifier: Notifier,
 }
 
 impl Runner {
@@ -73,6 +77,7 @@ impl Runner {
         runner.metrics = previous.metrics.clone();
         runner.interrupt = previous.interrupt.clone();
         runner.fleet_lock = previous.fleet_lock.clone();
+        runner.notifier = previous.notifier.clone();
         Ok(runner)
     }
 
@@ -88,6 +93,7 @@ impl Runner {
             interrupt: Interrupt::default(),
             skip_busy: false,
             fleet_lock: Arc::default(),
+            notifier: Notifier::default(),
         }
     }
 
@@ -236,6 +242,7 @@ impl Runner {
             return Box::pin(self.settle(key, fire_time)).await;
         };
         let job = Job { policy, server };
+        self.ping(&policy.name, Ping::Start, "");
         let span =
             tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %key);
         let rotation = self.rotation();
@@ -285,12 +292,10 @@ impl Runner {
     }
 
     /// Records a job's last run: what a failure does not know (the last success, the
-    /// snapshots owned) is carried over from the run before.
+    /// snapshots owned) is carried over from the run before. Then queues its
+    /// notifications: they follow the record, never hold it up.
     async fn record(&self, report: &RunReport) {
-        let previous = match report.outcome {
-            Some(_) => None,
-            None => self.state.last_run::<RunReport>(&report.job).await,
-        };
+        let previous = self.state.last_run::<RunReport>(&report.job).await;
         let kept = RunReport {
             outcome: None,
             ..report.clone().after(previous.as_ref())
@@ -298,6 +303,7 @@ impl Runner {
         if let Err(e) = self.state.record_run(&report.job, &kept).await {
             tracing::warn!("cannot record the last run: {e}");
         }
+        self.notify_end(report, previous.as_ref());
     }
 
     /// Starts the server of a stopped-server record again (after its snapshot).

@@ -612,3 +612,33 @@ fn a_hook_is_a_program_by_absolute_path_then_its_arguments() {
         (Some(30..33), "\"a\\0b\" holds a NUL byte")
     );
 }
+
+#[test]
+fn a_notify_url_is_checked_as_base_url_and_never_repeated() {
+    let secret = "6f1c0a3e-secret";
+    let ok = |s: &str| notify_url(&text(s)).unwrap().to_string();
+    assert_eq!(
+        ok(&format!("https://hc-ping.com/{secret}/")),
+        format!("https://hc-ping.com/{secret}")
+    );
+    assert_eq!(
+        ok("http://127.0.0.1:8080/hook"),
+        "http://127.0.0.1:8080/hook"
+    );
+    for (url, says) in [
+        (
+            format!("http://hooks.example.org/{secret}"),
+            "only for loopback",
+        ),
+        (format!("ftp://hooks.example.org/{secret}"), "scheme ftp://"),
+        (
+            format!("https://user:{secret}@hc-ping.com/x"),
+            "credentials",
+        ),
+        (format!("hc-ping.com/{secret}"), "is not a URL"),
+    ] {
+        let message = refused(notify_url(&text(&url)));
+        assert!(message.contains(says), "{url}: {message}");
+        assert!(!message.contains(secret), "{url}: {message}");
+    }
+}
