@@ -816,25 +816,13 @@ async fn a_freeze_left_behind_is_critical_in_status_and_in_the_metrics_until_tha
         &format!("echo \"$SNAPROTD_RESULT $SNAPROTD_SNAPSHOT_NAME\" >> '{dir}/thaws'"),
     );
     let metrics = env.dir.path().join("snaprotd.prom");
-    env.write_config(&format!(
-        "{}\n[[policy]]\nname = \"cold\"\nservers = [1]\nschedule = \"@daily\"\nkeep = 3\n\
-         post_snapshot = [\"{}\"]\n",
-        format_args!("[daemon]\nmetrics_file = \"{}\"", metrics.display()),
-        post.display()
-    ));
-    // The header already has a [daemon] table: put the metrics file in it instead.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let text = text.replacen(
-        &format!("[daemon]\nmetrics_file = \"{}\"", metrics.display()),
-        "",
-        1,
-    );
-    let text = text.replacen(
+    let header = env.header().replacen(
         "[daemon]\n",
         &format!("[daemon]\nmetrics_file = \"{}\"\n", metrics.display()),
         1,
     );
-    std::fs::write(&env.config, text).unwrap();
+    let policy = policy(&format!("post_snapshot = [\"{}\"]\n", post.display()));
+    std::fs::write(&env.config, format!("{header}{policy}")).unwrap();
     leave_hook_record(
         &env,
         br#"{"job": "cold@1", "policy": "cold", "server": 1, "snapshot_name": "cold-x",

@@ -7,7 +7,7 @@ use chrono::Utc;
 use clap_complete::engine::ArgValueCompleter;
 use serde_json::json;
 
-use super::output::{self, errln, outln};
+use super::output::{self, outln};
 use super::signals::{StopSignal, interrupt_on_signal};
 use super::views::{RunJson, SnapshotJson, deletions, kept};
 use super::{CliError, CliResult, Exit, load_config};
@@ -122,7 +122,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     if !args.json {
         outln!("{} provider request(s)", runner.client.requests_sent());
     }
-    deliver_notifications(&runner).await;
+    runner.finish_notifications().await;
     let failed = reports.iter().filter(|r| !r.ok).count();
     if runner.interrupt.is_set() {
         let signal = signals.await.unwrap_or(StopSignal::Term);
@@ -138,20 +138,6 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     } else {
         Exit::Failure
     })
-}
-
-/// Gives the notifications the runs queued a bounded time to go out, and says how many
-/// did not.
-async fn deliver_notifications(runner: &Runner) {
-    let limit = crate::notify::finish_limit(&runner.config.notify);
-    let unsent = runner.notifier.finish(limit).await;
-    if unsent.0 > 0 {
-        errln!(
-            "warning: {} notification(s) not delivered within {} (the log says why); they are dropped",
-            unsent.0,
-            humantime::format_duration(limit)
-        );
-    }
 }
 
 pub fn print_summary(reports: &[RunReport], as_json: bool) {

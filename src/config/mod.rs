@@ -110,4 +110,15 @@ impl Config {
 }
 
 #[cfg(test)]
+impl Config {
+    /// A configuration of `policies` (TOML), every other key at its default, for the
+    /// tests of other modules.
+    pub(crate) fn of_policies(policies: &str) -> Config {
+        let env = sources::tests::Vars::of(&[(TOKEN_ENV, "t")]);
+        Config::from_source_in(Path::new("snaprotd.toml"), policies, &env, Need::Token)
+            .expect("a good configuration")
+    }
+}
+
+#[cfg(test)]
 mod tests;

@@ -185,25 +185,13 @@ pub async fn run(
 }
 
 /// Gives the notifications still queued a bounded time to go out before the process
-/// ends.
+/// ends, telling systemd to wait for them.
 async fn finish_notifications(runner: &Runner) {
-    let limit = crate::notify::finish_limit(&runner.config.notify);
     if runner.notifier.pending() > 0 {
+        let limit = crate::notify::finish_limit(&runner.config.notify);
         systemd::extend_stop_timeout(limit + Duration::from_secs(5));
-        info!(
-            "delivering {} notification(s), for at most {}",
-            runner.notifier.pending(),
-            humantime::format_duration(limit)
-        );
     }
-    let unsent = runner.notifier.finish(limit).await;
-    if unsent.0 > 0 {
-        warn!(
-            "{} notification(s) not delivered within {}; they are dropped",
-            unsent.0,
-            humantime::format_duration(limit)
-        );
-    }
+    runner.finish_notifications().await;
 }
 
 /// Rewrites the metrics file after jobs end (and after a reload), at most once a

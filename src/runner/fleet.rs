@@ -262,15 +262,7 @@ mod tests {
     use crate::provider::ServerStatus;
 
     fn config(policies: &str) -> Config {
-        let dir = tempfile::tempdir().unwrap();
-        let token = dir.path().join("token");
-        std::fs::write(&token, "t").unwrap();
-        let source = format!(
-            "[api]\ntoken_file = {:?}\n[daemon]\nstate_dir = {:?}\n{policies}",
-            token.display().to_string(),
-            dir.path().join("state").display().to_string(),
-        );
-        Config::from_source(&dir.path().join("snaprotd.toml"), &source).unwrap()
+        Config::of_policies(policies)
     }
 
     fn server(id: u64, name: &str) -> Server {

@@ -7,6 +7,27 @@ use crate::notify::{Message, Notice, Outcome, Ping, Retry, SnapshotRef};
 use crate::rotation::Job;
 
 impl Runner {
+    /// Gives the notices still queued a bounded time to go out before the process
+    /// ends, and says how many did not (`once`, and the daemon's shutdown).
+    pub async fn finish_notifications(&self) {
+        let limit = crate::notify::finish_limit(&self.config.notify);
+        let pending = self.notifier.pending();
+        if pending > 0 {
+            tracing::info!(
+                "delivering {pending} notification(s), for at most {}",
+                humantime::format_duration(limit)
+            );
+        }
+        let unsent = self.notifier.finish(limit).await;
+        if unsent.0 > 0 {
+            tracing::warn!(
+                "{} notification(s) not delivered within {} (the log says why); they are dropped",
+                unsent.0,
+                humantime::format_duration(limit)
+            );
+        }
+    }
+
     /// Queues a ping of `policy`'s `ping_url`, if it has one.
     pub(super) fn ping(&self, policy: &str, ping: Ping, body: &str) {
         let notify = &self.config.notify;
