@@ -154,11 +154,58 @@ keep = 2
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn check_shows_what_each_pattern_matches_and_a_server_two_policies_overfill() {
+async fn check_shows_what_each_pattern_matches_and_refuses_a_server_two_policies_overfill() {
     let env = Env::new().await;
     env.sim.add_server(11, "web-1");
     env.sim.add_server(12, "web-2");
     env.sim.add_server(30, "mail");
+    let fine = r#"
+[[policy]]
+name = "web"
+servers = ["web-*", 30, "mail", "cache-*"]
+schedule = "@daily"
+keep = 2
+"#;
+    env.write_config(fine);
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("servers       30, web-*, mail, cache-*"),
+        "{}",
+        out.all()
+    );
+    // A server listed by id that a name matches too is shown.
+    assert!(
+        out.stdout
+            .contains("matching now  web-1 (11), web-2 (12), mail (30)"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr.contains(
+            "snaprotd.toml:20:11: key `policy[web].servers`: \"cache-*\" matches no server of the account now"
+        ),
+        "{}",
+        out.all()
+    );
+    let json = env.snaprotd(&["check", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect(&json.stdout);
+    assert_eq!(
+        v["policies"][0]["server_patterns"],
+        serde_json::json!(["web-*", "mail", "cache-*"])
+    );
+    assert_eq!(
+        v["policies"][0]["matched_servers"],
+        serde_json::json!([
+            {"id": 11, "name": "web-1"},
+            {"id": 12, "name": "web-2"},
+            {"id": 30, "name": "mail"}
+        ])
+    );
+    assert_eq!(v["warnings"][0]["key"], "policy[web].servers", "{v}");
+
+    // Two policies whose patterns cover one server past the cap: refused as ids are.
     env.write_config(
         r#"
 [[policy]]
@@ -175,53 +222,30 @@ keep = 3
 "#,
     );
     let out = env.snaprotd(&["check"]).await;
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("servers       web-*"), "{}", out.all());
+    assert_eq!(out.code, 78, "{}", out.all());
     assert!(
-        out.stdout
-            .contains("matching now  web-1 (11), web-2 (12, given no job)"),
+        out.stderr.contains(
+            "snaprotd.toml:20:11: key `policy[web].servers`: server 12 (web-2) matches the servers of policy web but gets no job of it: server 12 would need 6 snapshots"
+        ),
         "{}",
         out.all()
     );
-    assert!(
-        out.stdout
-            .contains("matching now  web-2 (12, given no job), mail (30)"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("Matched but given no job:")
-            && out
-                .stdout
-                .contains("web-2 (12): server 12 would need 6 snapshots"),
-        "{}",
-        out.all()
-    );
-    // The daemon and once give that server no job either.
+    // The daemon and once give that server no job of either policy.
     let run = env.snaprotd(&["once"]).await;
     assert!(!run.stdout.contains("@12"), "{}", run.all());
     assert!(
+        run.stdout.contains("web@11") && run.stdout.contains("mail@30"),
+        "{}",
+        run.all()
+    );
+    assert!(
         run.stderr
-            .contains("server 12 matches a policy's servers but gets no job"),
+            .contains("server 12 (web-2) matches the servers of policy mail but gets no job of it"),
         "{}",
         run.all()
     );
 
-    let json = env.snaprotd(&["check", "--json"]).await;
-    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect(&json.stdout);
-    assert_eq!(
-        v["policies"][0]["server_patterns"],
-        serde_json::json!(["web-*"])
-    );
-    assert_eq!(
-        v["policies"][0]["matched_servers"],
-        serde_json::json!([
-            {"id": 11, "name": "web-1", "job": true},
-            {"id": 12, "name": "web-2", "job": false}
-        ])
-    );
-    assert_eq!(v["refused_servers"][0]["server"], 12);
-
+    env.write_config(fine);
     // A provider that cannot be asked: the file is still fine, and check says so.
     env.sim.inject(Fault {
         times: 100,

@@ -5,12 +5,12 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::output::{self, outln};
+use super::output::{self, errln, outln};
 use super::views::ConfigErrorJson;
 use std::sync::Arc;
 
-use super::{CliResult, Exit, load_config};
-use crate::config::{Config, Policy};
+use super::{CliError, CliResult, Exit, load_config};
+use crate::config::{Config, ConfigError, ConfigErrors, Policy};
 use crate::notify::shown;
 use crate::provider::{Client, Server};
 use crate::runner::{Resolved, resolve};
@@ -78,19 +78,41 @@ impl Matches {
         })
     }
 
-    /// The servers `p`'s patterns match (not those it lists by id), as id and name, the
-    /// and whether the server gets no job.
-    fn of(&self, p: &Policy) -> Result<Vec<(u64, String, bool)>, String> {
+    /// The servers `p`'s patterns match (also one it lists by id), as id and name.
+    fn of(&self, p: &Policy) -> Result<Vec<(u64, String)>, String> {
         let servers = self.servers.as_ref().map_err(Clone::clone)?;
         Ok(servers
             .iter()
-            .filter(|s| !p.servers.contains(&s.id))
-            .filter(|s| p.covers(s.id, s.name.as_deref().unwrap_or("")))
-            .map(|s| {
-                let refused = self.resolved.refused.iter().any(|(id, _)| *id == s.id);
-                (s.id, s.name.clone().unwrap_or_default(), refused)
+            .filter(|s| {
+                let name = s.name.as_deref().unwrap_or("");
+                p.patterns.iter().any(|pattern| pattern.matches(name))
             })
+            .map(|s| (s.id, s.name.clone().unwrap_or_default()))
             .collect())
+    }
+
+    /// The servers the patterns matched that the policies covering them cannot share,
+    /// as errors of the configuration: `check` refuses them as it refuses ids.
+    fn errors(&self, config: &Config) -> Vec<ConfigError> {
+        self.resolved
+            .refused
+            .iter()
+            .map(|r| config.servers_problem(&r.policy, r.to_string()))
+            .collect()
+    }
+
+    /// Each pattern that matches no server, as a warning.
+    fn warnings(&self, config: &Config) -> Vec<ConfigError> {
+        self.resolved
+            .unmatched
+            .iter()
+            .map(|(policy, pattern)| {
+                config.servers_problem(
+                    policy,
+                    format!("{pattern:?} matches no server of the account now"),
+                )
+            })
+            .collect()
     }
 }
 
@@ -99,8 +121,18 @@ const ASK_FOR: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
     // With --json, the errors are printed as JSON by `cli::main`, as every command's.
-    let config = load_config(path)?;
+    let mut config = load_config(path)?;
     let matches = Matches::ask(&config).await;
+    if let Some(m) = &matches {
+        let errors = m.errors(&config);
+        if !errors.is_empty() {
+            return Err(CliError::Config(ConfigErrors(errors)));
+        }
+        for w in m.warnings(&config) {
+            errln!("warning: {w}");
+            config.warnings.push(w);
+        }
+    }
     let matched = |p: &Policy| {
         matches
             .as_ref()
@@ -116,28 +148,22 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
                     "name": p.name, "servers": p.servers,
                     "server_patterns": p.patterns.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "matched_servers": matched(p).map(|m| match m {
-                        Ok(found) => json!(found.into_iter().map(|(id, name, refused)| json!({"id": id, "name": name, "job": !refused})).collect::<Vec<_>>()),
+                        Ok(found) => json!(found.into_iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>()),
                         Err(e) => json!({ "error": e }),
                     }),
                     "schedule": p.schedule.expr(),
                     "timezone": p.timezone.name(), "keep": p.keep, "keep_total": p.keep.total(), "stop_server": p.stop_server,
                     "snapshot_name": p.snapshot_name.source(),
-                    "pre_snapshot": p.hooks.pre_snapshot.as_ref().map(|h| h.to_string()),
-                    "post_snapshot": p.hooks.post_snapshot.as_ref().map(|h| h.to_string()),
+                    "pre_snapshot": p.hooks.pre_snapshot.as_ref().map(|h| h.argv()),
+                    "post_snapshot": p.hooks.post_snapshot.as_ref().map(|h| h.argv()),
                     "ping": config.notify.pings.get(&p.name).map(shown),
                     "next_fires": next_fires(p, 3).into_iter().map(output::json_time).collect::<Vec<_>>(),
                 })
             })
             .collect();
-        let refused: Vec<_> = matches
-            .iter()
-            .flat_map(|m| &m.resolved.refused)
-            .map(|(id, why)| json!({ "server": id, "message": why }))
-            .collect();
         output::json(&json!({
             "config": config.path, "ok": true,
             "warnings": config.warnings.iter().map(ConfigErrorJson::from).collect::<Vec<_>>(),
-            "refused_servers": refused,
             "token_source": config.api.token_source, "policies": policies,
             "notify": {
                 "webhook": config.notify.webhook_url.as_ref().map(shown),
@@ -181,10 +207,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             Some(Ok(found)) => {
                 let found: Vec<String> = found
                     .iter()
-                    .map(|(id, name, refused)| match refused {
-                        true => format!("{name} ({id}, given no job)"),
-                        false => format!("{name} ({id})"),
-                    })
+                    .map(|(id, name)| format!("{name} ({id})"))
                     .collect();
                 outln!("  matching now  {}", found.join(", "));
             }
@@ -229,19 +252,5 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             );
         }
     }
-    let refused: Vec<(String, String)> = matches
-        .iter()
-        .flat_map(|m| &m.resolved.refused)
-        .map(|(id, why)| {
-            let name = matches
-                .iter()
-                .flat_map(|m| m.servers.iter().flatten())
-                .find(|s| s.id == *id)
-                .and_then(|s| s.name.clone())
-                .unwrap_or_default();
-            (format!("{name} ({id})"), why.clone())
-        })
-        .collect();
-    output::notes("Matched but given no job", &refused);
     Ok(Exit::Success)
 }

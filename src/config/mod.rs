@@ -84,6 +84,13 @@ impl Config {
         }
         let mut config = found.config.ok_or_else(|| ConfigErrors(Vec::new()))?;
         config.warnings = found.warnings.into_iter().map(locate).collect();
+        for p in &raw.policy {
+            let p = p.get_ref();
+            let at = locate(errors::Problem::new(p.servers.span(), "", "")).at;
+            if let Some(at) = at {
+                config.servers_at.insert(p.name.get_ref().clone(), at);
+            }
+        }
         Ok(config)
     }
 }

@@ -27,6 +27,9 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Problems that do not stop the configuration from working.
     pub warnings: Vec<ConfigError>,
+    /// Where each policy's `servers` is written (line, column), for what the server
+    /// listing finds wrong with it later (`Config::servers_problem`).
+    pub servers_at: std::collections::BTreeMap<String, (usize, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -259,6 +262,18 @@ impl Policy {
 }
 
 impl Config {
+    /// A problem of policy `policy`'s `servers` that only the provider's server listing
+    /// shows (a pattern matching nothing, a server it cannot share), placed where the
+    /// key is written.
+    pub fn servers_problem(&self, policy: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            at: self.servers_at.get(policy).copied(),
+            key: format!("policy[{policy}].servers"),
+            message: message.into(),
+        }
+    }
+
     pub fn policy(&self, name: &str) -> Option<&Policy> {
         self.policies.iter().find(|p| p.name == name)
     }

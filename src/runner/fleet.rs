@@ -22,10 +22,30 @@ pub struct Resolved {
     /// The jobs of the policies asked, on the servers they list by id and those their
     /// patterns match.
     pub jobs: Vec<JobId>,
-    /// Servers matched but refused, with why.
-    pub refused: Vec<(u64, String)>,
+    /// Servers a policy's patterns matched but that get no job of it, and why.
+    pub refused: Vec<Refused>,
     /// Patterns that match no server, with their policy.
     pub unmatched: Vec<(Arc<str>, String)>,
+}
+
+/// A server a policy's patterns matched, refused: the policies covering it could not
+/// share it (their keep past the cap, their names alike).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refused {
+    pub server: u64,
+    pub name: String,
+    pub policy: Arc<str>,
+    pub why: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server {} ({}) matches the servers of policy {} but gets no job of it: {}; narrow the patterns or lower keep",
+            self.server, self.name, self.policy, self.why
+        )
+    }
 }
 
 /// The jobs of the policies named `wanted` (those of `config`), given the account's
@@ -57,15 +77,18 @@ pub fn resolve(config: &Config, wanted: &[Arc<str>], listing: &[Server]) -> Reso
                 .or_insert_with(|| conflicts(config, s))
                 .clone();
             if let Some(why) = why {
-                out.refused.push((s.id, why));
+                out.refused.push(Refused {
+                    server: s.id,
+                    name: server_name(s).to_string(),
+                    policy: name.clone(),
+                    why,
+                });
                 servers.remove(&s.id);
             }
         }
         out.jobs
             .extend(servers.into_iter().map(|s| JobId::new(name.clone(), s)));
     }
-    out.refused.sort();
-    out.refused.dedup();
     out
 }
 
@@ -94,11 +117,8 @@ pub async fn ask(
 ) -> Result<(Resolved, ServerListing), ApiError> {
     let listing = client.list_servers().await?;
     let resolved = resolve(config, wanted, &listing.servers);
-    for (server, why) in &resolved.refused {
-        error!(
-            server_id = server,
-            "server {server} matches a policy's servers but gets no job: {why}; change the patterns or keep"
-        );
+    for r in &resolved.refused {
+        error!(server_id = r.server, policy = %r.policy, "{r}");
     }
     for (policy, pattern) in &resolved.unmatched {
         warn!(
@@ -152,7 +172,10 @@ impl Runner {
                 .collect();
             let mut dropped = Vec::new();
             for job in gone {
-                let refused = resolved.refused.iter().any(|(s, _)| *s == job.server);
+                let refused = resolved
+                    .refused
+                    .iter()
+                    .any(|r| r.server == job.server && r.policy == job.policy);
                 // A listing that came short proves nothing gone.
                 if !listing.complete && !refused {
                     continue;
@@ -324,9 +347,16 @@ mod tests {
         let listing = [server(1, "web-1"), server(5, "mail")];
         let r = resolve(&c, &["web".into(), "every".into()], &listing);
         assert_eq!(jobs(&r), ["web@7", "every@5"]);
-        assert_eq!(r.refused.len(), 1, "{r:?}");
-        assert_eq!(r.refused[0].0, 1);
-        assert!(r.refused[0].1.contains("would need 6 snapshots"), "{r:?}");
+        let refused: Vec<(u64, &str)> = r.refused.iter().map(|r| (r.server, &*r.policy)).collect();
+        assert_eq!(refused, [(1, "web"), (1, "every")], "{r:?}");
+        assert!(r.refused[0].why.contains("would need 6 snapshots"), "{r:?}");
+        assert!(
+            r.refused[0].to_string().starts_with(
+                "server 1 (web-1) matches the servers of policy web but gets no job of it: server 1 would need 6"
+            ),
+            "{}",
+            r.refused[0]
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::provider::{ApiError, Client, Listings};
 use crate::rotation::{self, Job, Rotation, RotationError};
 use crate::state::{ServerLock, StateDir, StateError, StoppedEntry, busy};
 pub use dispatch::{Dispatcher, Run, Submitted};
-pub use fleet::{Resolved, ask as ask_fleet, known_jobs, resolve};
+pub use fleet::{Refused, Resolved, ask as ask_fleet, known_jobs, resolve};
 pub use report::RunReport;
 
 /// What a dispatched task does for its job.
