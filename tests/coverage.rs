@@ -173,3 +173,104 @@ async fn coverage_needs_no_token_and_check_points_to_it_for_tiers() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_firing_too_often_is_left_out_with_the_days_that_would_show_it() {
+    let env = Env::new().await;
+    env.write_config(&format!(
+        "{TIERED}\n[[policy]]\nname = \"fast\"\nservers = [4]\nschedule = \"* * * * * *\"\n\
+         keep = 2\nsnapshot_name = \"{{policy}}-%Y%m%d-%H%M%S\"\n"
+    ));
+    let out = env.snaprotd(&["coverage", "--days", "35"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("tiered@1") && out.stdout.contains("plain@3"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains(
+            "fast@4: policy fast fires more than 200000 times in 35 days, the most coverage plays for a job; --days 2 shows it"
+        ),
+        "{}",
+        out.all()
+    );
+    let v = json(&env.snaprotd(&["coverage", "--days", "35", "--json"]).await);
+    assert_eq!(v["skipped"][0]["job"], "fast@4", "{v}");
+    // Alone, it is an error that says the same.
+    let out = env.snaprotd(&["coverage", "--policy", "fast"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("--days 2 shows it"), "{}", out.all());
+    let out = env
+        .snaprotd(&["coverage", "--policy", "fast", "--days", "1"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("(1 day)"), "{}", out.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_naming_its_servers_shows_those_last_found_or_one_row_for_all() {
+    let env = Env::new().await;
+    env.sim.add_server(11, "web-1");
+    env.sim.add_server(12, "web-2");
+    env.write_config(
+        "[[policy]]\nname = \"web\"\nservers = [\"web-*\"]\nschedule = \"@daily\"\nkeep = { daily = 2 }\n",
+    );
+    let v = json(&env.snaprotd(&["coverage", "--days", "3", "--json"]).await);
+    assert_eq!(v["jobs"][0]["job"], "web@web-*", "{v}");
+    assert!(v["jobs"][0]["server"].is_null(), "{v}");
+    // Once a run found them, they are known.
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v = json(&env.snaprotd(&["coverage", "--days", "3", "--json"]).await);
+    let jobs: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["web@11", "web@12"], "{v}");
+    let v = json(
+        &env.snaprotd(&["coverage", "--server", "12", "--json"])
+            .await,
+    );
+    assert_eq!(v["jobs"][0]["job"], "web@12", "{v}");
+    // And status shows them, from the run alone.
+    let status = env.snaprotd(&["status", "--json"]).await;
+    assert!(
+        status.stdout.contains("\"job\": \"web@12\""),
+        "{}",
+        status.all()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_warns_of_tiers_that_never_all_count_on_the_schedule() {
+    let env = Env::new().await;
+    let header = env.header().replacen(
+        "[defaults]\n",
+        "[defaults]\nkeep = { weekly = 1, monthly = 1 }\n",
+        1,
+    );
+    let policies = "[[policy]]\nname = \"nightly\"\nservers = [1]\nschedule = \"30 2 * * *\"\n\
+         [[policy]]\nname = \"spread\"\nservers = [2]\nschedule = \"30 2 * * *\"\n\
+         keep = { daily = 2, weekly = 2, monthly = 1 }\n";
+    std::fs::write(&env.config, format!("{header}{policies}")).unwrap();
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "key `defaults.keep`: weekly 1 and monthly 1 add(s) no restore point on the schedule 30 2 * * *"
+        ),
+        "{}",
+        out.all()
+    );
+    // Of daily, weekly and monthly tiers over a nightly schedule, only the monthly one
+    // adds nothing (this month's newest is today's).
+    assert!(
+        out.stderr
+            .contains("key `policy[spread].keep`: monthly 1 add(s) no restore point"),
+        "{}",
+        out.all()
+    );
+}

@@ -10,7 +10,7 @@ use super::views::ConfigErrorJson;
 use std::sync::Arc;
 
 use super::{CliError, CliResult, Exit, load_config};
-use crate::config::{Config, ConfigError, ConfigErrors, Policy};
+use crate::config::{Config, ConfigError, ConfigErrors, Keep, Policy};
 use crate::notify::shown;
 use crate::provider::{Client, Server};
 use crate::runner::{Resolved, resolve};
@@ -116,6 +116,49 @@ impl Matches {
     }
 }
 
+/// How far `check` plays a tiered policy's schedule.
+const PLAYED_DAYS: u32 = 400;
+
+/// The tiers of a tiered `keep` that add no restore point on the policy's schedule:
+/// played over [`PLAYED_DAYS`] with the tier left out, the restore points held are the
+/// same every day (restic's rules: a tier counts only the periods the others do not
+/// reach, so `monthly = 1` over a nightly `daily` keeps nothing more).
+fn tiers_short(config: &Config) -> Vec<ConfigError> {
+    let now = Utc::now();
+    let held = |p: &Policy, keep: &Keep| {
+        super::coverage::play(p, keep, now, PLAYED_DAYS)
+            .map(|days| days.into_iter().map(|d| d.kept).collect::<Vec<_>>())
+    };
+    let mut found = Vec::new();
+    for p in config.policies.iter().filter(|p| p.keep.is_tiered()) {
+        let Some(all) = held(p, &p.keep) else {
+            continue;
+        };
+        let idle: Vec<String> = p
+            .keep
+            .used()
+            .filter(|(tier, _)| {
+                let without = p.keep.used().filter(|(t, _)| t != tier);
+                Keep::tiers(without).is_some_and(|k| held(p, &k).as_ref() == Some(&all))
+            })
+            .map(|(tier, n)| format!("{} {n}", tier.key()))
+            .collect();
+        if !idle.is_empty() {
+            found.push(config.keep_problem(
+                &p.name,
+                format!(
+                    "{} add(s) no restore point on the schedule {}: a tier counts only the periods the others do not reach; \
+                     leave it out or change it (`snaprotd coverage --policy {}` shows what is held)",
+                    idle.join(" and "),
+                    p.schedule.expr(),
+                    p.name
+                ),
+            ));
+        }
+    }
+    found
+}
+
 /// How long `check` waits for the provider's server listing.
 const ASK_FOR: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -132,6 +175,10 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
             errln!("warning: {w}");
             config.warnings.push(w);
         }
+    }
+    for w in tiers_short(&config) {
+        errln!("warning: {w}");
+        config.warnings.push(w);
     }
     let matched = |p: &Policy| {
         matches

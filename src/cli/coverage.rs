@@ -15,6 +15,7 @@ use super::output::{self, outln};
 use super::{CliError, CliResult, Exit, load_config_offline};
 use crate::config::{Keep, Policy};
 use crate::rotation::retention;
+use crate::state::StateDir;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -110,7 +111,7 @@ struct JobCoverage<'a> {
     days: Vec<Day>,
 }
 
-pub fn run(path: &Path, args: Args) -> CliResult {
+pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = load_config_offline(path)?;
     let (policy, server) = (args.policy.as_deref(), args.server);
     let (jobs, patterned) = super::once::by_id(&config, policy, server)?;
@@ -120,10 +121,24 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             rows.push((job.to_string(), p, Some(job.server)));
         }
     }
-    if server.is_none() {
-        for p in patterned {
+    // The servers of policies that name them: those the last listing found (the
+    // state directory's known jobs), else one row for them all.
+    let known = StateDir::new(&config.daemon.state_dir).known_jobs().await;
+    for p in patterned {
+        let found: Vec<u64> = known
+            .keys()
+            .filter(|j| *j.policy == p.name && !p.servers.contains(&j.server))
+            .map(|j| j.server)
+            .collect();
+        if found.is_empty() && server.is_none() {
             let named: Vec<String> = p.patterns.iter().map(ToString::to_string).collect();
             rows.push((format!("{}@{}", p.name, named.join(",")), p, None));
+        }
+        for s in found
+            .into_iter()
+            .filter(|s| server.is_none_or(|want| want == *s))
+        {
+            rows.push((format!("{}@{s}", p.name), p, Some(s)));
         }
     }
     if rows.is_empty() {
@@ -131,13 +146,12 @@ pub fn run(path: &Path, args: Args) -> CliResult {
     }
     let now = Utc::now();
     let mut shown = Vec::new();
+    let mut skipped: Vec<(String, String)> = Vec::new();
     for (job, policy, server) in rows {
-        let days =
-            play(policy, &policy.keep, now, args.days).ok_or_else(|| CliError::TooManyFires {
-                policy: policy.name.clone(),
-                days: args.days,
-                limit: MAX_FIRES,
-            })?;
+        let Some(days) = play(policy, &policy.keep, now, args.days) else {
+            skipped.push((job, too_many_fires(policy, now, args.days)));
+            continue;
+        };
         shown.push(JobCoverage {
             job,
             policy: &policy.name,
@@ -147,12 +161,43 @@ pub fn run(path: &Path, args: Args) -> CliResult {
             days,
         });
     }
+    if shown.is_empty()
+        && let Some((_, why)) = skipped.first()
+    {
+        return Err(CliError::TooManyFires(why.clone()));
+    }
     if args.json {
-        output::json(&serde_json::json!({ "jobs": shown }));
+        let skipped: Vec<_> = skipped
+            .iter()
+            .map(|(job, why)| serde_json::json!({ "job": job, "message": why }))
+            .collect();
+        output::json(&serde_json::json!({ "jobs": shown, "skipped": skipped }));
     } else {
         timeline(&shown, args.days);
+        output::notes("Not shown", &skipped);
     }
     Ok(Exit::Success)
+}
+
+/// Why a policy's coverage over `days` is not played, and how many days would be.
+fn too_many_fires(policy: &Policy, now: DateTime<Utc>, days: u32) -> String {
+    let zone = policy.timezone;
+    let day_later = now + Duration::days(1);
+    let mut per_day = 0usize;
+    let mut next = policy.schedule.next_fire(zone, now);
+    while let Some(at) = next.filter(|t| *t < day_later && per_day <= MAX_FIRES) {
+        per_day += 1;
+        next = policy.schedule.next_fire(zone, at);
+    }
+    let fit = MAX_FIRES / per_day.max(1);
+    let ask = match fit {
+        0 => "it fires too often to be played over a whole day".to_string(),
+        n => format!("--days {n} shows it"),
+    };
+    format!(
+        "policy {} fires more than {MAX_FIRES} times in {days} days, the most coverage plays for a job; {ask}",
+        policy.name
+    )
 }
 
 /// The age band of a restore point `age` old: under a day, a week, a month, a year.
@@ -202,7 +247,11 @@ fn timeline(jobs: &[JobCoverage<'_>], days: u32) {
     else {
         return;
     };
-    outln!("Restore points held at the end of each day from {first} ({days} days), if every fire");
+    let days = match days {
+        1 => "1 day".to_string(),
+        n => format!("{n} days"),
+    };
+    outln!("Restore points held at the end of each day from {first} ({days}), if every fire");
     outln!("from now succeeds; dates in each policy's time zone. A letter per restore point,");
     outln!("newest first, by its age at the day's end: h under a day, d under a week, w under a");
     outln!("month, m under a year, y older; 3d: three d; · none.");

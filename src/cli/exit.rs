@@ -77,14 +77,11 @@ pub enum CliError {
     )]
     NoMatchingJob(String),
     #[error(
-        "policy {policy} fires more than {limit} times in {days} days; coverage plays at most \
-         {limit} fires a job: ask for fewer days (--days)"
+        "no job to run: the servers the policies name match no server of the account (`snaprotd check` shows what each pattern matches)"
     )]
-    TooManyFires {
-        policy: String,
-        days: u32,
-        limit: usize,
-    },
+    NoJob,
+    #[error("{0}")]
+    TooManyFires(String),
     #[error(
         "snapshot {0:?} does not exist (no snapshot has that id or name); `snaprotd list` shows the snapshots"
     )]

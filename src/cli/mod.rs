@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Check(args) => check::run(&cli.config, args).await,
         Command::Once(args) => once::run(&cli.config, args).await,
         Command::Next(args) => next::run(&cli.config, args),
-        Command::Coverage(args) => coverage::run(&cli.config, args),
+        Command::Coverage(args) => coverage::run(&cli.config, args).await,
         Command::List(args) => list::run(&cli.config, args).await,
         Command::Restore(args) => restore::run(&cli.config, args).await,
         Command::Prune(args) => prune::run(&cli.config, args).await,

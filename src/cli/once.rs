@@ -76,18 +76,38 @@ pub(super) fn no_matching_job(policy: Option<&str>, server: Option<u64>) -> CliE
     if let Some(s) = server {
         wanted.push(format!("--server {s}"));
     }
+    if wanted.is_empty() {
+        return CliError::NoJob;
+    }
     CliError::NoMatchingJob(wanted.join(" "))
+}
+
+/// Who asks the provider for the servers of policies that name them.
+enum Asker<'a> {
+    /// `--dry-run`: only asks.
+    Client(&'a Client),
+    /// A run: also remembers the jobs found in the state directory, as the daemon
+    /// does, so that `status` and the metrics show them.
+    Runner(&'a Runner),
 }
 
 /// The jobs selected by `--policy` and `--server`; those of servers named by name or
 /// glob are asked of the provider (one listing).
-async fn selected(config: &Config, args: &Args, client: &Client) -> Result<Vec<JobId>, CliError> {
+async fn selected(config: &Config, args: &Args, asker: Asker<'_>) -> Result<Vec<JobId>, CliError> {
     let (policy, server) = (args.policy.as_deref(), args.server);
     let (mut jobs, patterned) = by_id(config, policy, server)?;
     if !patterned.is_empty() {
         let names: Vec<Arc<str>> = patterned.iter().map(|p| p.name.as_str().into()).collect();
-        let (found, _) = crate::runner::ask_fleet(client, config, &names).await?;
-        for job in found.jobs {
+        let found = match asker {
+            Asker::Client(client) => {
+                crate::runner::ask_fleet(client, config, &names)
+                    .await?
+                    .0
+                    .jobs
+            }
+            Asker::Runner(runner) => runner.fleet(&names, true, Utc::now()).await?,
+        };
+        for job in found {
             if !jobs.contains(&job) && server.is_none_or(|want| want == job.server) {
                 jobs.push(job);
             }
@@ -105,14 +125,14 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = Arc::new(load_config(path)?);
     if args.dry_run {
         let client = Client::new(&config.api)?;
-        let jobs = selected(&config, &args, &client).await?;
+        let jobs = selected(&config, &args, Asker::Client(&client)).await?;
         return dry_run(&config, &client, jobs, args.json).await;
     }
     let grace = config.daemon.shutdown_timeout;
     let mut runner = Runner::new(config.clone())?;
-    let jobs = selected(&config, &args, &runner.client).await?;
     runner.state.become_owner_if_root()?;
     runner.state.check().await?;
+    let jobs = selected(&config, &args, Asker::Runner(&runner)).await?;
     runner.skip_busy = args.skip_busy;
     let runner = Arc::new(runner);
     let signals = tokio::spawn(interrupt_on_signal(runner.interrupt.clone(), grace));

@@ -52,7 +52,7 @@ pub(super) fn config(path: &Path, raw: &RawConfig, outside: Outside) -> Found {
             defaults,
             notify,
             warnings: Vec::new(),
-            servers_at: Default::default(),
+            written_at: Default::default(),
         });
     }
     found

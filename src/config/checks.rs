@@ -147,6 +147,11 @@ pub(super) fn unique_policy_name(v: &At<String>, taken: &HashSet<String>) -> Res
 pub(super) fn servers(v: &At<RawServers>) -> Result<(Vec<u64>, Vec<ServerPattern>), Vec<Problem>> {
     let list = match &v.value {
         RawServers::Text(t) if t == "all" => return Ok((Vec::new(), vec![ServerPattern::All])),
+        RawServers::Text(t) if t.eq_ignore_ascii_case("all") => {
+            return Err(vec![v.problem(format!(
+                "{t:?}: write servers = \"all\" (in lower case) for every server of the account"
+            ))]);
+        }
         RawServers::Text(t) => {
             return Err(vec![v.problem(format!(
                 "{t:?} is one text, not a list: write servers = [{t:?}], or servers = \"all\" for every server of the account"
@@ -171,6 +176,11 @@ pub(super) fn servers(v: &At<RawServers>) -> Result<(Vec<u64>, Vec<ServerPattern
             RawServer::Name(n) if n == "all" => problems.push(problem(
                 "\"all\" stands alone: write servers = \"all\"".into(),
             )),
+            RawServer::Name(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                problems.push(problem(format!(
+                    "{n:?} is in quotes, so a server's name; for the server with id {n} write {n} without quotes"
+                )))
+            }
             RawServer::Name(n) => match ServerPattern::parse(n) {
                 Ok(p) if patterns.contains(&p) => {
                     problems.push(problem(format!("{n:?} is listed twice")))

@@ -84,12 +84,21 @@ impl Config {
         }
         let mut config = found.config.ok_or_else(|| ConfigErrors(Vec::new()))?;
         config.warnings = found.warnings.into_iter().map(locate).collect();
+        let mut note = |key: String, span: std::ops::Range<usize>| {
+            if let Some(at) = locate(errors::Problem::new(span, "", "")).at {
+                config.written_at.insert(key, at);
+            }
+        };
         for p in &raw.policy {
             let p = p.get_ref();
-            let at = locate(errors::Problem::new(p.servers.span(), "", "")).at;
-            if let Some(at) = at {
-                config.servers_at.insert(p.name.get_ref().clone(), at);
+            let name = p.name.get_ref();
+            note(format!("policy[{name}].servers"), p.servers.span());
+            if let Some(keep) = &p.keep {
+                note(format!("policy[{name}].keep"), keep.span());
             }
+        }
+        if let Some(keep) = &raw.defaults.keep {
+            note("defaults.keep".into(), keep.span());
         }
         Ok(config)
     }

@@ -27,9 +27,10 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Problems that do not stop the configuration from working.
     pub warnings: Vec<ConfigError>,
-    /// Where each policy's `servers` is written (line, column), for what the server
-    /// listing finds wrong with it later (`Config::servers_problem`).
-    pub servers_at: std::collections::BTreeMap<String, (usize, usize)>,
+    /// Where some keys are written (line, column), by key (`policy[web].servers`,
+    /// `defaults.keep`), for what is found wrong with them later: by the server listing,
+    /// or by playing the schedule (`Config::problem_at`).
+    pub written_at: std::collections::BTreeMap<String, (usize, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -266,10 +267,25 @@ impl Config {
     /// shows (a pattern matching nothing, a server it cannot share), placed where the
     /// key is written.
     pub fn servers_problem(&self, policy: &str, message: impl Into<String>) -> ConfigError {
+        self.problem_at(&format!("policy[{policy}].servers"), message)
+    }
+
+    /// A problem of policy `policy`'s `keep`, placed where it is written (in the policy
+    /// or in `[defaults]`).
+    pub fn keep_problem(&self, policy: &str, message: impl Into<String>) -> ConfigError {
+        let own = format!("policy[{policy}].keep");
+        match self.written_at.contains_key(&own) {
+            true => self.problem_at(&own, message),
+            false => self.problem_at("defaults.keep", message),
+        }
+    }
+
+    /// A problem of `key`, placed where it is written if it is.
+    fn problem_at(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.path.clone(),
-            at: self.servers_at.get(policy).copied(),
-            key: format!("policy[{policy}].servers"),
+            at: self.written_at.get(key).copied(),
+            key: key.to_string(),
             message: message.into(),
         }
     }

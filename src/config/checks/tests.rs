@@ -173,6 +173,20 @@ fn servers_are_listed_once_each_by_a_positive_id_or_a_name() {
         "{refused:?}"
     );
     assert!(refused[2].1.contains("is not a glob"), "{refused:?}");
+    let quoted = messages(list(&[name("12")]));
+    assert!(
+        quoted[0]
+            .1
+            .contains("for the server with id 12 write 12 without quotes"),
+        "{quoted:?}"
+    );
+    let upper = messages(servers(&at(RawServers::Text("ALL".into()))));
+    assert!(
+        upper[0]
+            .1
+            .contains("write servers = \"all\" (in lower case)"),
+        "{upper:?}"
+    );
     let one = messages(servers(&at(RawServers::Text("web-*".into()))));
     assert!(one[0].1.contains("write servers = [\"web-*\"]"), "{one:?}");
 }
