@@ -207,6 +207,13 @@ fn cases() -> Vec<Case> {
             says: "too coarse",
         },
         Case {
+            what: "the default template too coarse for the schedule",
+            body: "[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"*/10 * * * * *\"\n",
+            at: "2:8",
+            key: "policy[a].snapshot_name",
+            says: "too coarse",
+        },
+        Case {
             what: "template without year",
             body: "[defaults]\nsnapshot_name = \"{policy}-%m%d\"\n[[policy]]\nname = \"a\"\nservers = [1]\nschedule = \"@daily\"\n",
             at: "2:17",

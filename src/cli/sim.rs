@@ -15,7 +15,9 @@ pub struct Args {
     /// The token clients must send (shown when the simulator starts)
     #[arg(long, default_value = SIM_TOKEN)]
     token: String,
-    /// Servers to create, as comma-separated ids or ranges (1-1000)
+    /// Servers to create, as comma-separated ids or ranges (1-1000), named server-<ID>
+    /// (while it runs, `POST <URL without /api/v1>/_sim/servers` with
+    /// {"id": 7, "name": "web-7"} adds one)
     #[arg(long, value_delimiter = ',', value_parser = parse_ids)]
     servers: Vec<Vec<u64>>,
     /// Snapshots per page of the list

@@ -468,12 +468,13 @@ fn not_runnable(command: &HookCommand) -> Option<String> {
 fn snapshot_name(p: &RawPolicy, d: &RawPolicyKeys, found: &mut Found) -> Option<At<NameTemplate>> {
     let name = p.name.get_ref();
     match pick(&p.snapshot_name, &d.snapshot_name, name, "snapshot_name") {
+        // Not written: a problem of the default is the policy's, at its name.
         None => NameTemplate::parse(defaults::SNAPSHOT_NAME)
             .ok()
             .map(|t| At {
                 value: t,
-                span: 0..0,
-                key: "defaults.snapshot_name".into(),
+                span: p.name.span(),
+                key: format!("policy[{name}].snapshot_name"),
             }),
         Some(v) => found.take(checks::snapshot_name(&v)).map(|t| At {
             value: t,

@@ -72,7 +72,12 @@ fn strict(source: &str) -> Result<RawConfig, Vec<Problem>> {
 }
 
 fn message(e: &toml::de::Error) -> String {
-    e.message().trim().to_string()
+    match e.message().trim() {
+        "duplicate key" => {
+            "duplicate key: it is set earlier in the same table; keep one of the two".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// A deserializer's path as the configuration names keys: `api.max_attempts`,
