@@ -13,7 +13,10 @@ use super::{CliError, CliResult, Exit, load_config_offline};
 use crate::job::JobId;
 use crate::notify::{self, Message, Notice, Notifier, Outcome, Ping};
 
+/// `--test` is the one action, so it is required; the usage says so alone. (clap's own
+/// line would list every option given, the global `--config` too, as if required.)
 #[derive(clap::Args, Debug)]
+#[command(override_usage = "snaprotd notify --test [--policy <POLICY>] [--json]")]
 pub struct Args {
     /// Send a sample notification to every configured target and report each
     #[arg(long, required = true)]
