@@ -570,3 +570,62 @@ async fn the_daemon_delivers_what_is_queued_when_it_stops() {
     );
     assert!(!daemon.log().contains("not delivered"), "{}", daemon.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_refused_notify_key_shows_its_own_example() {
+    let env = env().await;
+    env.write_config(&format!(
+        "[notify]\nwebhook_url = \"\"\ncommand = [\"alert\"]\n\n{}",
+        policy("ping_url = \"nope\"\npre_snapshot = [\"freeze\"]")
+    ));
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 78, "{}", out.all());
+    let all = out.all();
+    let line = |key: &str| {
+        all.lines()
+            .filter(|l| l.contains(key))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let webhook = line("notify.webhook_url");
+    assert!(
+        webhook.contains("https://hooks.example.org/snaprotd") && !webhook.contains("hc-ping"),
+        "{all}"
+    );
+    let command = line("notify.command");
+    assert!(
+        command.contains("[\"/usr/local/bin/alert\"]")
+            && !command.contains("freeze")
+            && !command.contains("hook"),
+        "{all}"
+    );
+    assert!(
+        line("ping_url").contains("https://hc-ping.com/<uuid>"),
+        "{all}"
+    );
+    assert!(
+        line("pre_snapshot").contains("/usr/local/bin/freeze"),
+        "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_without_test_shows_a_usage_that_asks_only_for_test() {
+    let env = env().await;
+    env.write_config(&policy(""));
+    // --config (global) given after the command, as an operator writes it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .arg("notify")
+        .arg("--config")
+        .arg(&env.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let usage: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Usage:")).collect();
+    assert_eq!(
+        usage,
+        ["Usage: snaprotd notify --test [--policy <POLICY>] [--json]"],
+        "{stderr}"
+    );
+}
