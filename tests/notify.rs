@@ -571,6 +571,65 @@ async fn the_daemon_delivers_what_is_queued_when_it_stops() {
     assert!(!daemon.log().contains("not delivered"), "{}", daemon.log());
 }
 
+/// Policy "p" on servers 1 and 2 pinging the receiver, one job at a time: server 1's
+/// job runs first, then server 2's, both for the same fire.
+async fn two_servers(r: &Receiver) -> Env {
+    let env = env().await;
+    env.sim.add_server(2, "web-2");
+    let header = env
+        .header()
+        .replacen("[daemon]\n", "[daemon]\nmax_concurrent_jobs = 1\n", 1);
+    let policy = policy(&format!("ping_url = \"{}\"", r.url(&ping_path())))
+        .replace("servers = [1]", "servers = [1, 2]");
+    std::fs::write(&env.config, format!("{header}\n{policy}")).unwrap();
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fire_of_a_policy_is_one_run_for_its_ping_target_and_a_failure_is_the_last_word() {
+    let r = Receiver::start().await;
+    let ping = ping_path();
+    let (start, success, fail) = (
+        format!("POST {ping}/start"),
+        format!("POST {ping}"),
+        format!("POST {ping}/fail"),
+    );
+
+    // Server 1's create is refused; server 2's job succeeds after it.
+    let env = two_servers(&r).await;
+    refuse_next_create(&env);
+    next_second().await;
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        r.delivered(),
+        [start.clone(), fail.clone()],
+        "{}",
+        out.all()
+    );
+    let body = r.seen().pop().unwrap().body;
+    assert!(
+        body.contains("p@1") && body.contains("400") && body.contains("snapshot p-"),
+        "the failure names its job, snapshot and error: {body}"
+    );
+
+    // Server 1's job succeeds, then server 2's create is refused.
+    let r = Receiver::start().await;
+    let env = two_servers(&r).await;
+    env.sim.inject(Fault::new(
+        "POST",
+        "/snapshots/",
+        snaprotd::sim::FaultAction::Latency { ms: 0 },
+    ));
+    refuse_next_create(&env);
+    next_second().await;
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(r.delivered(), [start, success, fail], "{}", out.all());
+    let body = r.seen().pop().unwrap().body;
+    assert!(body.contains("p@2"), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_refused_notify_key_shows_its_own_example() {
     let env = env().await;

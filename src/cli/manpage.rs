@@ -309,9 +309,12 @@ id null when the provider gave none; or null), \fBoutcome\fR (failed, recovered,
 from \fBnotify \-\-test\fR), \fBerror\fR (text, null unless failed), \fBduration\fR (the
 run's seconds) and \fBtime\fR (when the run ended, RFC 3339 in UTC, to the second).
 .PP
-A policy's \fIping_url\fR is pinged healthchecks.io style: a POST to
-\fIping_url\fR/start when a job starts, to \fIping_url\fR when it succeeds, to
-\fIping_url\fR/fail with the error as body when it fails.
+A policy's \fIping_url\fR is pinged healthchecks.io style, a fire of the policy (its
+jobs on all its servers) being one run of the check: a POST to \fIping_url\fR/start
+when the fire's first job starts, to \fIping_url\fR/fail when any job of it fails (the
+body names the job, its snapshot and the error), to \fIping_url\fR when a job succeeds
+while none of the fire has failed (after a /fail, the fire's later successes send
+nothing).
 .PP
 Sending never delays or fails a run: notices and pings wait in a queue of at most 256
 (more are dropped with a warning counting them), and are delivered in order per target,

@@ -1,7 +1,7 @@
 //! Telling the operator: a [`Notice`] of a failed run (and of the first success after
 //! one) POSTed to `[notify] webhook_url` and given to `[notify] command` on its stdin,
 //! and healthchecks.io-style pings of a policy's `ping_url` (`/start`, success,
-//! `/fail`).
+//! `/fail`), a fire of the policy being one run of that check (`fires.rs`).
 //!
 //! Sending never delays or fails a rotation: [`Notifier::send`] only queues (a bounded
 //! queue: past [`CAPACITY`] waiting, a new message is dropped with a warning), and a
@@ -13,6 +13,7 @@
 //! ([`shown`]), and no error carries it.
 
 mod deliver;
+mod fires;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -109,11 +110,11 @@ impl Notice {
 /// Which ping of a policy's `ping_url`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ping {
-    /// `<ping_url>/start`: the job starts.
+    /// `<ping_url>/start`: the fire's first job starts.
     Start,
-    /// `<ping_url>`: the job succeeded.
+    /// `<ping_url>`: a job of the fire succeeded, and none of it failed.
     Success,
-    /// `<ping_url>/fail`, the error as body: the job failed.
+    /// `<ping_url>/fail`, the job and its error as body: a job of the fire failed.
     Fail,
 }
 
@@ -275,6 +276,8 @@ struct Inner {
     dropped: AtomicU64,
     /// One queue per target; `None` once closed.
     lanes: Mutex<Option<HashMap<String, Lane>>>,
+    /// Where each policy's latest fire is, for its pings.
+    fires: Mutex<fires::Fires>,
     tracker: TaskTracker,
     stop: CancellationToken,
 }
@@ -304,6 +307,7 @@ impl Notifier {
                 pending: AtomicUsize::new(0),
                 dropped: AtomicU64::new(0),
                 lanes: Mutex::new(Some(HashMap::new())),
+                fires: Mutex::default(),
                 tracker: TaskTracker::new(),
                 stop: CancellationToken::new(),
             }),
@@ -347,6 +351,33 @@ impl Notifier {
         if let Err(mpsc::error::SendError((message, _))) = tx.send((message, retry)) {
             inner.pending.fetch_sub(1, Ordering::SeqCst);
             warn!("the {} is dropped: its queue has ended", message.target());
+        }
+    }
+
+    /// Queues the ping of `policy`'s `ping_url` (if it has one) that tells a job of
+    /// the fire at `fire` started, succeeded or failed (`step`): the fire's first start,
+    /// every failure, a success while none of the fire failed (`fires.rs`). `body` goes
+    /// with a failure.
+    pub fn ping_fire(
+        &self,
+        config: &NotifyConfig,
+        policy: &str,
+        fire: DateTime<Utc>,
+        step: Ping,
+        body: &str,
+    ) {
+        if !config.pings.contains_key(policy) {
+            return;
+        }
+        let Ok(mut fires) = self.inner.fires.lock() else {
+            return;
+        };
+        fires.retain(|p| config.pings.contains_key(p));
+        // Queued while the lock is held: a fire's start goes before any of its ends.
+        if let Some(ping) = fires.step(policy, fire, step)
+            && let Some(message) = Message::ping(config, policy, ping, body)
+        {
+            self.send(message, Retry::of(config));
         }
     }
 
