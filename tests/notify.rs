@@ -494,11 +494,17 @@ async fn notify_test_reaches_every_target_and_fails_on_an_unreachable_one() {
     );
     let notices = r.notices(&hook_path());
     assert_eq!(notices.len(), 1, "{:?}", r.seen());
-    assert_eq!(notices[0]["outcome"], "test");
+    assert_eq!(
+        (&notices[0]["outcome"], &notices[0]["test"]),
+        (&"recovered".into(), &true.into())
+    );
     assert!(r.delivered().contains(&format!("POST {}", ping_path())));
     let n: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&got).expect("the command ran")).unwrap();
-    assert_eq!(n["outcome"], "test");
+    assert_eq!(
+        (&n["outcome"], &n["test"]),
+        (&"recovered".into(), &true.into())
+    );
 
     // The webhook cannot be reached: that target fails, the others do not.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -628,6 +634,40 @@ async fn a_fire_of_a_policy_is_one_run_for_its_ping_target_and_a_failure_is_the_
     assert_eq!(r.delivered(), [start, success, fail], "{}", out.all());
     let body = r.seen().pop().unwrap().body;
     assert!(body.contains("p@2"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_test_sends_a_recovered_notice_marked_as_a_test_and_says_what_it_left_out() {
+    let env = env().await;
+    let r = Receiver::start().await;
+    env.write_config(&format!("{}\n{}", webhook(&r), policy("")));
+    let out = env.snaprotd(&["notify", "--test"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let notices = r.notices(&hook_path());
+    assert_eq!(notices.len(), 1, "{:?}", r.seen());
+    let n = &notices[0];
+    assert_eq!(
+        (&n["outcome"], &n["error"], &n["test"], &n["job"]),
+        (
+            &"recovered".into(),
+            &serde_json::Value::Null,
+            &true.into(),
+            &"p@1".into()
+        ),
+        "{n}"
+    );
+    assert!(
+        n["snapshot"]["name"].as_str().unwrap().starts_with("p-"),
+        "{n}"
+    );
+    let out = env.snaprotd(&["notify", "--test", "--policy", "p"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("policy p has no ping_url: only the [notify] webhook_url was tried"),
+        "{}",
+        out.all()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -305,9 +305,10 @@ success after a failed run, sends a notice: POSTed as JSON to the webhook, and o
 command's stdin. The notice is one JSON object: \fBversion\fR (1; it changes only when a
 field changes meaning or goes away), \fBjob\fR (policy@server), \fBpolicy\fR,
 \fBserver\fR, \fBsnapshot\fR ({id, name} of the snapshot made, adopted or being made,
-id null when the provider gave none; or null), \fBoutcome\fR (failed, recovered, or test
-from \fBnotify \-\-test\fR), \fBerror\fR (text, null unless failed), \fBduration\fR (the
-run's seconds) and \fBtime\fR (when the run ended, RFC 3339 in UTC, to the second).
+id null when the provider gave none; or null), \fBoutcome\fR (failed or recovered),
+\fBerror\fR (text, null unless failed), \fBduration\fR (the run's seconds), \fBtime\fR
+(when the run ended, RFC 3339 in UTC, to the second) and \fBtest\fR (true only in the
+sample of \fBnotify \-\-test\fR, which is shaped as a recovered notice).
 .PP
 A policy's \fIping_url\fR is pinged healthchecks.io style, a fire of the policy (its
 jobs on all its servers) being one run of the check: a POST to \fIping_url\fR/start

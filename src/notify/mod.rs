@@ -47,8 +47,6 @@ pub enum Outcome {
     Failed,
     /// The run succeeded, and the job's run before it had failed.
     Recovered,
-    /// A sample from `snaprotd notify --test`.
-    Test,
 }
 
 /// The snapshot a run made or adopted (or was making).
@@ -70,12 +68,15 @@ pub struct Notice {
     pub server: u64,
     pub snapshot: Option<SnapshotRef>,
     pub outcome: Outcome,
-    /// What went wrong; `null` unless `failed` (a sample carries a text).
+    /// What went wrong; `null` unless `failed`.
     pub error: Option<String>,
     /// How long the run took, in seconds.
     pub duration: f64,
     /// When the run ended: RFC 3339 in UTC, to the second (as every `--json` time).
     pub time: String,
+    /// `true` for the sample of `snaprotd notify --test` (no run happened), shaped as
+    /// a `recovered` notice; `false` for every real one.
+    pub test: bool,
 }
 
 impl Notice {
@@ -97,6 +98,16 @@ impl Notice {
             error,
             duration: (duration * 1000.0).round() / 1000.0,
             time: ended.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            test: false,
+        }
+    }
+
+    /// The sample `snaprotd notify --test` sends for `job`: a success after a failure
+    /// (`error` null, as a real one), marked `test`.
+    pub fn sample(job: &JobId, snapshot: Option<SnapshotRef>, now: DateTime<Utc>) -> Notice {
+        Notice {
+            test: true,
+            ..Notice::new(job, Outcome::Recovered, snapshot, None, 0.0, now)
         }
     }
 
@@ -459,8 +470,13 @@ mod tests {
                 "version": 1, "job": "nightly@12345", "policy": "nightly", "server": 12345,
                 "snapshot": {"id": null, "name": "nightly-20261124-0230"},
                 "outcome": "failed", "error": "no", "duration": 70.123,
-                "time": "2026-11-24T02:31:10Z",
+                "time": "2026-11-24T02:31:10Z", "test": false,
             })
+        );
+        let sample = serde_json::to_value(Notice::sample(&JobId::new("p", 1), None, at)).unwrap();
+        assert_eq!(
+            (&sample["outcome"], &sample["error"], &sample["test"]),
+            (&"recovered".into(), &serde_json::Value::Null, &true.into())
         );
     }
 
