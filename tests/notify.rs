@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -668,6 +669,72 @@ async fn notify_test_sends_a_recovered_notice_marked_as_a_test_and_says_what_it_
         "{}",
         out.all()
     );
+}
+
+/// Text as an operator reads it, whatever the format: without Markdown's backticks,
+/// roff's font changes and escapes, and comment marks; white space collapsed.
+fn prose(text: &str) -> String {
+    let text = text
+        .replace(['`'], "")
+        .replace("\\fI", "")
+        .replace("\\fB", "")
+        .replace("\\fR", "")
+        .replace("\\-", "-");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches('#').trim())
+        .collect();
+    lines
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wait_at_the_end_of_once_is_one_bound_stated_alike_everywhere() {
+    let env = env().await;
+    // A host that takes the connection and never answers: each attempt lasts its
+    // whole timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    env.write_config(&format!(
+        "[notify]\ntimeout = \"300ms\"\nmax_attempts = 2\nretry_backoff = \"100ms\"\n\n{}",
+        policy(&format!(
+            "ping_url = \"http://{}/ping/{SECRET}\"",
+            silent.local_addr().unwrap()
+        ))
+    ));
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    // 2 × 300ms + 100ms: the start ping and the success ping do not both fit.
+    let all = out.all();
+    assert!(all.contains("for at most 700ms"), "{all}");
+    assert!(all.contains("not delivered within 700ms"), "{all}");
+    drop(silent);
+
+    let bound = "at most max_attempts times timeout plus the waits between attempts \
+                 (at most 60s; 60s with the defaults)";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .arg("assets")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for file in [
+        root.join("README.md"),
+        root.join("config/snaprotd.toml"),
+        dir.path().join("snaprotd.1"),
+    ] {
+        let text = prose(&std::fs::read_to_string(&file).unwrap());
+        assert!(
+            text.contains(bound),
+            "{} does not state the bound as {bound:?}",
+            file.display()
+        );
+        assert!(!text.contains("one notice's retries"), "{}", file.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

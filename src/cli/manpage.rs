@@ -320,8 +320,9 @@ nothing).
 Sending never delays or fails a run: notices and pings wait in a queue of at most 256
 (more are dropped with a warning counting them), and are delivered in order per target,
 each attempt within [notify] \fItimeout\fR, up to \fImax_attempts\fR, the wait doubling
-from \fIretry_backoff\fR. \fBonce\fR, and the daemon when it stops, wait for them at
-most one notice's retries (at most 60s) and say how many were not delivered. URLs are
+from \fIretry_backoff\fR. \fBonce\fR, and the daemon when it stops, wait for them all
+together at most \fImax_attempts\fR times \fItimeout\fR plus the waits between attempts
+(at most 60s; 60s with the defaults) and say how many were not delivered. URLs are
 secrets, like the token: output and logs show their scheme and host only.
 "#;
 

@@ -420,8 +420,9 @@ impl Notifier {
     }
 }
 
-/// How long to give what is queued at the end: one message's whole retry schedule, at
-/// most [`MAX_FINISH`].
+/// How long to give what is queued at the end, all of it together: one message's whole
+/// retry schedule (`max_attempts` times `timeout` plus the waits between attempts), at
+/// most [`MAX_FINISH`] — the bound the README and the man page state.
 pub fn finish_limit(config: &NotifyConfig) -> Duration {
     Retry::of(config).whole().min(MAX_FINISH)
 }
@@ -495,6 +496,20 @@ mod tests {
             ..r
         };
         assert_eq!(many.backoff(19), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_end_waits_one_schedule_at_most_a_minute_and_a_minute_by_default() {
+        let config = NotifyConfig {
+            timeout: Duration::from_millis(300),
+            max_attempts: 2,
+            retry_backoff: Duration::from_millis(100),
+            ..NotifyConfig::default()
+        };
+        assert_eq!(finish_limit(&config), Duration::from_millis(700));
+        // 5 × 10s + 1 + 2 + 4 + 8s, cut to a minute: "60s with the defaults".
+        assert_eq!(finish_limit(&NotifyConfig::default()), MAX_FINISH);
+        assert_eq!(MAX_FINISH, Duration::from_secs(60));
     }
 
     #[tokio::test]
