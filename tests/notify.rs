@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -494,11 +495,17 @@ async fn notify_test_reaches_every_target_and_fails_on_an_unreachable_one() {
     );
     let notices = r.notices(&hook_path());
     assert_eq!(notices.len(), 1, "{:?}", r.seen());
-    assert_eq!(notices[0]["outcome"], "test");
+    assert_eq!(
+        (&notices[0]["outcome"], &notices[0]["test"]),
+        (&"recovered".into(), &true.into())
+    );
     assert!(r.delivered().contains(&format!("POST {}", ping_path())));
     let n: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&got).expect("the command ran")).unwrap();
-    assert_eq!(n["outcome"], "test");
+    assert_eq!(
+        (&n["outcome"], &n["test"]),
+        (&"recovered".into(), &true.into())
+    );
 
     // The webhook cannot be reached: that target fails, the others do not.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -569,4 +576,222 @@ async fn the_daemon_delivers_what_is_queued_when_it_stops() {
         daemon.log()
     );
     assert!(!daemon.log().contains("not delivered"), "{}", daemon.log());
+}
+
+/// Policy "p" on servers 1 and 2 pinging the receiver, one job at a time: server 1's
+/// job runs first, then server 2's, both for the same fire.
+async fn two_servers(r: &Receiver) -> Env {
+    let env = env().await;
+    env.sim.add_server(2, "web-2");
+    let header = env
+        .header()
+        .replacen("[daemon]\n", "[daemon]\nmax_concurrent_jobs = 1\n", 1);
+    let policy = policy(&format!("ping_url = \"{}\"", r.url(&ping_path())))
+        .replace("servers = [1]", "servers = [1, 2]");
+    std::fs::write(&env.config, format!("{header}\n{policy}")).unwrap();
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fire_of_a_policy_is_one_run_for_its_ping_target_and_a_failure_is_the_last_word() {
+    let r = Receiver::start().await;
+    let ping = ping_path();
+    let (start, success, fail) = (
+        format!("POST {ping}/start"),
+        format!("POST {ping}"),
+        format!("POST {ping}/fail"),
+    );
+
+    // Server 1's create is refused; server 2's job succeeds after it.
+    let env = two_servers(&r).await;
+    refuse_next_create(&env);
+    next_second().await;
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        r.delivered(),
+        [start.clone(), fail.clone()],
+        "{}",
+        out.all()
+    );
+    let body = r.seen().pop().unwrap().body;
+    assert!(
+        body.contains("p@1") && body.contains("400") && body.contains("snapshot p-"),
+        "the failure names its job, snapshot and error: {body}"
+    );
+
+    // Server 1's job succeeds, then server 2's create is refused.
+    let r = Receiver::start().await;
+    let env = two_servers(&r).await;
+    env.sim.inject(Fault::new(
+        "POST",
+        "/snapshots/",
+        snaprotd::sim::FaultAction::Latency { ms: 0 },
+    ));
+    refuse_next_create(&env);
+    next_second().await;
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(r.delivered(), [start, success, fail], "{}", out.all());
+    let body = r.seen().pop().unwrap().body;
+    assert!(body.contains("p@2"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_test_sends_a_recovered_notice_marked_as_a_test_and_says_what_it_left_out() {
+    let env = env().await;
+    let r = Receiver::start().await;
+    env.write_config(&format!("{}\n{}", webhook(&r), policy("")));
+    let out = env.snaprotd(&["notify", "--test"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let notices = r.notices(&hook_path());
+    assert_eq!(notices.len(), 1, "{:?}", r.seen());
+    let n = &notices[0];
+    assert_eq!(
+        (&n["outcome"], &n["error"], &n["test"], &n["job"]),
+        (
+            &"recovered".into(),
+            &serde_json::Value::Null,
+            &true.into(),
+            &"p@1".into()
+        ),
+        "{n}"
+    );
+    assert!(
+        n["snapshot"]["name"].as_str().unwrap().starts_with("p-"),
+        "{n}"
+    );
+    let out = env.snaprotd(&["notify", "--test", "--policy", "p"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("policy p has no ping_url: only the [notify] webhook_url was tried"),
+        "{}",
+        out.all()
+    );
+}
+
+/// Text as an operator reads it, whatever the format: without Markdown's backticks,
+/// roff's font changes and escapes, and comment marks; white space collapsed.
+fn prose(text: &str) -> String {
+    let text = text
+        .replace(['`'], "")
+        .replace("\\fI", "")
+        .replace("\\fB", "")
+        .replace("\\fR", "")
+        .replace("\\-", "-");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches('#').trim())
+        .collect();
+    lines
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wait_at_the_end_of_once_is_one_bound_stated_alike_everywhere() {
+    let env = env().await;
+    // A host that takes the connection and never answers: each attempt lasts its
+    // whole timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    env.write_config(&format!(
+        "[notify]\ntimeout = \"300ms\"\nmax_attempts = 2\nretry_backoff = \"100ms\"\n\n{}",
+        policy(&format!(
+            "ping_url = \"http://{}/ping/{SECRET}\"",
+            silent.local_addr().unwrap()
+        ))
+    ));
+    let out = env.snaprotd(&["once"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    // 2 × 300ms + 100ms: the start ping and the success ping do not both fit.
+    let all = out.all();
+    assert!(all.contains("for at most 700ms"), "{all}");
+    assert!(all.contains("not delivered within 700ms"), "{all}");
+    drop(silent);
+
+    let bound = "at most max_attempts times timeout plus the waits between attempts \
+                 (at most 60s; 60s with the defaults)";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .arg("assets")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for file in [
+        root.join("README.md"),
+        root.join("config/snaprotd.toml"),
+        dir.path().join("snaprotd.1"),
+    ] {
+        let text = prose(&std::fs::read_to_string(&file).unwrap());
+        assert!(
+            text.contains(bound),
+            "{} does not state the bound as {bound:?}",
+            file.display()
+        );
+        assert!(!text.contains("one notice's retries"), "{}", file.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_refused_notify_key_shows_its_own_example() {
+    let env = env().await;
+    env.write_config(&format!(
+        "[notify]\nwebhook_url = \"\"\ncommand = [\"alert\"]\n\n{}",
+        policy("ping_url = \"nope\"\npre_snapshot = [\"freeze\"]")
+    ));
+    let out = env.snaprotd(&["check"]).await;
+    assert_eq!(out.code, 78, "{}", out.all());
+    let all = out.all();
+    let line = |key: &str| {
+        all.lines()
+            .filter(|l| l.contains(key))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let webhook = line("notify.webhook_url");
+    assert!(
+        webhook.contains("https://hooks.example.org/snaprotd") && !webhook.contains("hc-ping"),
+        "{all}"
+    );
+    let command = line("notify.command");
+    assert!(
+        command.contains("[\"/usr/local/bin/alert\"]")
+            && !command.contains("freeze")
+            && !command.contains("hook"),
+        "{all}"
+    );
+    assert!(
+        line("ping_url").contains("https://hc-ping.com/<uuid>"),
+        "{all}"
+    );
+    assert!(
+        line("pre_snapshot").contains("/usr/local/bin/freeze"),
+        "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_without_test_shows_a_usage_that_asks_only_for_test() {
+    let env = env().await;
+    env.write_config(&policy(""));
+    // --config (global) given after the command, as an operator writes it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snaprotd"))
+        .arg("notify")
+        .arg("--config")
+        .arg(&env.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let usage: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Usage:")).collect();
+    assert_eq!(
+        usage,
+        ["Usage: snaprotd notify --test [--policy <POLICY>] [--json]"],
+        "{stderr}"
+    );
 }

@@ -305,19 +305,24 @@ success after a failed run, sends a notice: POSTed as JSON to the webhook, and o
 command's stdin. The notice is one JSON object: \fBversion\fR (1; it changes only when a
 field changes meaning or goes away), \fBjob\fR (policy@server), \fBpolicy\fR,
 \fBserver\fR, \fBsnapshot\fR ({id, name} of the snapshot made, adopted or being made,
-id null when the provider gave none; or null), \fBoutcome\fR (failed, recovered, or test
-from \fBnotify \-\-test\fR), \fBerror\fR (text, null unless failed), \fBduration\fR (the
-run's seconds) and \fBtime\fR (when the run ended, RFC 3339 in UTC, to the second).
+id null when the provider gave none; or null), \fBoutcome\fR (failed or recovered),
+\fBerror\fR (text, null unless failed), \fBduration\fR (the run's seconds), \fBtime\fR
+(when the run ended, RFC 3339 in UTC, to the second) and \fBtest\fR (true only in the
+sample of \fBnotify \-\-test\fR, which is shaped as a recovered notice).
 .PP
-A policy's \fIping_url\fR is pinged healthchecks.io style: a POST to
-\fIping_url\fR/start when a job starts, to \fIping_url\fR when it succeeds, to
-\fIping_url\fR/fail with the error as body when it fails.
+A policy's \fIping_url\fR is pinged healthchecks.io style, a fire of the policy (its
+jobs on all its servers) being one run of the check: a POST to \fIping_url\fR/start
+when the fire's first job starts, to \fIping_url\fR/fail when any job of it fails (the
+body names the job, its snapshot and the error), to \fIping_url\fR when a job succeeds
+while none of the fire has failed (after a /fail, the fire's later successes send
+nothing).
 .PP
 Sending never delays or fails a run: notices and pings wait in a queue of at most 256
 (more are dropped with a warning counting them), and are delivered in order per target,
 each attempt within [notify] \fItimeout\fR, up to \fImax_attempts\fR, the wait doubling
-from \fIretry_backoff\fR. \fBonce\fR, and the daemon when it stops, wait for them at
-most one notice's retries (at most 60s) and say how many were not delivered. URLs are
+from \fIretry_backoff\fR. \fBonce\fR, and the daemon when it stops, wait for them all
+together at most \fImax_attempts\fR times \fItimeout\fR plus the waits between attempts
+(at most 60s; 60s with the defaults) and say how many were not delivered. URLs are
 secrets, like the token: output and logs show their scheme and host only.
 "#;
 

@@ -1,6 +1,7 @@
 //! `snaprotd notify --test`: a sample notice to every configured target — the
 //! `[notify]` webhook and command, and each policy's `ping_url` — once each, and what
-//! became of it. URLs are shown by scheme and host only.
+//! became of it. The sample is shaped as a real `recovered` notice (error null) and
+//! marked `"test": true`. URLs are shown by scheme and host only.
 
 use std::path::Path;
 
@@ -11,9 +12,13 @@ use super::output::{self, errln, outln};
 use super::views::NotifyTestJson;
 use super::{CliError, CliResult, Exit, load_config_offline};
 use crate::job::JobId;
-use crate::notify::{self, Message, Notice, Notifier, Outcome, Ping};
+use crate::notify::{self, Message, Notice, Notifier, Ping, SnapshotRef};
+use crate::rotation::Job;
 
+/// `--test` is the one action, so it is required; the usage says so alone. (clap's own
+/// line would list every option given, the global `--config` too, as if required.)
 #[derive(clap::Args, Debug)]
+#[command(override_usage = "snaprotd notify --test [--policy <POLICY>] [--json]")]
 pub struct Args {
     /// Send a sample notification to every configured target and report each
     #[arg(long, required = true)]
@@ -26,8 +31,8 @@ pub struct Args {
     pub(super) json: bool,
 }
 
-/// What the sample says it is.
-const SAMPLE: &str = "a test notification from `snaprotd notify --test`; nothing failed";
+/// The body of the sample's success ping (a check's event log shows it).
+const SAMPLE_PING: &str = "a test from `snaprotd notify --test`; no run happened";
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = load_config_offline(path)?;
@@ -44,33 +49,64 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         },
         None => config.policies.iter().collect(),
     };
-    let job = match policies.first() {
-        Some(p) if args.policy.is_some() => {
-            JobId::new(p.name.as_str(), p.servers.first().copied().unwrap_or(0))
+    // The sample names a real job (the policy's first server given by id) and the
+    // snapshot it would make now, as a real notice would.
+    let now = chrono::Utc::now();
+    let notice = match policies.first() {
+        Some(p) => {
+            let job = Job {
+                policy: p,
+                server: p.servers.first().copied().unwrap_or(0),
+            };
+            let snapshot = SnapshotRef {
+                id: None,
+                name: job.snapshot_name(now),
+            };
+            Notice::sample(
+                &JobId::new(p.name.as_str(), job.server),
+                Some(snapshot),
+                now,
+            )
         }
-        _ => JobId::new("test", 0),
+        None => Notice::sample(&JobId::new("test", 0), None, now),
     };
-    let notice = Notice::new(
-        &job,
-        Outcome::Test,
-        None,
-        Some(SAMPLE.into()),
-        0.0,
-        chrono::Utc::now(),
-    );
     let notify = &config.notify;
     let mut messages = Message::all(notify, &notice);
     messages.extend(
         policies
             .iter()
-            .filter_map(|p| Message::ping(notify, &p.name, Ping::Success, SAMPLE)),
+            .filter_map(|p| Message::ping(notify, &p.name, Ping::Success, SAMPLE_PING)),
     );
+    // A policy asked for by name whose ping is not among the targets: say so.
+    let unpinged = args
+        .policy
+        .as_deref()
+        .filter(|name| !notify.pings.contains_key(*name));
     if messages.is_empty() {
-        errln!(
-            "error: no notification target is configured: set [notify] webhook_url or command, \
-             or a policy's ping_url"
-        );
+        let why = match unpinged {
+            Some(name) => format!(
+                "policy {name} has no ping_url (its own or [defaults]'), and [notify] has no \
+                 webhook_url or command"
+            ),
+            None => "set [notify] webhook_url or command, or a policy's ping_url".into(),
+        };
+        errln!("error: no notification target is configured: {why}");
         return Ok(Exit::Failure);
+    }
+    if let Some(name) = unpinged {
+        let tried: Vec<&str> = messages
+            .iter()
+            .map(|m| match m {
+                Message::Webhook { .. } => "webhook_url",
+                Message::Command { .. } => "command",
+                Message::Ping { .. } => "ping_url",
+            })
+            .collect();
+        let verb = if tried.len() == 1 { "was" } else { "were" };
+        errln!(
+            "note: policy {name} has no ping_url: only the [notify] {} {verb} tried",
+            tried.join(" and ")
+        );
     }
     let notifier = Notifier::new();
     let results = join_all(

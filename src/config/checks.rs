@@ -90,11 +90,8 @@ pub(super) fn base_url(v: &At<String>) -> Result<Url, Problem> {
 /// http to loopback only; no credentials in it. It is a secret: a problem never shows
 /// it whole.
 pub(super) fn notify_url(v: &At<String>) -> Result<Url, Problem> {
-    let url = Url::parse(v.value.trim_end_matches('/')).map_err(|e| {
-        v.problem(format!(
-            "is not a URL ({e}); write it like https://hc-ping.com/<uuid>"
-        ))
-    })?;
+    let url = Url::parse(v.value.trim_end_matches('/'))
+        .map_err(|e| v.problem(format!("is not a URL ({e}){}", write_like(&v.key))))?;
     https_or_loopback(v, url, "put the secret in the path, as hc-ping.com does")
 }
 
@@ -389,16 +386,23 @@ pub(super) fn names_apart(
     }
 }
 
-/// A hook's command: a program by absolute path (it runs without a shell or a search
+/// `; write it like <the key's own example>` (from the list of keys), or nothing for
+/// a key without one.
+fn write_like(key: &str) -> String {
+    super::keys::example(key).map_or(String::new(), |e| format!("; write it like {e}"))
+}
+
+/// A hook's (or the notify command's) command: a program by absolute path (it runs without a shell or a search
 /// path), then its arguments; no NUL byte in any word (it could not be passed on).
 pub(super) fn hook_command(
     v: &At<Vec<Spanned<String>>>,
 ) -> Result<super::schema::HookCommand, Problem> {
     let Some((program, args)) = v.value.split_first() else {
-        return Err(v.problem(
-            "is empty: give the program's absolute path first, then its arguments, \
-             like [\"/usr/local/bin/freeze\", \"--db\"]; or leave the key out",
-        ));
+        return Err(v.problem(format!(
+            "is empty: give the program's absolute path first, then its arguments{}; \
+             or leave the key out",
+            write_like(&v.key)
+        )));
     };
     let at =
         |word: &Spanned<String>, message: String| Problem::new(word.span(), v.key.clone(), message);
@@ -410,9 +414,10 @@ pub(super) fn hook_command(
         return Err(at(
             program,
             format!(
-                "{:?} is not the absolute path of a program: a hook runs without a shell \
-                 and without a search path; write it like \"/usr/local/bin/freeze\"",
-                program.get_ref()
+                "{:?} is not the absolute path of a program: snaprotd starts it without a \
+                 shell and without a search path{}",
+                program.get_ref(),
+                write_like(&v.key)
             ),
         ));
     }

@@ -142,6 +142,20 @@ fn policy_keys() -> impl Iterator<Item = &'static Key> {
     POLICY_OWN.iter().chain(SHARED)
 }
 
+/// The example of the key at `path`, as problems name keys (`notify.webhook_url`,
+/// `policy[nightly].ping_url`, `defaults.pre_snapshot`): each key's own, from this
+/// list, for a message that says how to write it.
+pub(super) fn example(path: &str) -> Option<&'static str> {
+    let (table, name) = path.split_once('.')?;
+    let table = table.split_once('[').map_or(table, |(t, _)| t);
+    let keys: Vec<&'static Key> = match TOP.iter().find(|k| k.name == table)?.kind {
+        Tables(_) => policy_keys().collect(),
+        Table(keys) => keys.iter().collect(),
+        _ => return None,
+    };
+    keys.into_iter().find(|k| k.name == name).map(|k| k.example)
+}
+
 /// Every problem of kind and name in `document`.
 pub(super) fn check(document: &DeTable<'_>) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -407,6 +421,28 @@ fn found(v: &DeValue<'_>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_key_has_its_own_example_by_the_path_problems_name_it_with() {
+        assert_eq!(
+            example("notify.webhook_url"),
+            Some("\"https://hooks.example.org/snaprotd\"")
+        );
+        assert_eq!(
+            example("notify.command"),
+            Some("[\"/usr/local/bin/alert\"]")
+        );
+        assert_eq!(
+            example("policy[nightly].ping_url"),
+            Some("\"https://hc-ping.com/<uuid>\"")
+        );
+        assert_eq!(
+            example("defaults.post_snapshot"),
+            Some("[\"/usr/local/bin/thaw\"]")
+        );
+        assert_eq!(example("policy[p].nope"), None);
+        assert_eq!(example("k"), None);
+    }
 
     fn problems(source: &str) -> Vec<(String, String)> {
         let doc = DeTable::parse(source).unwrap();

@@ -1,7 +1,7 @@
 //! Telling the operator: a [`Notice`] of a failed run (and of the first success after
 //! one) POSTed to `[notify] webhook_url` and given to `[notify] command` on its stdin,
 //! and healthchecks.io-style pings of a policy's `ping_url` (`/start`, success,
-//! `/fail`).
+//! `/fail`), a fire of the policy being one run of that check (`fires.rs`).
 //!
 //! Sending never delays or fails a rotation: [`Notifier::send`] only queues (a bounded
 //! queue: past [`CAPACITY`] waiting, a new message is dropped with a warning), and a
@@ -13,6 +13,7 @@
 //! ([`shown`]), and no error carries it.
 
 mod deliver;
+mod fires;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,8 +47,6 @@ pub enum Outcome {
     Failed,
     /// The run succeeded, and the job's run before it had failed.
     Recovered,
-    /// A sample from `snaprotd notify --test`.
-    Test,
 }
 
 /// The snapshot a run made or adopted (or was making).
@@ -69,12 +68,15 @@ pub struct Notice {
     pub server: u64,
     pub snapshot: Option<SnapshotRef>,
     pub outcome: Outcome,
-    /// What went wrong; `null` unless `failed` (a sample carries a text).
+    /// What went wrong; `null` unless `failed`.
     pub error: Option<String>,
     /// How long the run took, in seconds.
     pub duration: f64,
     /// When the run ended: RFC 3339 in UTC, to the second (as every `--json` time).
     pub time: String,
+    /// `true` for the sample of `snaprotd notify --test` (no run happened), shaped as
+    /// a `recovered` notice; `false` for every real one.
+    pub test: bool,
 }
 
 impl Notice {
@@ -96,6 +98,16 @@ impl Notice {
             error,
             duration: (duration * 1000.0).round() / 1000.0,
             time: ended.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            test: false,
+        }
+    }
+
+    /// The sample `snaprotd notify --test` sends for `job`: a success after a failure
+    /// (`error` null, as a real one), marked `test`.
+    pub fn sample(job: &JobId, snapshot: Option<SnapshotRef>, now: DateTime<Utc>) -> Notice {
+        Notice {
+            test: true,
+            ..Notice::new(job, Outcome::Recovered, snapshot, None, 0.0, now)
         }
     }
 
@@ -109,11 +121,11 @@ impl Notice {
 /// Which ping of a policy's `ping_url`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ping {
-    /// `<ping_url>/start`: the job starts.
+    /// `<ping_url>/start`: the fire's first job starts.
     Start,
-    /// `<ping_url>`: the job succeeded.
+    /// `<ping_url>`: a job of the fire succeeded, and none of it failed.
     Success,
-    /// `<ping_url>/fail`, the error as body: the job failed.
+    /// `<ping_url>/fail`, the job and its error as body: a job of the fire failed.
     Fail,
 }
 
@@ -275,6 +287,8 @@ struct Inner {
     dropped: AtomicU64,
     /// One queue per target; `None` once closed.
     lanes: Mutex<Option<HashMap<String, Lane>>>,
+    /// Where each policy's latest fire is, for its pings.
+    fires: Mutex<fires::Fires>,
     tracker: TaskTracker,
     stop: CancellationToken,
 }
@@ -304,6 +318,7 @@ impl Notifier {
                 pending: AtomicUsize::new(0),
                 dropped: AtomicU64::new(0),
                 lanes: Mutex::new(Some(HashMap::new())),
+                fires: Mutex::default(),
                 tracker: TaskTracker::new(),
                 stop: CancellationToken::new(),
             }),
@@ -350,6 +365,33 @@ impl Notifier {
         }
     }
 
+    /// Queues the ping of `policy`'s `ping_url` (if it has one) that tells a job of
+    /// the fire at `fire` started, succeeded or failed (`step`): the fire's first start,
+    /// every failure, a success while none of the fire failed (`fires.rs`). `body` goes
+    /// with a failure.
+    pub fn ping_fire(
+        &self,
+        config: &NotifyConfig,
+        policy: &str,
+        fire: DateTime<Utc>,
+        step: Ping,
+        body: &str,
+    ) {
+        if !config.pings.contains_key(policy) {
+            return;
+        }
+        let Ok(mut fires) = self.inner.fires.lock() else {
+            return;
+        };
+        fires.retain(|p| config.pings.contains_key(p));
+        // Queued while the lock is held: a fire's start goes before any of its ends.
+        if let Some(ping) = fires.step(policy, fire, step)
+            && let Some(message) = Message::ping(config, policy, ping, body)
+        {
+            self.send(message, Retry::of(config));
+        }
+    }
+
     /// Messages queued or being delivered.
     pub fn pending(&self) -> usize {
         self.inner.pending.load(Ordering::SeqCst)
@@ -378,8 +420,9 @@ impl Notifier {
     }
 }
 
-/// How long to give what is queued at the end: one message's whole retry schedule, at
-/// most [`MAX_FINISH`].
+/// How long to give what is queued at the end, all of it together: one message's whole
+/// retry schedule (`max_attempts` times `timeout` plus the waits between attempts), at
+/// most [`MAX_FINISH`] — the bound the README and the man page state.
 pub fn finish_limit(config: &NotifyConfig) -> Duration {
     Retry::of(config).whole().min(MAX_FINISH)
 }
@@ -428,8 +471,13 @@ mod tests {
                 "version": 1, "job": "nightly@12345", "policy": "nightly", "server": 12345,
                 "snapshot": {"id": null, "name": "nightly-20261124-0230"},
                 "outcome": "failed", "error": "no", "duration": 70.123,
-                "time": "2026-11-24T02:31:10Z",
+                "time": "2026-11-24T02:31:10Z", "test": false,
             })
+        );
+        let sample = serde_json::to_value(Notice::sample(&JobId::new("p", 1), None, at)).unwrap();
+        assert_eq!(
+            (&sample["outcome"], &sample["error"], &sample["test"]),
+            (&"recovered".into(), &serde_json::Value::Null, &true.into())
         );
     }
 
@@ -448,6 +496,20 @@ mod tests {
             ..r
         };
         assert_eq!(many.backoff(19), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_end_waits_one_schedule_at_most_a_minute_and_a_minute_by_default() {
+        let config = NotifyConfig {
+            timeout: Duration::from_millis(300),
+            max_attempts: 2,
+            retry_backoff: Duration::from_millis(100),
+            ..NotifyConfig::default()
+        };
+        assert_eq!(finish_limit(&config), Duration::from_millis(700));
+        // 5 × 10s + 1 + 2 + 4 + 8s, cut to a minute: "60s with the defaults".
+        assert_eq!(finish_limit(&NotifyConfig::default()), MAX_FINISH);
+        assert_eq!(MAX_FINISH, Duration::from_secs(60));
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::interrupt::Interrupt;
 use crate::job::JobId;
 use crate::metrics::{self, JobSeries, Metrics, Picture};
-use crate::notify::{Notifier, Ping};
+use crate::notify::Notifier;
 use crate::provider::{ApiError, Client, Listings};
 use crate::rotation::{self, Job, Rotation, RotationError};
 use crate::state::{ServerLock, StateDir, StateError, StoppedEntry, busy};
@@ -242,7 +242,7 @@ impl Runner {
             return Box::pin(self.settle(key, fire_time)).await;
         };
         let job = Job { policy, server };
-        self.ping(&policy.name, Ping::Start, "");
+        self.notify_start(key, fire_time);
         let span =
             tracing::info_span!("job", policy = %policy.name, server_id = server, job_id = %key);
         let rotation = self.rotation();

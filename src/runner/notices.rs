@@ -1,8 +1,11 @@
-//! What a run tells the operator through `notify`: a ping of the policy's `ping_url`
-//! at its start and end, and a notice to `[notify]`'s targets when it failed, or when
+//! What a run tells the operator through `notify`: pings of the policy's `ping_url`
+//! (a fire of the policy, all its jobs, is one run of that check), and a notice to `[notify]`'s targets when it failed, or when
 //! it succeeded after a failed run (the job's last run in the state directory).
 
+use chrono::{DateTime, Utc};
+
 use super::{RunReport, Runner};
+use crate::job::JobId;
 use crate::notify::{Message, Notice, Outcome, Ping, Retry, SnapshotRef};
 use crate::rotation::Job;
 
@@ -28,50 +31,38 @@ impl Runner {
         }
     }
 
-    /// Queues a ping of `policy`'s `ping_url`, if it has one.
-    pub(super) fn ping(&self, policy: &str, ping: Ping, body: &str) {
-        let notify = &self.config.notify;
-        if let Some(message) = Message::ping(notify, policy, ping, body) {
-            self.notifier.send(message, Retry::of(notify));
-        }
+    /// Queues what the start of a job of the fire at `fire` says: `/start` of its
+    /// policy's `ping_url`, when it is the fire's first job to start.
+    pub(super) fn notify_start(&self, job: &JobId, fire: DateTime<Utc>) {
+        self.notifier
+            .ping_fire(&self.config.notify, &job.policy, fire, Ping::Start, "");
     }
 
-    /// Queues what the end of a run says: its ping, and its notice when it failed or
-    /// is the first success after a failure.
+    /// Queues what the end of a run says: its ping (a fire of the policy is one run of
+    /// the check), and its notice when it failed or is the first success after a
+    /// failure.
     pub(super) fn notify_end(&self, report: &RunReport, previous: Option<&RunReport>) {
         if report.skipped.is_some() {
             return;
         }
         let error = (!report.ok).then(|| report.error.clone().unwrap_or(report.message.clone()));
+        let snapshot = self.snapshot_of(report);
+        let notify = &self.config.notify;
+        let (policy, fire) = (&report.job.policy, report.scheduled_for);
         match &error {
-            Some(e) => self.ping(&report.job.policy, Ping::Fail, e),
-            None => self.ping(&report.job.policy, Ping::Success, ""),
+            Some(e) => {
+                let body = fail_body(report, snapshot.as_ref(), e);
+                self.notifier
+                    .ping_fire(notify, policy, fire, Ping::Fail, &body);
+            }
+            None => self
+                .notifier
+                .ping_fire(notify, policy, fire, Ping::Success, ""),
         }
         let outcome = match (report.ok, previous) {
             (false, _) => Outcome::Failed,
             (true, Some(p)) if !p.ok && p.skipped.is_none() => Outcome::Recovered,
             (true, _) => return,
-        };
-        let snapshot = match &report.outcome {
-            Some(o) => Some(SnapshotRef {
-                id: Some(o.snapshot.id),
-                name: o.snapshot.name.clone(),
-            }),
-            // The name the run was to make (the provider gave no id).
-            None => report
-                .snapshot_name
-                .clone()
-                .or_else(|| {
-                    let policy = self
-                        .config
-                        .job_policy(&report.job.policy, report.job.server)?;
-                    let job = Job {
-                        policy,
-                        server: report.job.server,
-                    };
-                    Some(job.snapshot_name(report.scheduled_for))
-                })
-                .map(|name| SnapshotRef { id: None, name }),
         };
         let notice = Notice::new(
             &report.job,
@@ -81,9 +72,51 @@ impl Runner {
             report.seconds,
             report.finished_at,
         );
-        let notify = &self.config.notify;
         for message in Message::all(notify, &notice) {
             self.notifier.send(message, Retry::of(notify));
         }
     }
+
+    /// The snapshot the run made or adopted; else the one it was to make (the provider
+    /// gave no id).
+    fn snapshot_of(&self, report: &RunReport) -> Option<SnapshotRef> {
+        if let Some(o) = &report.outcome {
+            return Some(SnapshotRef {
+                id: Some(o.snapshot.id),
+                name: o.snapshot.name.clone(),
+            });
+        }
+        report
+            .snapshot_name
+            .clone()
+            .or_else(|| {
+                let policy = self
+                    .config
+                    .job_policy(&report.job.policy, report.job.server)?;
+                let job = Job {
+                    policy,
+                    server: report.job.server,
+                };
+                Some(job.snapshot_name(report.scheduled_for))
+            })
+            .map(|name| SnapshotRef { id: None, name })
+    }
+}
+
+/// The body of a `/fail` ping: which job of which fire failed, its snapshot, and why.
+fn fail_body(report: &RunReport, snapshot: Option<&SnapshotRef>, error: &str) -> String {
+    let mut body = format!("{} failed: {error}\n", report.job);
+    if let Some(s) = snapshot {
+        match s.id {
+            Some(id) => body.push_str(&format!("snapshot {} (id {id})\n", s.name)),
+            None => body.push_str(&format!("snapshot {}\n", s.name)),
+        }
+    }
+    body.push_str(&format!(
+        "fire {}\n",
+        report
+            .scheduled_for
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ));
+    body
 }

@@ -597,10 +597,30 @@ fn a_hook_is_a_program_by_absolute_path_then_its_arguments() {
     assert_eq!(ok.program(), std::path::Path::new("/usr/local/bin/freeze"));
     assert_eq!(ok.args(), ["--db", "two words"]);
     assert_eq!(ok.to_string(), "/usr/local/bin/freeze --db \"two words\"");
+    let keyed = |key: &str, ws: &[&str]| At {
+        key: key.into(),
+        ..words(ws)
+    };
     assert_eq!(
-        refused(hook_command(&words(&[]))),
-        "is empty: give the program's absolute path first, then its arguments, like \
-         [\"/usr/local/bin/freeze\", \"--db\"]; or leave the key out"
+        hook_command(&keyed("policy[p].pre_snapshot", &[]))
+            .unwrap_err()
+            .message,
+        "is empty: give the program's absolute path first, then its arguments; write it \
+         like [\"/usr/local/bin/freeze\", \"--db\"]; or leave the key out"
+    );
+    // Each key says how to write itself.
+    assert_eq!(
+        hook_command(&keyed("notify.command", &["alert"]))
+            .unwrap_err()
+            .message,
+        "\"alert\" is not the absolute path of a program: snaprotd starts it without a \
+         shell and without a search path; write it like [\"/usr/local/bin/alert\"]"
+    );
+    assert!(
+        hook_command(&keyed("defaults.post_snapshot", &["thaw"]))
+            .unwrap_err()
+            .message
+            .ends_with("write it like [\"/usr/local/bin/thaw\"]")
     );
     // Reported at the word itself.
     for bad in [
@@ -613,8 +633,8 @@ fn a_hook_is_a_program_by_absolute_path_then_its_arguments() {
         assert_eq!((p.span, p.key.as_str()), (Some(20..20 + bad[0].len()), "k"));
         assert!(
             p.message.ends_with(
-                "is not the absolute path of a program: a hook runs without a shell and \
-                 without a search path; write it like \"/usr/local/bin/freeze\""
+                "is not the absolute path of a program: snaprotd starts it without a shell \
+                 and without a search path"
             ),
             "{bad:?}: {}",
             p.message
@@ -654,5 +674,21 @@ fn a_notify_url_is_checked_as_base_url_and_never_repeated() {
         let message = refused(notify_url(&text(&url)));
         assert!(message.contains(says), "{url}: {message}");
         assert!(!message.contains(secret), "{url}: {message}");
+    }
+    // Each key's own example.
+    for (key, like) in [
+        ("notify.webhook_url", "https://hooks.example.org/snaprotd"),
+        ("policy[p].ping_url", "https://hc-ping.com/<uuid>"),
+        ("defaults.ping_url", "https://hc-ping.com/<uuid>"),
+    ] {
+        let v = At {
+            key: key.into(),
+            ..text("")
+        };
+        let message = notify_url(&v).unwrap_err().message;
+        assert!(
+            message.ends_with(&format!("; write it like \"{like}\"")),
+            "{key}: {message}"
+        );
     }
 }
