@@ -123,6 +123,15 @@ async fn hooks_run_after_the_stop_around_the_create_and_before_the_start() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(0), "{all}");
+    // The log tells it in the order it happened: the create, then the thaw.
+    let line = |needle: &str| {
+        all.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {all}"))
+    };
+    assert!(
+        line("created snapshot") < line("running post_snapshot"),
+        "{all}"
+    );
 
     let st = env.sim.state();
     let log = request_log(&st);

@@ -361,7 +361,7 @@ impl Rotation<'_> {
         plan: &Plan,
         guard: &mut Option<StoppedServer>,
     ) -> Result<(Completed, bool), RotationError> {
-        let (created, took, thawed) = match &plan.adopt {
+        let (created, thawed) = match &plan.adopt {
             Some(existing) => {
                 info!(
                     snapshot_id = existing.id,
@@ -374,7 +374,7 @@ impl Rotation<'_> {
                     existing.status.as_str(),
                     crate::schedule::shown(existing.created_at, job.policy.timezone)
                 );
-                ((existing.clone(), true), Duration::ZERO, Ok(()))
+                ((existing.clone(), true), Ok(()))
             }
             None => {
                 let hooks = hooks::Hooks {
@@ -383,23 +383,28 @@ impl Rotation<'_> {
                     interrupt: self.interrupt,
                     state: self.state,
                 };
-                let around = hooks::around(&hooks, self.create(job, plan)).await;
-                let (c, took) = around.created?;
-                ((c.snapshot, c.adopted), took, around.post)
+                // Said as soon as the create is answered, before the post hook.
+                let create = async {
+                    let created = self.create(job, plan).await;
+                    if let Ok((c, took)) = &created {
+                        info!(
+                            snapshot_id = c.snapshot.id,
+                            snapshot_name = %c.snapshot.name,
+                            "{} snapshot {} (id {}) in {}",
+                            if c.adopted { "adopted the already created" } else { "created" },
+                            c.snapshot.name,
+                            c.snapshot.id,
+                            secs(*took)
+                        );
+                    }
+                    created
+                };
+                let around = hooks::around(&hooks, create).await;
+                let (c, _) = around.created?;
+                ((c.snapshot, c.adopted), around.post)
             }
         };
         let (snapshot, adopted) = created;
-        if plan.adopt.is_none() {
-            info!(
-                snapshot_id = snapshot.id,
-                snapshot_name = %snapshot.name,
-                "{} snapshot {} (id {}) in {}",
-                if adopted { "adopted the already created" } else { "created" },
-                snapshot.name,
-                snapshot.id,
-                secs(took)
-            );
-        }
         if let Some(held) = guard {
             Box::pin(held.protect(self, &snapshot)).await;
         }
