@@ -265,9 +265,14 @@ last_run, last_success, next_fire, overdue; with \fB\-\-provider\fR newest_snaps
 stale), \fIservers_stopped\fR and \fIfreezes_left\fR; when unknown, \fIerror\fR.
 .TP
 \fBcheck\fR
-\fIok\fR, \fIconfig\fR, \fIpolicies\fR (each with \fIping\fR, its ping_url's scheme and
-host only, or null), \fInotify\fR {webhook (scheme and host only), command}; or \fIerrors\fR, each {file, line, column, key,
-message} (and exit 78).
+\fIok\fR, \fIconfig\fR, \fIwarnings\fR (each {file, line, column, key, message}),
+\fIpolicies\fR (each with \fIservers\fR, the ids; \fIserver_patterns\fR, the names and
+globs as written; \fImatched_servers\fR, each {id, name} the patterns match now, or
+{error} when the servers cannot be listed, or null without patterns;
+\fIkeep\fR and \fIkeep_total\fR; \fIpre_snapshot\fR and \fIpost_snapshot\fR, each a
+command as a list, or null; \fIping\fR, its ping_url's scheme and host only, or null),
+\fInotify\fR {webhook (scheme and host only), command}; or \fIerrors\fR, each {file,
+line, column, key, message} (and exit 78).
 .TP
 \fBonce\fR
 \fIruns\fR, each {job, policy, server, result (ok, failed, skipped), scheduled_for,
