@@ -378,3 +378,34 @@ async fn the_first_listing_of_many_servers_is_said_in_one_line() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(20).await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catch_up_runs_a_missed_fire_of_a_server_found_by_name_but_not_of_a_new_one() {
+    let env = Env::new().await;
+    env.sim.add_server(11, "web-1");
+    env.sim.add_server(12, "web-2");
+    env.write_config(
+        "[[policy]]\nname = \"nightly\"\nservers = [\"web-*\"]\nschedule = \"0 0 * * *\"\nkeep = 1\n",
+    );
+    // web@11 was found two days ago; web-2 is new to the daemon.
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let two_days_ago = chrono::Utc::now() - chrono::Duration::days(2);
+    std::fs::write(
+        state.join("known-jobs.json"),
+        format!("{{\"nightly@11\": \"{}\"}}", two_days_ago.to_rfc3339()),
+    )
+    .unwrap();
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    d.wait_log("catch-up: the fire at", 10).await;
+    d.wait_log("rotation done", 10).await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+    assert_eq!(env.names(11).len(), 1, "{}", d.log());
+    assert!(
+        env.names(12).is_empty(),
+        "a server new to the daemon missed nothing:\n{}",
+        d.log()
+    );
+}

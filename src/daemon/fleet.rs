@@ -6,11 +6,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tracing::{error, info};
+use tracing::error;
 
 use super::Daemon;
+use super::start::missed;
 use crate::job::JobId;
-use crate::runner::RunReport;
 
 /// What a policy's jobs found by the listing are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,8 @@ impl Daemon {
                     return;
                 }
             };
+            // Read after the listing remembered the jobs it found (a new one: now).
+            let known = runner.state.known_jobs().await;
             let mut found = Found {
                 fire: Vec::new(),
                 counts: Vec::new(),
@@ -73,15 +75,8 @@ impl Daemon {
                     match *ask {
                         Ask::Fire(at) => found.fire.push((job.clone(), at)),
                         Ask::CatchUp { previous } => {
-                            let last = runner.state.last_run::<RunReport>(job).await;
-                            if last.is_some_and(|l| l.scheduled_for < previous) {
-                                info!(
-                                    policy = %job.policy,
-                                    server_id = job.server,
-                                    job_id = %job,
-                                    "catch-up: the fire at {} was missed while snaprotd was down; running it now",
-                                    crate::schedule::shown(previous, p.timezone)
-                                );
+                            let since = known.get(job).copied();
+                            if missed(&runner.state, job, previous, since, p.timezone).await {
                                 found.fire.push((job.clone(), now));
                             }
                         }

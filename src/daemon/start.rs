@@ -98,19 +98,7 @@ impl Daemon {
                 if resumed.contains(&job) {
                     continue;
                 }
-                let last = state.last_run::<RunReport>(&job).await;
-                let missed = match last {
-                    Some(last) => last.scheduled_for < previous,
-                    None => known.get(&job).is_some_and(|since| *since < previous),
-                };
-                if missed {
-                    info!(
-                        policy = %p.name,
-                        server_id = job.server,
-                        job_id = %job,
-                        "catch-up: the fire at {} was missed while snaprotd was down; running it now",
-                        crate::schedule::shown(previous, p.timezone)
-                    );
+                if missed(&state, &job, previous, known.get(&job).copied(), p.timezone).await {
                     self.dispatch
                         .submit(self.runner.clone(), job, now, Work::Fire);
                 }
@@ -145,4 +133,30 @@ impl Daemon {
         }
         known
     }
+}
+
+/// Whether `job`'s fire at `previous` was missed while snaprotd was down: its last run
+/// answered an earlier fire, or it has none and was known (`known_since`) before that
+/// fire. Says so when it was.
+pub(super) async fn missed(
+    state: &crate::state::StateDir,
+    job: &JobId,
+    previous: DateTime<Utc>,
+    known_since: Option<DateTime<Utc>>,
+    zone: chrono_tz::Tz,
+) -> bool {
+    let missed = match state.last_run::<RunReport>(job).await {
+        Some(last) => last.scheduled_for < previous,
+        None => known_since.is_some_and(|since| since < previous),
+    };
+    if missed {
+        info!(
+            policy = %job.policy,
+            server_id = job.server,
+            job_id = %job,
+            "catch-up: the fire at {} was missed while snaprotd was down; running it now",
+            crate::schedule::shown(previous, zone)
+        );
+    }
+    missed
 }
