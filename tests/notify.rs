@@ -795,3 +795,45 @@ async fn notify_without_test_shows_a_usage_that_asks_only_for_test() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fire_whose_servers_cannot_be_listed_pings_fail_and_posts_a_failure() {
+    let env = env().await;
+    env.sim.add_server(11, "web-1");
+    let r = Receiver::start().await;
+    let ping = ping_path();
+    let header = env.header().replacen(
+        "[daemon]\n",
+        &format!("[notify]\nwebhook_url = \"{}\"\n[daemon]\n", r.url("/hook")),
+        1,
+    );
+    let policy = format!(
+        "[[policy]]\nname = \"web\"\nservers = [\"web-*\"]\nschedule = \"*/2 * * * * *\"\n\
+         keep = 2\nsnapshot_name = \"{{policy}}-%Y%m%d-%H%M%S\"\nping_url = \"{}\"\n",
+        r.url(&ping)
+    );
+    std::fs::write(&env.config, format!("{header}{policy}")).unwrap();
+    env.sim.inject(Fault {
+        times: 1000,
+        ..Fault::status("GET", "/servers/", 503, None)
+    });
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    let failed = eventually(15, || {
+        r.delivered().contains(&format!("POST {ping}/fail"))
+            && r.delivered().iter().any(|l| l == "POST /hook")
+    })
+    .await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+    assert!(failed, "{:?}\n{}", r.delivered(), d.log());
+    let hook = r
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/hook")
+        .expect("a notice");
+    assert!(
+        hook.body.contains("\"outcome\":\"failed\"")
+            && hook.body.contains("cannot list the account's servers"),
+        "{hook:?}"
+    );
+}

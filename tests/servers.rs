@@ -281,7 +281,9 @@ keep = 2
         FaultAction::ConflictingEntry,
     ));
     let out = env.snaprotd(&["once"]).await;
-    assert_ne!(out.code, 0, "{}", out.all());
+    assert_eq!(out.code, 1, "{}", out.all());
+    // The server listed by id still runs, as in the daemon.
+    assert_eq!(env.names(1).len(), 1, "{}", out.all());
     assert!(
         out.stderr
             .contains("server 11 is listed twice, as \"web-1\" and as \"web-1-renamed\""),
@@ -406,6 +408,66 @@ async fn catch_up_runs_a_missed_fire_of_a_server_found_by_name_but_not_of_a_new_
     assert!(
         env.names(12).is_empty(),
         "a server new to the daemon missed nothing:\n{}",
+        d.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_read_before_a_reload_runs_no_server_the_new_patterns_leave_out() {
+    let env = Env::new().await;
+    env.sim.add_server(11, "web-1");
+    env.sim.add_server(12, "web-legacy");
+    let policy = |servers: &str| {
+        format!(
+            "[[policy]]\nname = \"web\"\nservers = {servers}\nschedule = \"*/2 * * * * *\"\n\
+             keep = 2\nsnapshot_name = \"{{policy}}-%Y%m%d-%H%M%S\"\n"
+        )
+    };
+    env.write_config(&policy("[\"web-*\"]"));
+    let mut d = env.start_daemon(&["run"], &[]).await;
+    assert!(
+        eventually(15, || snapshots_of(&env, 12, "web") >= 1).await,
+        "{}",
+        d.log()
+    );
+    // The next fire's listing is slow; the configuration narrows meanwhile.
+    env.sim.inject(Fault::new(
+        "GET",
+        "/servers/",
+        FaultAction::Latency { ms: 2500 },
+    ));
+    assert!(
+        eventually(10, || env.sim.state().faults.is_empty()).await,
+        "{}",
+        d.log()
+    );
+    env.write_config(&policy("[\"web-1\"]"));
+    let reloaded = chrono::Utc::now();
+    d.signal("HUP");
+    d.wait_log("configuration reloaded", 5).await;
+    d.wait_log(
+        "the configuration was reloaded while the servers were listed",
+        10,
+    )
+    .await;
+    let later = snapshots_of(&env, 11, "web");
+    assert!(
+        eventually(10, || snapshots_of(&env, 11, "web") > later).await,
+        "{}",
+        d.log()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(20).await, Some(0));
+    let st = env.sim.state();
+    let after: Vec<&str> = st
+        .snapshots
+        .values()
+        .filter(|s| s.server_id == 12 && s.created_at > reloaded)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        after.is_empty(),
+        "web-legacy was snapshotted after the reload: {after:?}\n{}",
         d.log()
     );
 }

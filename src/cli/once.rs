@@ -13,7 +13,7 @@ use super::views::{RunJson, SnapshotJson, deletions, kept};
 use super::{CliError, CliResult, Exit, load_config};
 use crate::config::{Config, Policy};
 use crate::job::JobId;
-use crate::provider::{Client, ServerStatus};
+use crate::provider::{ApiError, Client, ServerStatus};
 use crate::rotation::{self, Job, retention};
 use crate::runner::{RunReport, Runner};
 
@@ -92,20 +92,35 @@ enum Asker<'a> {
 }
 
 /// The jobs selected by `--policy` and `--server`; those of servers named by name or
-/// glob are asked of the provider (one listing).
-async fn selected(config: &Config, args: &Args, asker: Asker<'_>) -> Result<Vec<JobId>, CliError> {
+/// glob are asked of the provider (one listing). When that listing fails, the jobs of
+/// servers listed by id still run, as in the daemon; the error comes back beside them
+/// (the run then exits 1), or alone when there is no such job.
+async fn selected(
+    config: &Config,
+    args: &Args,
+    asker: Asker<'_>,
+) -> Result<(Vec<JobId>, Option<ApiError>), CliError> {
     let (policy, server) = (args.policy.as_deref(), args.server);
     let (mut jobs, patterned) = by_id(config, policy, server)?;
+    let mut unlisted = None;
     if !patterned.is_empty() {
         let names: Vec<Arc<str>> = patterned.iter().map(|p| p.name.as_str().into()).collect();
         let found = match asker {
-            Asker::Client(client) => {
-                crate::runner::ask_fleet(client, config, &names)
-                    .await?
-                    .0
-                    .jobs
+            Asker::Client(client) => crate::runner::ask_fleet(client, config, &names)
+                .await
+                .map(|(resolved, _)| resolved.jobs),
+            Asker::Runner(runner) => runner.fleet(&names, true, Utc::now()).await,
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) if jobs.is_empty() => return Err(e.into()),
+            Err(e) => {
+                tracing::error!(
+                    "cannot list the account's servers: {e}; only the servers listed by id run"
+                );
+                unlisted = Some(e);
+                Vec::new()
             }
-            Asker::Runner(runner) => runner.fleet(&names, true, Utc::now()).await?,
         };
         for job in found {
             if !jobs.contains(&job) && server.is_none_or(|want| want == job.server) {
@@ -118,21 +133,26 @@ async fn selected(config: &Config, args: &Args, asker: Asker<'_>) -> Result<Vec<
     if jobs.is_empty() {
         return Err(no_matching_job(policy, server));
     }
-    Ok(jobs)
+    Ok((jobs, unlisted))
 }
 
 pub async fn run(path: &Path, args: Args) -> CliResult {
     let config = Arc::new(load_config(path)?);
     if args.dry_run {
         let client = Client::new(&config.api)?;
-        let jobs = selected(&config, &args, Asker::Client(&client)).await?;
-        return dry_run(&config, &client, jobs, args.json).await;
+        let (jobs, unlisted) = selected(&config, &args, Asker::Client(&client)).await?;
+        let exit = dry_run(&config, &client, jobs, args.json).await?;
+        return Ok(if unlisted.is_some() {
+            Exit::Failure
+        } else {
+            exit
+        });
     }
     let grace = config.daemon.shutdown_timeout;
     let mut runner = Runner::new(config.clone())?;
     runner.state.become_owner_if_root()?;
     runner.state.check().await?;
-    let jobs = selected(&config, &args, Asker::Runner(&runner)).await?;
+    let (jobs, unlisted) = selected(&config, &args, Asker::Runner(&runner)).await?;
     runner.skip_busy = args.skip_busy;
     let runner = Arc::new(runner);
     let signals = tokio::spawn(interrupt_on_signal(runner.interrupt.clone(), grace));
@@ -153,7 +173,7 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
         });
     }
     signals.abort();
-    Ok(if failed == 0 {
+    Ok(if failed == 0 && unlisted.is_none() {
         Exit::Success
     } else {
         Exit::Failure

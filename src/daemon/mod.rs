@@ -91,6 +91,9 @@ struct Daemon {
     fleet_tx: mpsc::UnboundedSender<fleet::Found>,
     /// The jobs the last listing found for each policy with patterns.
     patterned_jobs: std::collections::HashMap<Arc<str>, usize>,
+    /// Counts the configurations put in force (reloads), so that a server listing
+    /// read for an older one is not acted on (`fleet.rs`).
+    generation: u64,
 }
 
 /// Runs the daemon on the configuration at `path` until `controls` says stop (or ends).
@@ -139,6 +142,7 @@ pub async fn run(
         reload_failure: None,
         fleet_tx,
         patterned_jobs: Default::default(),
+        generation: 0,
     };
     daemon.start().await;
     // The configuration read at start is in force: the last reload succeeded.
@@ -471,6 +475,7 @@ impl Daemon {
             e.to_string()
         })?;
         self.runner = Arc::new(runner);
+        self.generation += 1;
         self.current.send_replace(self.runner.clone());
         self.remember_jobs(Utc::now()).await;
         let (was, now) = (self.dispatch.limit(), config.daemon.max_concurrent_jobs);

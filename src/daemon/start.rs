@@ -81,7 +81,10 @@ impl Daemon {
                 .then(|| p.schedule.previous_fire(p.timezone, now))
                 .flatten();
             let ask = match previous {
-                Some(previous) => Ask::CatchUp { previous },
+                Some(previous) => Ask::CatchUp {
+                    previous,
+                    resumed: resumed.as_slice().into(),
+                },
                 None => Ask::Remember,
             };
             asks.push((p.name.as_str().into(), ask));

@@ -31,6 +31,27 @@ impl Runner {
         }
     }
 
+    /// Queues what a fire of `policy` at `fire` says when the servers it names could
+    /// not be listed (`error`): `/fail` of its `ping_url`, and a failure notice to
+    /// `[notify]`'s targets, for job `policy@0` (no one server).
+    pub fn notify_unlisted(&self, policy: &str, fire: DateTime<Utc>, error: &str) {
+        let notify = &self.config.notify;
+        self.notifier
+            .ping_fire(notify, policy, fire, Ping::Fail, error);
+        let job = JobId::new(policy, 0);
+        let notice = Notice::new(
+            &job,
+            Outcome::Failed,
+            None,
+            Some(error.into()),
+            0.0,
+            Utc::now(),
+        );
+        for message in Message::all(notify, &notice) {
+            self.notifier.send(message, Retry::of(notify));
+        }
+    }
+
     /// Queues what the start of a job of the fire at `fire` says: `/start` of its
     /// policy's `ping_url`, when it is the fire's first job to start.
     pub(super) fn notify_start(&self, job: &JobId, fire: DateTime<Utc>) {
