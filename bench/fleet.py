@@ -16,7 +16,9 @@ server's snapshots every poll interval until done, delete the old one, and on a 
 sleep its Retry-After — and its figures are printed below snaprotd's.
 
 Usage: bench/fleet.py [--rate 50] [--burst N] [--ceiling N] [--old] [--baseline]
-                      [--select all|GLOB] [--timeline] [SIZES...]
+                      [--select all|GLOB] [--timeline] [--wrap CMD] [SIZES...]
+  SNAPROTD_BIN names the binary (default: target/release/snaprotd), e.g. one built with
+  symbols for --wrap.
   --select names the servers by pattern (servers = "all" or ["GLOB"]) instead of ids.
   --ceiling sets [api] max_requests_per_second (default: unset, the budget finds the
   provider's rate). The small-bucket provider of the adaptive budget:
@@ -26,7 +28,7 @@ import argparse, concurrent.futures, json, os, resource, subprocess, tempfile, t
 import urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "snaprotd")
+BIN = os.environ.get("SNAPROTD_BIN") or os.path.join(ROOT, "target", "release", "snaprotd")
 TOKEN = "bench-token"
 CREATE = 5.0
 POLL = 2.0
@@ -102,7 +104,8 @@ def run(n, tmp, args):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         outf = open(os.path.join(tmp, f"once-{n}.json"), "w+")
-        p = subprocess.Popen([BIN, "once", "-c", config, "--json"], env={**os.environ, "SNAPROTD_API_TOKEN": TOKEN,
+        wrap = args.wrap.split() if args.wrap else []
+        p = subprocess.Popen(wrap + [BIN, "once", "-c", config, "--json"], env={**os.environ, "SNAPROTD_API_TOKEN": TOKEN,
                              "SNAPROTD_LOG": "warn"}, stdout=outf, stderr=subprocess.DEVNULL)
         peak_kb = 0
         while p.poll() is None:
@@ -196,6 +199,7 @@ def main():
     parser.add_argument("--burst", type=float, help="the provider's bucket (default: a second's worth)")
     parser.add_argument("--ceiling", type=int, help="[api] max_requests_per_second (default unset)")
     parser.add_argument("--old", action="store_true", help="one old snapshot per server, keep = 1")
+    parser.add_argument("--wrap", help='a profiler to run once under, e.g. "heaptrack -o /tmp/once"')
     parser.add_argument("--baseline", action="store_true", help="also run a per-server poll loop")
     parser.add_argument("--select", help='name the servers by pattern: "all" or a glob like "server-*" '
                         "(the simulator names them server-ID); one GET /servers/ listing first")
