@@ -180,10 +180,20 @@ pub async fn run(path: &Path, args: Args) -> CliResult {
     })
 }
 
+/// `once --json`: each run is made into its JSON view as it is written.
+#[derive(serde::Serialize)]
+struct RunsJson<'a> {
+    #[serde(serialize_with = "runs_json")]
+    runs: &'a [RunReport],
+}
+
+fn runs_json<S: serde::Serializer>(runs: &&[RunReport], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(runs.iter().map(RunJson::from))
+}
+
 pub fn print_summary(reports: &[RunReport], as_json: bool) {
     if as_json {
-        let runs: Vec<RunJson> = reports.iter().map(Into::into).collect();
-        output::json(&json!({ "runs": runs }));
+        output::json(&RunsJson { runs: reports });
         return;
     }
     let rows: Vec<Vec<String>> = reports

@@ -120,28 +120,35 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 /// changes meaning or goes away; new fields may come without it.
 pub const JSON_VERSION: u32 = 1;
 
-/// Prints a `--json` document: `value` must serialize to an object, which is printed
-/// with `"version"` (the format's, [`JSON_VERSION`]) as its first field. Every
-/// command's document is an object, so a field can be added without breaking a reader.
+/// Prints a `--json` document: `value` must serialize to an object (a struct or a
+/// map), which is printed with `"version"` (the format's, [`JSON_VERSION`]) as its
+/// first field. Every command's document is an object, so a field can be added without
+/// breaking a reader. The document is written as it is serialized, never held whole
+/// in memory (`once` of a large fleet prints a run per job).
 pub fn json<T: serde::Serialize>(value: &T) {
-    let body = match serde_json::to_value(value) {
-        Ok(serde_json::Value::Object(fields)) => fields,
-        Ok(other) => {
-            let mut fields = serde_json::Map::new();
-            fields.insert("result".into(), other);
-            fields
-        }
-        Err(e) => {
-            errln!("error: cannot write JSON: {e}");
-            return;
-        }
+    #[derive(serde::Serialize)]
+    struct Document<'a, T> {
+        version: u32,
+        #[serde(flatten)]
+        body: &'a T,
+    }
+    let doc = Document {
+        version: JSON_VERSION,
+        body: value,
     };
-    let mut doc = serde_json::Map::new();
-    doc.insert("version".into(), JSON_VERSION.into());
-    doc.extend(body);
-    match serde_json::to_string_pretty(&serde_json::Value::Object(doc)) {
-        Ok(text) => outln!("{text}"),
-        Err(e) => errln!("error: cannot write JSON: {e}"),
+    let mut failed = None;
+    with_stdout(|out| {
+        let mut out = std::io::BufWriter::new(out);
+        match serde_json::to_writer_pretty(&mut out, &doc) {
+            Ok(()) => {}
+            Err(e) if e.is_io() => return Err(e.into()),
+            Err(e) => failed = Some(e),
+        }
+        out.write_all(b"\n")?;
+        out.flush()
+    });
+    if let Some(e) = failed {
+        errln!("error: cannot write JSON: {e}");
     }
 }
 
