@@ -10,6 +10,7 @@
 // `println!` would panic.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod admission;
 pub mod bucket;
 pub mod cli;
 pub mod config;

@@ -155,9 +155,11 @@ pub async fn run(
     ));
     let watchdog = systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, ping_tx)));
 
+    let admission = daemon.dispatch.admission();
     loop {
         tokio::select! {
             Some(at) = fired_rx.recv() => daemon.on_alarm(at).await,
+            () = admission.room() => daemon.dispatch.fill(),
             Some(()) = clock_rx.recv() => {
                 daemon.check_clock().await;
             }

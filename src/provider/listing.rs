@@ -11,7 +11,7 @@
 //! `count` differing from the entries is therefore only noted. Repeats are the danger
 //! (they inflate what is seen), and they are merged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -34,6 +34,14 @@ impl std::ops::Deref for Listing {
 }
 
 impl Listing {
+    /// A listing with no snapshot, in doubt when the listing it is part of is.
+    pub fn empty(doubt: Option<String>) -> Listing {
+        Listing {
+            snapshots: Vec::new(),
+            doubt,
+        }
+    }
+
     /// Checks the entries of a listing of `server` (`None`: the account) whose answer
     /// said it held `count` snapshots. Returns the listing and how many entries of
     /// other servers were dropped.
@@ -42,45 +50,9 @@ impl Listing {
         server: Option<u64>,
         count: Option<u64>,
     ) -> (Listing, usize) {
-        let mut by_id: BTreeMap<u64, Snapshot> = BTreeMap::new();
-        let mut doubt = None;
-        for s in entries {
-            match by_id.get(&s.id) {
-                Some(seen) if *seen != s => {
-                    doubt.get_or_insert_with(|| {
-                        format!(
-                            "snapshot {} is listed twice, as {} {} and as {} {}",
-                            s.id,
-                            seen.name,
-                            seen.status.as_str(),
-                            s.name,
-                            s.status.as_str()
-                        )
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    by_id.insert(s.id, s);
-                }
-            }
-        }
-        if let Some(count) = count
-            && count != by_id.len() as u64
-        {
-            tracing::debug!(
-                "the listing says it holds {count} snapshot(s), but {} distinct ones came \
-                 (its pages shifted while they were read)",
-                by_id.len()
-            );
-        }
-        let before = by_id.len();
-        let mut snapshots: Vec<Snapshot> = by_id
-            .into_values()
-            .filter(|s| server.is_none_or(|id| s.server.id == id))
-            .collect();
-        snapshots.sort_by_key(|s| (s.created_at, s.id));
-        let foreign = before - snapshots.len();
-        (Listing { snapshots, doubt }, foreign)
+        let mut check = Check::new(move |id| server.is_none_or(|s| s == id));
+        check.page(entries);
+        check.finish(count)
     }
 
     /// The part of an account-wide listing that is `server`'s (its doubt included).
@@ -95,6 +67,85 @@ impl Listing {
             doubt: self.doubt.clone(),
         }
     }
+}
+
+/// The check of a listing, page by page as it is read: a snapshot shown twice the
+/// same way counts once; one shown two ways puts the whole listing in doubt. Only the
+/// entries of the servers `keep` accepts are kept whole; of the others, a fingerprint
+/// is enough to see them repeat, so a listing of the account costs what its wanted
+/// servers' snapshots do.
+pub struct Check<F> {
+    keep: F,
+    kept: BTreeMap<u64, Snapshot>,
+    /// Entries of other servers: id and fingerprint.
+    others: HashMap<u64, u64>,
+    doubt: Option<String>,
+}
+
+impl<F: Fn(u64) -> bool> Check<F> {
+    pub fn new(keep: F) -> Check<F> {
+        Check {
+            keep,
+            kept: BTreeMap::new(),
+            others: HashMap::new(),
+            doubt: None,
+        }
+    }
+
+    /// Takes one page's entries.
+    pub fn page(&mut self, entries: Vec<Snapshot>) {
+        for s in entries {
+            let seen_other = self.others.get(&s.id).copied();
+            if let Some(seen) = self.kept.get(&s.id) {
+                if *seen != s {
+                    let why = format!(
+                        "snapshot {} is listed twice, as {} {} and as {} {}",
+                        s.id,
+                        seen.name,
+                        seen.status.as_str(),
+                        s.name,
+                        s.status.as_str()
+                    );
+                    self.doubt.get_or_insert(why);
+                }
+            } else if let Some(seen) = seen_other {
+                if seen != fingerprint(&s) {
+                    let why = format!("snapshot {} is listed twice, two ways", s.id);
+                    self.doubt.get_or_insert(why);
+                }
+            } else if (self.keep)(s.server.id) {
+                self.kept.insert(s.id, s);
+            } else {
+                self.others.insert(s.id, fingerprint(&s));
+            }
+        }
+    }
+
+    /// The listing of the kept servers, and how many snapshots of others it showed.
+    pub fn finish(self, count: Option<u64>) -> (Listing, usize) {
+        let distinct = self.kept.len() + self.others.len();
+        if let Some(count) = count
+            && count != distinct as u64
+        {
+            tracing::debug!(
+                "the listing says it holds {count} snapshot(s), but {distinct} distinct ones \
+                 came (its pages shifted while they were read)"
+            );
+        }
+        let mut snapshots: Vec<Snapshot> = self.kept.into_values().collect();
+        snapshots.sort_by_key(|s| (s.created_at, s.id));
+        let listing = Listing {
+            snapshots,
+            doubt: self.doubt,
+        };
+        (listing, self.others.len())
+    }
+}
+
+/// What tells two entries of one snapshot apart.
+fn fingerprint(s: &Snapshot) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(s)
 }
 
 #[cfg(test)]

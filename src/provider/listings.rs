@@ -2,9 +2,11 @@
 //! time (many servers firing together, many snapshots being waited for), their asks
 //! are gathered for a moment and answered by one round of requests — one account-wide
 //! `GET /snapshots/` (all pages) when that takes fewer requests than one listing per
-//! server, otherwise one listing per server.
+//! server, otherwise one listing per server. An account-wide listing also keeps the
+//! snapshots of the servers whose jobs wait to start ([`Listings::prefetch`]): their
+//! first listing, read after they were submitted, with no request of their own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +25,7 @@ const MAX_GATHER: Duration = Duration::from_millis(200);
 /// Servers asked for at once before an account-wide listing is tried blind.
 const UNKNOWN_ACCOUNT_MIN_ASKS: usize = 50;
 /// The share of the rate budget that poll rounds may take.
-const POLL_SHARE: f64 = 0.1;
+const POLL_SHARE: f64 = 0.07;
 /// The page size assumed until the provider shows its own.
 const ASSUMED_PAGE_SIZE: usize = 100;
 
@@ -87,6 +89,19 @@ struct Shared {
     /// Snapshots per server seen in per-server listings (to estimate the account).
     seen_servers: u64,
     seen_snapshots: u64,
+    /// Servers whose job waits to start, and what was read for its first listing.
+    prefetched: HashMap<u64, Prefetch>,
+    /// Rounds begun so far: a prefetch takes the first round begun after it was asked.
+    rounds_begun: u64,
+}
+
+/// The first listing of a job waiting to start, read by a round for other jobs.
+struct Prefetch {
+    /// The rounds begun when the job was submitted.
+    after: u64,
+    /// The job has not started: a round may still read for it.
+    waiting: bool,
+    listing: Option<Listing>,
 }
 
 impl Shared {
@@ -126,10 +141,48 @@ impl Listings {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The snapshots of `server`, read after this call began.
+    /// The snapshots of `server`, read after this call began — or, for the first
+    /// listing of a job that waited to start, read since it was submitted (what it
+    /// would have held while waiting had it started at once).
     pub async fn server(&self, server: u64) -> Answer {
         let _ = ASKED.try_with(|asked| self.asked(asked));
-        self.ask(Queue::First, server, GATHER).await
+        let read = {
+            let mut s = self.lock();
+            match s.prefetched.get(&server) {
+                Some(p) if !p.waiting => s.prefetched.remove(&server).and_then(|p| p.listing),
+                _ => None,
+            }
+        };
+        match read {
+            Some(listing) => Ok(listing),
+            None => self.ask(Queue::First, server, GATHER).await,
+        }
+    }
+
+    /// The job of `server` waits to start: an account-wide listing begun from now on
+    /// keeps the server's snapshots for the job's first listing.
+    pub fn prefetch(&self, server: u64) {
+        let mut s = self.lock();
+        let after = s.rounds_begun;
+        let p = Prefetch {
+            after,
+            waiting: true,
+            listing: None,
+        };
+        s.prefetched.insert(server, p);
+    }
+
+    /// The job of `server` started (what was read for it waits for its first listing)
+    /// or will not start; what an earlier job left unread is dropped.
+    pub fn no_prefetch(&self, server: u64, started: bool) {
+        let mut s = self.lock();
+        match s.prefetched.get_mut(&server) {
+            Some(p) if started && p.waiting && p.listing.is_some() => p.waiting = false,
+            Some(_) => {
+                s.prefetched.remove(&server);
+            }
+            None => {}
+        }
     }
 
     /// Runs `job`, a job that is about to ask for its first listing: until it asks (or
@@ -169,7 +222,10 @@ impl Listings {
     /// `interval` (a waiting job asks again right after its last answer, so one interval
     /// from its ask is one interval after the last round), and one round answers every
     /// job waiting at the time.
+    /// The job waits for the provider meanwhile: it does not count as at work
+    /// (`admission.rs`).
     pub async fn poll(&self, server: u64, interval: Duration) -> Answer {
+        let _away = crate::admission::away();
         self.ask(Queue::Poll, server, interval).await
     }
 
@@ -278,40 +334,69 @@ impl Listings {
         total.div_ceil(page).max(1) as usize
     }
 
-    /// Answers `asks` with one round of listings; returns the requests it took.
+    /// Answers `asks` with one round of listings; returns the requests it took. An
+    /// account-wide round also reads for the jobs waiting to start.
     async fn round(&self, asks: Asks) -> usize {
         let mut cost = 0;
-        let account_wide = {
-            let s = self.lock();
-            let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
-            let pages = Self::account_pages(&s, servers.len().max(1));
+        let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
+        let (round, waiting, account_wide) = {
+            let mut s = self.lock();
+            s.rounds_begun += 1;
+            let round = s.rounds_begun;
+            let waiting: Vec<u64> = s
+                .prefetched
+                .iter()
+                .filter(|(id, p)| {
+                    p.waiting && p.listing.is_none() && p.after < round && !servers.contains(id)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            let wanted = servers.len() + waiting.len();
+            let pages = Self::account_pages(&s, wanted.max(1));
             // Until an account-wide listing has shown the account's size, only a large
             // crowd of asks risks one.
-            let enough = s.account_count.is_some() || servers.len() >= UNKNOWN_ACCOUNT_MIN_ASKS;
-            enough && servers.len() > 1 && pages < servers.len()
+            let enough = s.account_count.is_some() || wanted >= UNKNOWN_ACCOUNT_MIN_ASKS;
+            (round, waiting, enough && wanted > 1 && pages < wanted)
         };
-        let servers: BTreeSet<u64> = asks.iter().map(|(id, _)| *id).collect();
         let mut answers: BTreeMap<u64, Answer> = BTreeMap::new();
         if account_wide {
-            match self.client.list_snapshots_with_info(None).await {
+            // Only the snapshots of the servers asked for or waiting are kept.
+            let wanted: std::collections::HashSet<u64> =
+                servers.iter().chain(&waiting).copied().collect();
+            let keep = move |id| wanted.contains(&id);
+            match self.client.list_snapshots_of(None, keep).await {
                 Ok((all, info)) => {
                     cost += info.pages;
                     {
                         let mut s = self.lock();
-                        s.account_count = info.count.or(Some(all.len() as u64));
+                        s.account_count = info.count.or(Some(info.distinct as u64));
                         s.page_size = info.page_size.or(s.page_size);
                     }
                     // One account-wide listing: its doubt, if any, is every server's.
                     for id in &servers {
-                        let empty = Listing {
-                            snapshots: Vec::new(),
-                            doubt: all.doubt.clone(),
-                        };
-                        answers.insert(*id, Ok(empty));
+                        answers.insert(*id, Ok(Listing::empty(all.doubt.clone())));
                     }
+                    let mut read: HashMap<u64, Listing> = waiting
+                        .into_iter()
+                        .map(|id| (id, Listing::empty(all.doubt.clone())))
+                        .collect();
                     for snapshot in all.snapshots {
-                        if let Some(Ok(list)) = answers.get_mut(&snapshot.server.id) {
+                        let id = snapshot.server.id;
+                        if let Some(Ok(list)) = answers.get_mut(&id) {
                             list.snapshots.push(snapshot);
+                        } else if let Some(list) = read.get_mut(&id) {
+                            list.snapshots.push(snapshot);
+                        }
+                    }
+                    let mut s = self.lock();
+                    for (id, mut listing) in read {
+                        if let Some(p) = s.prefetched.get_mut(&id)
+                            && p.waiting
+                            && p.after < round
+                        {
+                            // Kept a while by thousands of jobs: no room to spare.
+                            listing.snapshots.shrink_to_fit();
+                            p.listing = Some(listing);
                         }
                     }
                 }
@@ -370,4 +455,93 @@ where
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use futures_util::future::join_all;
+
+    use super::*;
+    use crate::config::ApiConfig;
+    use crate::sim::{SimHandle, SimOptions};
+    use crate::token::ApiToken;
+
+    /// A simulator of `servers` servers with one snapshot each, and listings of it.
+    async fn listings_of(servers: u64) -> (SimHandle, Listings) {
+        let options = SimOptions {
+            token: "t".into(),
+            ..SimOptions::default()
+        };
+        let sim = SimHandle::start(([127, 0, 0, 1], 0).into(), options)
+            .await
+            .expect("the simulator starts");
+        for id in 1..=servers {
+            sim.add_server(id, &format!("s{id}"));
+            sim.state().add_snapshot(id, "old", "completed", Utc::now());
+        }
+        let api = ApiConfig {
+            base_url: sim.base_url().parse().expect("a URL"),
+            token: Some(ApiToken::parse("t").expect("a token")),
+            token_source: "test".into(),
+            request_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(50),
+            snapshot_cap: 5,
+            max_requests_per_second: Some(1000.0),
+        };
+        let client = Client::new(&api).expect("a client");
+        (sim, Listings::new(client))
+    }
+
+    fn requests(sim: &SimHandle) -> usize {
+        sim.state().requests.len()
+    }
+
+    #[tokio::test]
+    async fn a_job_waiting_to_start_gets_its_first_listing_from_a_round_for_others() {
+        let (sim, listings) = listings_of(61).await;
+        for id in 51..=60 {
+            listings.prefetch(id);
+        }
+        let asked = join_all((1..=50).map(|id| listings.server(id))).await;
+        assert!(asked.iter().all(|l| l.as_ref().is_ok_and(|l| l.len() == 1)));
+        let read = requests(&sim);
+        assert!(
+            sim.state()
+                .requests
+                .iter()
+                .all(|r| !r.path.contains("server_id")),
+            "one account-wide round"
+        );
+        // A job that waited while that round was read starts and takes its share.
+        listings.prefetch(61);
+        for id in 51..=61 {
+            listings.no_prefetch(id, true);
+        }
+        for id in 51..=60 {
+            let l = listings.server(id).await.expect("a listing");
+            assert_eq!(l.iter().map(|s| s.server.id).collect::<Vec<_>>(), [id]);
+        }
+        assert_eq!(requests(&sim), read, "no request of their own");
+        // The share is read once; a job that came after the round asks for itself.
+        listings.server(51).await.expect("a listing");
+        assert!(requests(&sim) > read);
+        let now = requests(&sim);
+        listings.server(61).await.expect("a listing");
+        assert!(requests(&sim) > now);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_does_not_start_leaves_nothing_for_the_next() {
+        let (sim, listings) = listings_of(60).await;
+        listings.prefetch(60);
+        join_all((1..=59).map(|id| listings.server(id))).await;
+        let read = requests(&sim);
+        // Dropped at shutdown: what was read for it goes.
+        listings.no_prefetch(60, false);
+        listings.no_prefetch(60, true);
+        listings.server(60).await.expect("a listing");
+        assert!(requests(&sim) > read);
+    }
 }

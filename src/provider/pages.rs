@@ -9,7 +9,7 @@ use super::ApiError;
 use super::assumptions::{MAX_LISTING_TIME, MAX_PAGES};
 use super::budget::Class;
 use super::client::Client;
-use super::listing::Listing;
+use super::listing::{Check, Listing};
 use super::text::display_path;
 use super::types::{Page, Server};
 
@@ -18,6 +18,8 @@ use super::types::{Page, Server};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ListingInfo {
     pub count: Option<u64>,
+    /// The distinct entries read, kept or not.
+    pub distinct: usize,
     pub pages: usize,
     pub page_size: Option<usize>,
 }
@@ -92,20 +94,38 @@ impl Client {
         &self,
         server: Option<u64>,
     ) -> Result<(Listing, ListingInfo), ApiError> {
+        self.list_snapshots_of(server, move |id| server.is_none_or(|s| s == id))
+            .await
+    }
+
+    /// Like `list_snapshots_with_info`, keeping of each page as it comes only the
+    /// snapshots of the servers `keep` accepts (the whole listing is still checked).
+    pub async fn list_snapshots_of(
+        &self,
+        server: Option<u64>,
+        keep: impl Fn(u64) -> bool + Send,
+    ) -> Result<(Listing, ListingInfo), ApiError> {
         let mut url = self.url("snapshots/")?;
         if let Some(id) = server {
             url.query_pairs_mut()
                 .append_pair("server_id", &id.to_string());
         }
-        let pages = tokio::time::timeout(MAX_LISTING_TIME, Box::pin(self.read_pages(url)));
-        let (entries, info) = pages.await.map_err(|_| ApiError::Protocol {
-            call: "GET /snapshots/".into(),
-            message: format!(
-                "the listing took longer than {}",
-                humantime::format_duration(MAX_LISTING_TIME)
-            ),
-        })??;
-        let (listing, foreign) = Listing::check(entries, server, info.count);
+        let mut check = Check::new(keep);
+        let pages = Box::pin(self.read_pages_with(url, |page| check.page(page)));
+        let info = tokio::time::timeout(MAX_LISTING_TIME, pages)
+            .await
+            .map_err(|_| ApiError::Protocol {
+                call: "GET /snapshots/".into(),
+                message: format!(
+                    "the listing took longer than {}",
+                    humantime::format_duration(MAX_LISTING_TIME)
+                ),
+            })??;
+        let (listing, foreign) = check.finish(info.count);
+        let info = ListingInfo {
+            distinct: listing.len() + foreign,
+            ..info
+        };
         if foreign > 0
             && let Some(id) = server
         {
@@ -124,12 +144,22 @@ impl Client {
     /// Every entry of the listing that starts at `url`.
     async fn read_pages<T: DeserializeOwned>(
         &self,
-        mut url: url::Url,
+        url: url::Url,
     ) -> Result<(Vec<T>, ListingInfo), ApiError> {
+        let mut all = Vec::new();
+        let info = self.read_pages_with(url, |page| all.extend(page)).await?;
+        Ok((all, info))
+    }
+
+    /// Hands each page's entries of the listing that starts at `url` to `each`.
+    async fn read_pages_with<T: DeserializeOwned>(
+        &self,
+        mut url: url::Url,
+        mut each: impl FnMut(Vec<T>),
+    ) -> Result<ListingInfo, ApiError> {
         let first = format!("GET {}", display_path(&url));
         // One listing, one place in the budget's line, for all its pages.
         let place = self.place(Class::Listing);
-        let mut all = Vec::new();
         let mut info = ListingInfo::default();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
@@ -140,9 +170,9 @@ impl Client {
             info.count = info.count.or(page.count);
             info.pages += 1;
             let len = page.results.len();
-            all.extend(page.results);
+            each(page.results);
             let Some(next) = page.next.filter(|n| !n.is_empty()) else {
-                return Ok((all, info));
+                return Ok(info);
             };
             info.page_size = info.page_size.or(Some(len.max(1)));
             let next_url = self.base.join(&next).map_err(|e| ApiError::Protocol {

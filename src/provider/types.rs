@@ -5,14 +5,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::assumptions;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct ServerRef {
     pub id: u64,
     #[serde(default)]
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Snapshot {
     pub id: u64,
     pub server: ServerRef,
@@ -25,7 +25,7 @@ pub struct Snapshot {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SnapshotStatus {
     InProgress,
     Completed,

@@ -158,7 +158,7 @@ pub(super) async fn around<T>(
     }
     let pre = match &config.pre_snapshot {
         Some(command) => {
-            if let Err(failure) = hooks.note_freeze(command).await {
+            if let Err(failure) = Box::pin(hooks.note_freeze(command)).await {
                 return Around {
                     created: Err(RotationError::Hook {
                         failure,
@@ -167,7 +167,7 @@ pub(super) async fn around<T>(
                     post: Ok(()),
                 };
             }
-            hooks.run(Phase::Pre, command, None).await
+            Box::pin(hooks.run(Phase::Pre, command, None)).await
         }
         None => Ok(()),
     };
@@ -189,11 +189,11 @@ pub(super) async fn around<T>(
         ),
     };
     let post = match &config.post_snapshot {
-        Some(command) => hooks.run(Phase::Post, command, Some(result)).await,
+        Some(command) => Box::pin(hooks.run(Phase::Post, command, Some(result))).await,
         None => Ok(()),
     };
     if config.pre_snapshot.is_some() {
-        hooks.forget_freeze().await;
+        Box::pin(hooks.forget_freeze()).await;
     }
     let post = post.map_err(|failure| {
         let then = match result {

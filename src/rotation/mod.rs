@@ -146,7 +146,7 @@ impl Rotation<'_> {
         let name = job.snapshot_name(fire_time);
 
         // Before anything else: a freeze snaprotd ended in is thawed (`hooks.rs`).
-        hooks::thaw_left(self, job.server).await;
+        Box::pin(hooks::thaw_left(self, job.server)).await;
 
         // Before step 1: a stopped-server record on this server is taken over, so
         // that from here on the guard starts the server whatever happens.
@@ -265,7 +265,7 @@ impl Rotation<'_> {
             });
         }
         for (snapshot, reason) in &plan.make_room {
-            self.delete(job, snapshot, reason)
+            Box::pin(self.delete(job, snapshot, reason))
                 .await
                 .map_err(RotationError::api("making room"))?;
         }
@@ -399,7 +399,7 @@ impl Rotation<'_> {
                     }
                     created
                 };
-                let around = hooks::around(&hooks, create).await;
+                let around = hooks::around(&hooks, Box::pin(create)).await;
                 let (c, _) = around.created?;
                 ((c.snapshot, c.adopted), around.post)
             }

@@ -1,7 +1,9 @@
 //! Running submitted jobs: one at a time per server (the others queue behind it), a
 //! fire skipped while the same job is still running or queued, and at most
 //! `max_concurrent_jobs` running at once — a limit a reload can change. Jobs waiting
-//! for a slot start in the order they came. Every job task is tracked for shutdown and
+//! for a slot start in the order they came, and only as fast as the rate budget can
+//! serve them: while the started jobs at work (not waiting for their snapshot) reach
+//! [`Run::admission_window`], the others wait as small records (`admission.rs`). Every job task is tracked for shutdown and
 //! can be cancelled (the last resort at shutdown: a cancelled job's stopped server is
 //! settled afterwards).
 //!
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{RunReport, Work};
+use crate::admission::Admission;
 use crate::job::JobId;
 
 /// What runs a job for the dispatcher (the [`super::Runner`]; a stand-in in tests).
@@ -30,6 +33,18 @@ pub trait Run: Send + Sync + 'static {
         fire_time: DateTime<Utc>,
         work: Work,
     ) -> impl Future<Output = RunReport> + Send;
+
+    /// How many started jobs may be at work (not waiting for the provider) before
+    /// another starts.
+    fn admission_window(&self) -> usize {
+        usize::MAX
+    }
+
+    /// A job of `server` waits to start: what it will ask first may be read meanwhile.
+    fn waiting(&self, _server: u64) {}
+
+    /// The job of `server` that waited started, or will not start.
+    fn not_waiting(&self, _server: u64, _started: bool) {}
 }
 
 /// What became of a submitted job.
@@ -64,6 +79,7 @@ pub struct Dispatcher<R: Run> {
     limit: usize,
     pub tracker: TaskTracker,
     pub cancel: CancellationToken,
+    admission: Arc<Admission>,
     done: mpsc::UnboundedSender<RunReport>,
 }
 
@@ -78,6 +94,7 @@ impl<R: Run> Dispatcher<R> {
             limit: max_concurrent_jobs.max(1),
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            admission: Arc::default(),
             done,
         }
     }
@@ -85,6 +102,12 @@ impl<R: Run> Dispatcher<R> {
     /// Jobs running now.
     pub fn running(&self) -> usize {
         self.running
+    }
+
+    /// The count of started jobs at work: its [`Admission::room`] tells the owner to
+    /// call [`Dispatcher::fill`].
+    pub fn admission(&self) -> Arc<Admission> {
+        self.admission.clone()
     }
 
     /// At most this many jobs run at once.
@@ -126,11 +149,11 @@ impl<R: Run> Dispatcher<R> {
             return Submitted::Queued;
         }
         self.busy_servers.insert(server);
-        if self.running < self.limit && self.waiting.is_empty() {
+        if self.waiting.is_empty() && self.may_start(&pending.runner) {
             self.start(pending);
             Submitted::Started
         } else {
-            self.waiting.push_back(pending);
+            self.wait(pending);
             Submitted::WaitingForSlot
         }
     }
@@ -150,7 +173,7 @@ impl<R: Run> Dispatcher<R> {
             }
             if let Some(next) = next {
                 self.busy_servers.insert(job.server);
-                self.waiting.push_back(next);
+                self.wait(next);
             }
         }
         self.fill();
@@ -171,6 +194,7 @@ impl<R: Run> Dispatcher<R> {
             dropped += 1;
         }
         for p in self.waiting.drain(..) {
+            p.runner.not_waiting(p.job.server, false);
             self.active.remove(&p.job);
             self.busy_servers.remove(&p.job.server);
             dropped += 1;
@@ -178,28 +202,42 @@ impl<R: Run> Dispatcher<R> {
         dropped
     }
 
-    fn fill(&mut self) {
-        while self.running < self.limit {
-            let Some(next) = self.waiting.pop_front() else {
-                break;
-            };
+    /// Starts the jobs waiting for a slot that may start now; the owner calls it when
+    /// [`Admission::room`] says a job went to wait for the provider.
+    pub fn fill(&mut self) {
+        while let Some(next) = self.waiting.front()
+            && self.may_start(&next.runner)
+            && let Some(next) = self.waiting.pop_front()
+        {
             self.start(next);
         }
     }
 
+    fn may_start(&self, runner: &R) -> bool {
+        self.running < self.limit && self.admission.at_work() < runner.admission_window()
+    }
+
+    fn wait(&mut self, p: Pending<R>) {
+        p.runner.waiting(p.job.server);
+        self.waiting.push_back(p);
+    }
+
     fn start(&mut self, p: Pending<R>) {
         self.running += 1;
+        let Pending {
+            job,
+            fire_time,
+            work,
+            runner,
+        } = p;
+        runner.not_waiting(job.server, true);
+        // Counted at work from now, before its task first runs.
+        let run = self.admission.run(runner.run(job.clone(), fire_time, work));
         let cancel = self.cancel.clone();
         let done = self.done.clone();
         self.tracker.spawn(async move {
-            let Pending {
-                job,
-                fire_time,
-                work,
-                runner,
-            } = p;
             let report = tokio::select! {
-                r = runner.run(job.clone(), fire_time, work) => r,
+                r = run => r,
                 _ = cancel.cancelled() => RunReport::failed(
                     job,
                     fire_time,
@@ -445,5 +483,76 @@ mod tests {
         assert_eq!((r.job, r.ok, r.scheduled_for), (job("a", 1), false, fire()));
         assert!(r.message.contains("cancelled"), "{}", r.message);
         assert_eq!(Instant::now() - T0.with(|t| t.get().unwrap()), secs(5));
+    }
+
+    /// At work 2 s, away (waiting for the provider) 10 s, at work 2 s; at most
+    /// `window` jobs at work before another starts.
+    struct Tide {
+        window: usize,
+        started: Mutex<Vec<(u64, Duration)>>,
+    }
+
+    impl Run for Tide {
+        async fn run(
+            self: Arc<Self>,
+            job: JobId,
+            fire_time: DateTime<Utc>,
+            _work: Work,
+        ) -> RunReport {
+            let t0 = T0.with(|t| t.get().expect("t0"));
+            self.started
+                .lock()
+                .unwrap()
+                .push((job.server, Instant::now() - t0));
+            tokio::time::sleep(secs(2)).await;
+            {
+                let _away = crate::admission::away();
+                tokio::time::sleep(secs(10)).await;
+            }
+            tokio::time::sleep(secs(2)).await;
+            RunReport::new(job, fire_time)
+        }
+
+        fn admission_window(&self) -> usize {
+            self.window
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_start_as_others_go_to_wait_for_the_provider() {
+        T0.with(|t| t.set(Some(Instant::now())));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut d = Dispatcher::new(100, tx);
+        let tide = Arc::new(Tide {
+            window: 2,
+            started: Mutex::new(Vec::new()),
+        });
+        for s in 1..=5 {
+            d.submit(tide.clone(), job("a", s), fire(), Work::Fire);
+        }
+        assert_eq!(d.running(), 2, "two at work; the others wait as records");
+        let admission = d.admission();
+        let mut ended = 0;
+        while ended < 5 {
+            tokio::select! {
+                r = rx.recv() => {
+                    d.finished(&r.expect("a report").job);
+                    ended += 1;
+                }
+                () = admission.room() => d.fill(),
+            }
+        }
+        let starts = tide.started.lock().unwrap().clone();
+        // Jobs back from their wait never wait to go on (three at work at 12 s).
+        assert_eq!(
+            starts,
+            [
+                (1, secs(0)),
+                (2, secs(0)),
+                (3, secs(2)),
+                (4, secs(2)),
+                (5, secs(4))
+            ]
+        );
     }
 }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -110,30 +111,25 @@ impl Runner {
         }
     }
 
-    /// Runs `job` in a task of its own: a panic there is reported as a failed run, and
-    /// a server the job stopped is started again.
+    /// Runs `job`, catching a panic: that is reported as a failed run, and a server the
+    /// job stopped is started again. The job runs in the caller's task (one task per
+    /// job), and its future is dropped (its server's lock with it) before the panic is
+    /// dealt with.
     pub async fn run_caught(
         self: Arc<Self>,
         job: JobId,
         fire_time: DateTime<Utc>,
         work: Work,
     ) -> RunReport {
-        let task = {
-            let me = self.clone();
-            let job = job.clone();
-            let listings = self.listings.clone();
-            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-                listings.expecting(async move { me.run_job(&job, fire_time, work).await }),
-            ))
+        let caught = {
+            let run = self
+                .listings
+                .expecting(Box::pin(self.run_job(&job, fire_time, work)));
+            std::panic::AssertUnwindSafe(run).catch_unwind().await
         };
-        let e = match task.await {
+        let what = match caught {
             Ok(report) => return report,
-            Err(e) => e,
-        };
-        let what = if e.is_panic() {
-            panic_text(e.into_panic())
-        } else {
-            "the task was cancelled".into()
+            Err(payload) => panic_text(payload),
         };
         let report = RunReport::failed(
             job.clone(),
@@ -236,7 +232,8 @@ impl Runner {
             },
         }
         let started = Instant::now();
-        let report = RunReport::new(key.clone(), fire_time);
+        // The report is made at the end: a job holds no more than it must while it waits.
+        let started_at = Utc::now();
         let server = key.server;
         let Some(policy) = self.config.job_policy(&key.policy, server) else {
             return Box::pin(self.settle(key, fire_time)).await;
@@ -280,6 +277,10 @@ impl Runner {
         // A run the interrupt cut short did not answer its fire: a catch-up after the
         // next start runs it again.
         let answered = !matches!(result, Err(RotationError::Interrupted(_)));
+        let report = RunReport {
+            started_at,
+            ..RunReport::new(key.clone(), fire_time)
+        };
         let report = match result {
             Ok(outcome) => report.succeeded(outcome),
             Err(e) => report.fail(e.to_string()),
@@ -387,10 +388,20 @@ impl Runner {
             }
         }
         let mut reports: Vec<(usize, RunReport)> = Vec::with_capacity(order.len());
-        for _ in 0..order.len() {
-            let Some(report) = done_rx.recv().await else {
+        let admission = dispatch.admission();
+        let mut received = 0;
+        while received < order.len() {
+            let report = tokio::select! {
+                report = done_rx.recv() => report,
+                () = admission.room() => {
+                    dispatch.fill();
+                    continue;
+                }
+            };
+            let Some(report) = report else {
                 break;
             };
+            received += 1;
             dispatch.finished(&report.job);
             if let Some(i) = order.get(&report.job) {
                 reports.push((*i, report));
@@ -410,7 +421,29 @@ impl Run for Runner {
     ) -> impl Future<Output = RunReport> + Send {
         self.run_caught(job, fire_time, work)
     }
+
+    /// The requests the budget serves in [`ADMIT_AHEAD`], at least [`MIN_AT_WORK`].
+    fn admission_window(&self) -> usize {
+        let ahead = self.client.pace() * ADMIT_AHEAD.as_secs_f64();
+        (ahead as usize).max(MIN_AT_WORK)
+    }
+
+    fn waiting(&self, server: u64) {
+        self.listings.prefetch(server);
+    }
+
+    fn not_waiting(&self, server: u64, started: bool) {
+        self.listings.no_prefetch(server, started);
+    }
 }
+
+/// Jobs start while the jobs at work would keep the rate budget busy for less than
+/// this: enough that the budget never idles, few enough that a fleet's jobs wait as
+/// small records rather than as started tasks.
+const ADMIT_AHEAD: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The fewest jobs at work the admission allows, whatever the pace.
+const MIN_AT_WORK: usize = 64;
 
 /// The text of a panic's payload.
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
