@@ -59,11 +59,12 @@ fn strict(source: &str) -> Result<RawConfig, Vec<Problem>> {
             message(&e),
         )]
     };
-    let document = Deserializer::parse(source).map_err(syntax)?;
+    // One parse at a time: a fleet's file parsed is many times its size.
     let problems = super::keys::check(DeTable::parse(source).map_err(syntax)?.get_ref());
     if !problems.is_empty() {
         return Err(problems);
     }
+    let document = Deserializer::parse(source).map_err(syntax)?;
     serde_path_to_error::deserialize(document).map_err(|e| {
         let key = key_of(source, e.path());
         let span = e.inner().span().unwrap_or(0..0);
