@@ -535,7 +535,9 @@ impl Rotation<'_> {
                     continue;
                 }
             }
-            listing = Some(all);
+            // Kept for step 7 only once it shows the snapshot completed: a job waiting
+            // for the next round holds no listing.
+            listing = matches!(snapshot.status, SnapshotStatus::Completed).then_some(all);
         }
     }
 
