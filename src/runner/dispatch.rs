@@ -3,9 +3,9 @@
 //! `max_concurrent_jobs` running at once — a limit a reload can change. Jobs waiting
 //! for a slot start in the order they came, and only as fast as the rate budget can
 //! serve them: while the started jobs at work (not waiting for their snapshot) reach
-//! [`Run::admission_window`], the others wait as small records (`admission.rs`). Every job task is tracked for shutdown and
-//! can be cancelled (the last resort at shutdown: a cancelled job's stopped server is
-//! settled afterwards).
+//! [`Run::admission_window`], the others wait as small records (`admission.rs`).
+//! Every job task is tracked for shutdown and can be cancelled (the last resort at
+//! shutdown: a cancelled job's stopped server is settled afterwards).
 //!
 //! The dispatcher is the owner's (the daemon's loop, or `Runner::run_all`): it hands
 //! each ended job's report to the `done` channel, and the owner calls
@@ -205,8 +205,10 @@ impl<R: Run> Dispatcher<R> {
     /// Starts the jobs waiting for a slot that may start now; the owner calls it when
     /// [`Admission::room`] says a job went to wait for the provider.
     pub fn fill(&mut self) {
-        while let Some(next) = self.waiting.front()
-            && self.may_start(&next.runner)
+        while self
+            .waiting
+            .front()
+            .is_some_and(|next| self.may_start(&next.runner))
             && let Some(next) = self.waiting.pop_front()
         {
             self.start(next);
